@@ -1,0 +1,14 @@
+//! sae-controller: deletes Alibaba Cloud SAE application instances, at most once, from Kubernetes objects.
+//!
+//! The crate is a pure core with I/O at the edges:
+//! - [`sae`]: talking to SAE (signing, typed client, error classes); no Kubernetes types inside.
+//! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
+//! - [`decide`]: the pure decision function at the centre of the controller.
+//! - [`controller`]: the thin Kubernetes wiring around `decide`.
+//! - [`simulator`]: a local stand-in for SAE used by tests and `make demo`.
+
+pub mod controller;
+pub mod crd;
+pub mod decide;
+pub mod sae;
+pub mod simulator;

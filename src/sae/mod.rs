@@ -1,0 +1,11 @@
+//! Everything sae-controller says to Alibaba Cloud SAE. No Kubernetes types in here.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod sign;
+
+
+pub use credentials::Credentials;
+pub use error::{ErrorClass, SaeError};
+pub use sign::SignatureVersion;
