@@ -1,1 +1,797 @@
-//! TODO
+//! The `SaeInstanceDeletion` API (`sae.ops.dev/v1alpha1`).
+//!
+//! Names here are a public contract: users, scripts and GitOps repositories spell them. The CRD in
+//! `crds/` is generated from these types (see [`crd_yaml`]); doc comments become `kubectl explain`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which instances of which SAE application to delete, and how patiently.
+///
+/// The controller sends DeleteInstances at most once per object (it repeats the request only while
+/// SAE says it did not execute it), then follows the change order SAE created and reports the
+/// outcome in `status`. The spec cannot be changed after creation: create a new object instead.
+// Several printer columns share `type_ = "string"`; clippy reads that as a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sae.ops.dev",
+    version = "v1alpha1",
+    kind = "SaeInstanceDeletion",
+    plural = "saeinstancedeletions",
+    singular = "saeinstancedeletion",
+    namespaced,
+    status = "SaeInstanceDeletionStatus",
+    shortname = "saedel",
+    category = "sae",
+    derive = "PartialEq",
+    cel,
+    doc = "SaeInstanceDeletion deletes chosen instances of an Alibaba Cloud SAE application, at most once, and reports the outcome in its status.",
+    printcolumn(
+        name = "App",
+        type_ = "string",
+        json_path = ".spec.appId",
+        description = "SAE application id"
+    ),
+    printcolumn(
+        name = "Instances",
+        type_ = "string",
+        json_path = ".spec.instanceIds",
+        description = "Instances to delete"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the deletion stands"
+    ),
+    printcolumn(
+        name = "ChangeOrder",
+        type_ = "string",
+        json_path = ".status.changeOrderId",
+        description = "SAE change order created by DeleteInstances"
+    ),
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".status.attempts",
+        description = "DeleteInstances requests sent"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable"))]
+#[serde(rename_all = "camelCase")]
+pub struct SaeInstanceDeletionSpec {
+    /// Alibaba Cloud region of the application, for example `cn-hangzhou`. Required. Selects the
+    /// endpoint `sae.<regionId>.aliyuncs.com`.
+    #[schemars(pattern(r"^[a-z]{2,}(-[a-z0-9]+)+$"))]
+    pub region_id: String,
+
+    /// SAE application id (the AppId shown in the SAE console). Required, 1 to 64 characters.
+    #[schemars(length(min = 1, max = 64))]
+    pub app_id: String,
+
+    /// Ids of the instances to delete. Required, 1 to 100 distinct ids, each 1 to 128 characters
+    /// without commas or whitespace. All of them are sent in one DeleteInstances request.
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(length(min = 1, max = 128), pattern(r"^[^,\s]+$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub instance_ids: Vec<String>,
+
+    /// The Secret holding the Alibaba Cloud AccessKey to call SAE with. Optional: when absent the
+    /// controller uses its own credentials (from its environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<CredentialsRef>,
+
+    /// How DeleteInstances is retried while SAE refuses it without executing it (for example
+    /// while another change order runs on the application). Defaults apply field by field.
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub retry: RetryPolicy,
+
+    /// Seconds from the object's creation within which the deletion must reach a final phase;
+    /// after that it is marked Failed with reason DeadlineExceeded (a change order already running
+    /// in SAE is not stopped). Default 3600, between 60 and 604800 (7 days).
+    #[serde(default = "default_active_deadline_seconds")]
+    #[schemars(range(min = 60, max = 604800))]
+    pub active_deadline_seconds: i32,
+
+    /// Whether to follow SAE's change order until it finishes before reporting Succeeded. When
+    /// false, the object succeeds as soon as SAE accepts the request. Default true.
+    #[serde(default = "default_true")]
+    pub wait_for_completion: bool,
+
+    /// When true, only check that the application exists and has every listed instance, report
+    /// the result, and never send DeleteInstances. Default false.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A reference to a Secret in the object's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    /// Name of a Secret in the same namespace as this object, with keys `accessKeyId` and
+    /// `accessKeySecret`, and `securityToken` for STS credentials. Read again on every attempt,
+    /// so fixing or rotating the Secret takes effect without recreating this object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Retry policy for DeleteInstances requests SAE refused without executing them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Most DeleteInstances requests to send, refused ones included. Default 10, between 1 and
+    /// 100. When every one was refused, the object fails with reason RetriesExhausted.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_attempts: i32,
+
+    /// Wait in seconds before the second request; each further wait doubles, up to
+    /// maxDelaySeconds, and is randomised between half and all of that. Default 5, between 1 and
+    /// 3600. A longer wait requested by SAE (throttling) is honoured.
+    #[serde(default = "default_initial_delay_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub initial_delay_seconds: i32,
+
+    /// Longest wait in seconds between two requests. Default 300, between 1 and 86400.
+    #[serde(default = "default_max_delay_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_delay_seconds: i32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_delay_seconds: default_initial_delay_seconds(),
+            max_delay_seconds: default_max_delay_seconds(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_active_deadline_seconds() -> i32 {
+    3600
+}
+fn default_max_attempts() -> i32 {
+    10
+}
+fn default_initial_delay_seconds() -> i32 {
+    5
+}
+fn default_max_delay_seconds() -> i32 {
+    300
+}
+
+/// What the controller has done and seen. Written only by the controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SaeInstanceDeletionStatus {
+    /// Where the deletion stands (see [`Phase`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// The metadata.generation this status was written for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// DeleteInstances requests sent so far (dry run: checks made), refused ones included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+
+    /// The instance ids recorded by the first attempt. Every later attempt sends exactly these,
+    /// whatever the spec says by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_ids: Option<Vec<String>>,
+
+    /// Id of the change order SAE created for the deletion; look it up in the SAE console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_order_id: Option<String>,
+
+    /// RequestId of the last SAE answer that mattered; quote it to Alibaba Cloud support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+
+    /// TraceId SAE returned with the accepted DeleteInstances request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+
+    /// Last seen status of the change order: Preparing, Executing, Succeeded, Failed, Terminated,
+    /// WaitingManualRelease, WaitingAutoRelease, SystemFailure, PendingApproval, Approved, or
+    /// Unknown(N) for a value SAE has not documented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_order_status: Option<String>,
+
+    /// SAE error code of the last refused or failed request, for example
+    /// Application.ChangerOrderRunning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+
+    /// Human-readable explanation of the current phase and what to do about it, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// When the first DeleteInstances request (dry run: check) was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the last DeleteInstances request (dry run: check) was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+
+    /// Not before this time will the next request be sent (phase Retrying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
+
+    /// When the object reached Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Ready (True once Succeeded), Reconciling (True until a final phase), Stalled (True when
+    /// Failed). All three carry the current reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl SaeInstanceDeletionStatus {
+    /// Succeeded or Failed: the controller never touches the object again.
+    pub fn is_terminal(&self) -> bool {
+        self.phase.is_some_and(Phase::is_terminal)
+    }
+
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// The current reason, which every condition carries.
+    pub fn reason(&self) -> Option<&str> {
+        self.condition(CONDITION_RECONCILING)
+            .map(|c| c.reason.as_str())
+    }
+
+    /// DeleteInstances requests sent so far (0 when none).
+    pub fn attempts(&self) -> i32 {
+        self.attempts.unwrap_or(0)
+    }
+}
+
+/// Where the deletion stands: Pending (nothing sent yet), Submitting (a DeleteInstances request
+/// is being sent), Retrying (SAE refused it without executing it; another will be sent),
+/// InProgress (SAE accepted it; its change order is running), Succeeded or Failed (final; see the
+/// conditions' reason).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Nothing has been sent yet (waiting for credentials, or a dry-run check).
+    Pending,
+    /// A DeleteInstances request is being sent; its outcome is not recorded yet.
+    Submitting,
+    /// SAE refused the last request without executing it; another will be sent.
+    Retrying,
+    /// SAE accepted the request; its change order is being followed.
+    InProgress,
+    /// Final: the instances were deleted (or, for a dry run, would be deletable).
+    Succeeded,
+    /// Final: the deletion failed, was refused, or its outcome is unknown; see the reason.
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Submitting => "Submitting",
+            Phase::Retrying => "Retrying",
+            Phase::InProgress => "InProgress",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Condition types the controller maintains (kstatus conventions).
+pub const CONDITION_READY: &str = "Ready";
+pub const CONDITION_RECONCILING: &str = "Reconciling";
+pub const CONDITION_STALLED: &str = "Stalled";
+
+/// Event reason for an edit of spec.instanceIds made after the first attempt (clusters without CEL).
+pub const EVENT_SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
+
+/// Why the object is in its phase; used as condition and event reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Pending,
+    Submitting,
+    Retrying,
+    WaitingForChangeOrder,
+    WaitingForApplication,
+    Succeeded,
+    AlreadyDeleted,
+    DryRunSucceeded,
+    ApplicationNotFound,
+    InvalidParameter,
+    QuotaExceeded,
+    RetriesExhausted,
+    DeadlineExceeded,
+    ChangeOrderFailed,
+    CredentialsNotFound,
+    AuthenticationFailed,
+    OutcomeUnknown,
+    /// Any other SAE error code that says the request will never be accepted.
+    Rejected,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 18] = [
+        Reason::Pending,
+        Reason::Submitting,
+        Reason::Retrying,
+        Reason::WaitingForChangeOrder,
+        Reason::WaitingForApplication,
+        Reason::Succeeded,
+        Reason::AlreadyDeleted,
+        Reason::DryRunSucceeded,
+        Reason::ApplicationNotFound,
+        Reason::InvalidParameter,
+        Reason::QuotaExceeded,
+        Reason::RetriesExhausted,
+        Reason::DeadlineExceeded,
+        Reason::ChangeOrderFailed,
+        Reason::CredentialsNotFound,
+        Reason::AuthenticationFailed,
+        Reason::OutcomeUnknown,
+        Reason::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Pending => "Pending",
+            Reason::Submitting => "Submitting",
+            Reason::Retrying => "Retrying",
+            Reason::WaitingForChangeOrder => "WaitingForChangeOrder",
+            Reason::WaitingForApplication => "WaitingForApplication",
+            Reason::Succeeded => "Succeeded",
+            Reason::AlreadyDeleted => "AlreadyDeleted",
+            Reason::DryRunSucceeded => "DryRunSucceeded",
+            Reason::ApplicationNotFound => "ApplicationNotFound",
+            Reason::InvalidParameter => "InvalidParameter",
+            Reason::QuotaExceeded => "QuotaExceeded",
+            Reason::RetriesExhausted => "RetriesExhausted",
+            Reason::DeadlineExceeded => "DeadlineExceeded",
+            Reason::ChangeOrderFailed => "ChangeOrderFailed",
+            Reason::CredentialsNotFound => "CredentialsNotFound",
+            Reason::AuthenticationFailed => "AuthenticationFailed",
+            Reason::OutcomeUnknown => "OutcomeUnknown",
+            Reason::Rejected => "Rejected",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Reason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown reason {s:?}"))
+    }
+}
+
+/// The name shown in `status.changeOrderStatus` for SAE's numeric change-order status.
+pub fn change_order_status_name(status: i64) -> String {
+    let name = match status {
+        0 => "Preparing",
+        1 => "Executing",
+        2 => "Succeeded",
+        3 => "Failed",
+        6 => "Terminated",
+        8 => "WaitingManualRelease",
+        9 => "WaitingAutoRelease",
+        10 => "SystemFailure",
+        11 => "PendingApproval",
+        12 => "Approved",
+        other => return format!("Unknown({other})"),
+    };
+    name.to_string()
+}
+
+/// Path of the generated CRD, relative to the repository root.
+pub const CRD_FILE: &str = "crds/saeinstancedeletions.sae.ops.dev.yaml";
+
+/// The CRD as YAML, exactly as stored in [`CRD_FILE`] (`sae-controller crd` prints it).
+pub fn crd_yaml() -> String {
+    let body = serde_saphyr::to_string(&SaeInstanceDeletion::crd())
+        .expect("a CRD always serializes to YAML");
+    format!(
+        "# Generated from src/crd.rs; do not edit. Regenerate with `sae-controller crd > {CRD_FILE}`\n\
+         # (or `UPDATE_CRDS=1 cargo test --lib crd::`).\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn crd_json() -> Value {
+        serde_json::to_value(SaeInstanceDeletion::crd()).unwrap()
+    }
+
+    fn schema() -> Value {
+        crd_json()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    }
+
+    fn spec_schema() -> Value {
+        schema()["properties"]["spec"].clone()
+    }
+
+    fn sample() -> SaeInstanceDeletion {
+        let mut obj = SaeInstanceDeletion::new(
+            "del",
+            SaeInstanceDeletionSpec {
+                region_id: "cn-hangzhou".into(),
+                app_id: "app-1".into(),
+                instance_ids: vec!["i-1".into(), "i-2".into()],
+                credentials_ref: Some(CredentialsRef {
+                    name: "sae-creds".into(),
+                }),
+                retry: RetryPolicy::default(),
+                active_deadline_seconds: 3600,
+                wait_for_completion: true,
+                dry_run: false,
+            },
+        );
+        obj.metadata.namespace = Some("ns".into());
+        obj
+    }
+
+    /// Writes the CRD file when `UPDATE_CRDS=1`, otherwise fails if it is stale.
+    #[test]
+    fn crd_file_matches_the_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_FILE);
+        let want = crd_yaml();
+        if std::env::var("UPDATE_CRDS").as_deref() == Ok("1") {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{CRD_FILE} is stale or missing: regenerate it with `UPDATE_CRDS=1 cargo test --lib crd::` \
+             (or `cargo run -- crd > {CRD_FILE}`) and commit the result"
+        );
+    }
+
+    #[test]
+    fn crd_yaml_parses_back_to_the_same_crd() {
+        let parsed: Value = serde_saphyr::from_str(&crd_yaml()).unwrap();
+        assert_eq!(parsed, crd_json());
+    }
+
+    #[test]
+    fn kustomization_lists_the_crd() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/kustomization.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file_name = CRD_FILE.trim_start_matches("crds/");
+        assert!(
+            text.lines().any(|l| l.trim() == format!("- {file_name}")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_and_scope() {
+        let crd = crd_json();
+        assert_eq!(crd["metadata"]["name"], "saeinstancedeletions.sae.ops.dev");
+        assert_eq!(crd["spec"]["group"], "sae.ops.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        let names = &crd["spec"]["names"];
+        assert_eq!(names["kind"], "SaeInstanceDeletion");
+        assert_eq!(names["plural"], "saeinstancedeletions");
+        assert_eq!(names["shortNames"], json!(["saedel"]));
+        assert_eq!(names["categories"], json!(["sae"]));
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert_eq!(version["subresources"]["status"], json!({}));
+    }
+
+    #[test]
+    fn printer_columns_in_order() {
+        let crd = crd_json();
+        let columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap();
+        let got: Vec<(&str, &str, &str)> = columns
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap(),
+                    c["type"].as_str().unwrap(),
+                    c["jsonPath"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("App", "string", ".spec.appId"),
+                ("Instances", "string", ".spec.instanceIds"),
+                ("Phase", "string", ".status.phase"),
+                ("ChangeOrder", "string", ".status.changeOrderId"),
+                ("Attempts", "integer", ".status.attempts"),
+                ("Age", "date", ".metadata.creationTimestamp"),
+            ]
+        );
+    }
+
+    #[test]
+    fn spec_rules_are_in_the_schema() {
+        let spec = spec_schema();
+        let props = &spec["properties"];
+        let mut required: Vec<&str> = spec["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        required.sort();
+        assert_eq!(required, vec!["appId", "instanceIds", "regionId"]);
+
+        assert_eq!(props["regionId"]["pattern"], r"^[a-z]{2,}(-[a-z0-9]+)+$");
+        assert_eq!(
+            (&props["appId"]["minLength"], &props["appId"]["maxLength"]),
+            (&json!(1), &json!(64))
+        );
+
+        let ids = &props["instanceIds"];
+        assert_eq!(
+            (&ids["minItems"], &ids["maxItems"]),
+            (&json!(1), &json!(100))
+        );
+        assert_eq!(ids["x-kubernetes-list-type"], "set");
+        assert_eq!(ids["items"]["pattern"], r"^[^,\s]+$");
+        assert_eq!(
+            (&ids["items"]["minLength"], &ids["items"]["maxLength"]),
+            (&json!(1), &json!(128))
+        );
+
+        // schemars writes numeric bounds as floats (60.0); the API server reads both alike.
+        let range = |node: &Value| (node["minimum"].as_f64(), node["maximum"].as_f64());
+        assert_eq!(
+            range(&props["activeDeadlineSeconds"]),
+            (Some(60.0), Some(604800.0))
+        );
+        let retry = &props["retry"]["properties"];
+        assert_eq!(range(&retry["maxAttempts"]), (Some(1.0), Some(100.0)));
+        assert_eq!(
+            range(&retry["initialDelaySeconds"]),
+            (Some(1.0), Some(3600.0))
+        );
+        assert_eq!(range(&retry["maxDelaySeconds"]), (Some(1.0), Some(86400.0)));
+        assert_eq!(props["credentialsRef"]["required"], json!(["name"]));
+    }
+
+    #[test]
+    fn defaults_are_in_the_schema() {
+        let props = spec_schema()["properties"].clone();
+        assert_eq!(props["retry"]["default"], json!({}));
+        let retry = &props["retry"]["properties"];
+        assert_eq!(retry["maxAttempts"]["default"], 10);
+        assert_eq!(retry["initialDelaySeconds"]["default"], 5);
+        assert_eq!(retry["maxDelaySeconds"]["default"], 300);
+        assert_eq!(props["activeDeadlineSeconds"]["default"], 3600);
+        assert_eq!(props["waitForCompletion"]["default"], true);
+        assert_eq!(props["dryRun"]["default"], false);
+    }
+
+    #[test]
+    fn minimal_object_deserializes_with_the_defaults() {
+        let obj: SaeInstanceDeletion = serde_json::from_value(json!({
+            "apiVersion": "sae.ops.dev/v1alpha1",
+            "kind": "SaeInstanceDeletion",
+            "metadata": {"name": "x", "namespace": "ns"},
+            "spec": {"regionId": "cn-hangzhou", "appId": "a", "instanceIds": ["i-1"]}
+        }))
+        .unwrap();
+        assert_eq!(
+            obj.spec.retry,
+            RetryPolicy {
+                max_attempts: 10,
+                initial_delay_seconds: 5,
+                max_delay_seconds: 300
+            }
+        );
+        assert_eq!(obj.spec.active_deadline_seconds, 3600);
+        assert!(
+            obj.spec.wait_for_completion && !obj.spec.dry_run && obj.spec.credentials_ref.is_none()
+        );
+        assert!(obj.status.is_none());
+    }
+
+    #[test]
+    fn status_schema_lists_the_phases_and_fields() {
+        let status = schema()["properties"]["status"].clone();
+        let text = status.to_string();
+        for phase in [
+            "Pending",
+            "Submitting",
+            "Retrying",
+            "InProgress",
+            "Succeeded",
+            "Failed",
+        ] {
+            assert!(
+                status["properties"]["phase"]["enum"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(phase)),
+                "{phase}"
+            );
+        }
+        for field in [
+            "observedGeneration",
+            "attempts",
+            "instanceIds",
+            "changeOrderId",
+            "requestId",
+            "traceId",
+            "changeOrderStatus",
+            "errorCode",
+            "message",
+            "startTime",
+            "lastAttemptTime",
+            "nextAttemptTime",
+            "completionTime",
+            "conditions",
+        ] {
+            assert!(
+                status["properties"].get(field).is_some(),
+                "status.{field} missing in {text}"
+            );
+        }
+        assert!(
+            status.get("required").is_none(),
+            "every status field is optional: {text}"
+        );
+    }
+
+    #[test]
+    fn every_field_is_documented() {
+        fn walk(path: &str, node: &Value, missing: &mut Vec<String>) {
+            if let Some(props) = node.get("properties").and_then(Value::as_object) {
+                for (name, child) in props {
+                    let here = format!("{path}.{name}");
+                    if child
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        missing.push(here.clone());
+                    }
+                    // Condition is k8s's own type; its docs come from k8s-openapi.
+                    if name != "conditions" {
+                        walk(&here, child, missing);
+                    }
+                }
+            }
+        }
+        let schema = schema();
+        let mut missing = vec![];
+        walk("", &schema["properties"]["spec"], &mut missing);
+        walk("", &schema["properties"]["status"], &mut missing);
+        assert!(
+            missing.is_empty(),
+            "fields without a description: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn spec_is_immutable_by_cel() {
+        let rules = spec_schema()["x-kubernetes-validations"].clone();
+        assert_eq!(
+            rules,
+            json!([{"rule": "self == oldSelf", "message": "spec is immutable"}])
+        );
+
+        let old = sample();
+        assert!(old.validate_cel().is_ok());
+        assert!(
+            old.clone().validate_cel_update(&old).is_ok(),
+            "same spec must be accepted"
+        );
+
+        let mut changed = old.clone();
+        changed.spec.instance_ids.push("i-3".into());
+        let err = changed.validate_cel_update(&old).unwrap_err();
+        assert!(err.to_string().contains("spec is immutable"), "{err}");
+
+        let mut deadline = old.clone();
+        deadline.spec.active_deadline_seconds = 7200;
+        assert!(deadline.validate_cel_update(&old).is_err());
+
+        // Status and metadata stay writable.
+        let mut with_status = old.clone();
+        with_status.status = Some(SaeInstanceDeletionStatus {
+            phase: Some(Phase::Pending),
+            ..Default::default()
+        });
+        with_status.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(with_status.validate_cel_update(&old).is_ok());
+    }
+
+    #[test]
+    fn reasons_round_trip_through_their_names() {
+        for reason in Reason::ALL {
+            assert_eq!(reason.as_str().parse::<Reason>(), Ok(reason));
+            assert_eq!(reason.to_string(), format!("{reason:?}"));
+        }
+        assert!("Nope".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn change_order_statuses_have_names() {
+        let table = [
+            (0, "Preparing"),
+            (1, "Executing"),
+            (2, "Succeeded"),
+            (3, "Failed"),
+            (6, "Terminated"),
+            (8, "WaitingManualRelease"),
+            (9, "WaitingAutoRelease"),
+            (10, "SystemFailure"),
+            (11, "PendingApproval"),
+            (12, "Approved"),
+            (4, "Unknown(4)"),
+            (-1, "Unknown(-1)"),
+        ];
+        for (code, name) in table {
+            assert_eq!(change_order_status_name(code), name);
+        }
+    }
+
+    #[test]
+    fn status_serializes_camel_case_and_sparse() {
+        let status = SaeInstanceDeletionStatus {
+            phase: Some(Phase::InProgress),
+            change_order_id: Some("co-1".into()),
+            attempts: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            json!({"phase": "InProgress", "changeOrderId": "co-1", "attempts": 1})
+        );
+        assert!(status.reason().is_none() && !status.is_terminal());
+    }
+}

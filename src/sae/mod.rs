@@ -5,7 +5,10 @@ pub mod credentials;
 pub mod error;
 pub mod sign;
 
-
+pub use client::{
+    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted, InstancePage, SaeClient,
+    SaeClientConfig,
+};
 pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};
 pub use sign::SignatureVersion;

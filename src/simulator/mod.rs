@@ -1,1 +1,153 @@
-//! TODO
+//! `sae-simulator`: a local stand-in for Alibaba Cloud SAE, for tests and `make demo`.
+//!
+//! It serves the five SAE operations the controller uses, at SAE's paths, and checks every request
+//! the way SAE's gateway does: the `Authorization` header (ROA v1 or V3) is recomputed from what was
+//! received and compared, the date must be within the skew window, a nonce may be used only once,
+//! an STS key needs its token, and each access key has a per-minute quota. Behind that sits a small
+//! model of SAE (apps, groups, instances, one change order per app at a time) plus scripted faults
+//! and a ledger of every request and every executed deletion. `docs/simulator.md` is the user guide.
+//!
+//! Using it in-process (what the Rust tests do):
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use sae_controller::simulator::{Simulator, SimulatorConfig, AccessKeySpec, spawn};
+//! let config = SimulatorConfig {
+//!     access_keys: vec![AccessKeySpec::parse_pair("AK:SECRET").unwrap()],
+//!     ..SimulatorConfig::default()
+//! };
+//! let sim = Arc::new(Simulator::new(config).unwrap());
+//! let addr = spawn(sim.clone()).await?; // or `serve(listener, sim)` on a listener of your own
+//! let ledger = sim.ledger();
+//! # let _ = (addr, ledger); Ok(()) }
+//! ```
+//!
+//! Choices where SAE's documentation leaves room:
+//! - The quota is a sliding 60-second window per AccessKeyId; throttled calls are not counted.
+//! - `CreateTime` is rendered in UTC.
+//! - An unknown `ChangeOrderId` is `InvalidParameter.WithMessage` (HTTP 400).
+//! - Routing comes first (unknown path or method: 404 `InvalidApi.NotFound`), then authentication,
+//!   then quota, then the operation. A request without a nonce is accepted (ROA v1 does not require
+//!   one); a nonce, when sent, may not repeat within the skew window.
+//! - Authentication, quota and routing errors have the POP gateway's body
+//!   (`RequestId, HostId, Code, Message`); SAE's own errors add `ErrorCode`, `Success:false`, `TraceId`.
+
+mod auth;
+mod http;
+mod state;
+
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+
+pub use auth::{Authorization, ReceivedRequest, constant_time_eq, parse_authorization, verify_signature};
+pub use http::{MAX_BODY_BYTES, MAX_QUERY_BYTES, serve, spawn};
+pub use state::{
+    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, DeletionRecord, FaultSpec, GroupSpec, Ledger, Model,
+    ModelConfig, Operation, Outcome, RequestRecord, Seed, Success, sae_time,
+};
+
+/// Where the simulator reads the time. One clock for everything lazy (change orders, quota,
+/// nonces, skew), so a test can move time by hand.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    pub fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
+    pub fn advance(&self, by: jiff::SignedDuration) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *t = t.saturating_add(by).unwrap_or(*t);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Everything the simulator is started with.
+#[derive(Clone)]
+pub struct SimulatorConfig {
+    pub model: ModelConfig,
+    pub access_keys: Vec<AccessKeySpec>,
+    pub seed: Option<Seed>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self { model: ModelConfig::default(), access_keys: Vec::new(), seed: None, clock: Arc::new(SystemClock) }
+    }
+}
+
+/// A configuration or seed the simulator cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("simulator configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The shared state behind every connection.
+pub struct Simulator {
+    model: Mutex<Model>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Simulator {
+    pub fn new(config: SimulatorConfig) -> Result<Self, ConfigError> {
+        let now = config.clock.now();
+        let mut model = Model::new(config.model);
+        for key in config.access_keys {
+            model.upsert_access_key(key).map_err(ConfigError)?;
+        }
+        if let Some(seed) = config.seed {
+            model.apply_seed(seed, now).map_err(ConfigError)?;
+        }
+        Ok(Self { model: Mutex::new(model), clock: config.clock })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Runs `f` on the model with the current time, under the lock (never held across an await).
+    pub fn with_model<R>(&self, f: impl FnOnce(&mut Model, Timestamp) -> R) -> R {
+        let now = self.clock.now();
+        // A panic elsewhere must not take the simulator down with it.
+        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut model, now)
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        self.with_model(|model, now| model.ledger(now))
+    }
+
+    pub fn apply_seed(&self, seed: Seed) -> Result<(), ConfigError> {
+        self.with_model(|model, now| model.apply_seed(seed, now)).map_err(ConfigError)
+    }
+
+    pub fn add_faults(&self, faults: AppFaults) -> Result<(), ConfigError> {
+        self.with_model(|model, now| model.add_faults(faults, now)).map_err(ConfigError)
+    }
+}

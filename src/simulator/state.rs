@@ -1,0 +1,1427 @@
+//! The simulator's pure model of SAE: access keys, quota, nonces, apps, change orders, scripted
+//! faults and the ledger. Nothing here reads a clock or does I/O: every call takes `now`, so unit
+//! tests drive time by hand and the HTTP layer passes the real clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth::{self, Authorization, ReceivedRequest};
+
+/// Ledger lists keep at most this many entries each, dropping the oldest.
+pub const LEDGER_CAPACITY: usize = 100_000;
+/// At most this many nonces are remembered; past it the oldest are forgotten early.
+pub const NONCE_CAPACITY: usize = 100_000;
+/// Finished change orders beyond this count are forgotten, oldest first.
+pub const CHANGE_ORDER_CAPACITY: usize = 100_000;
+/// The quota window: SAE counts calls per minute.
+pub const QUOTA_WINDOW: SignedDuration = SignedDuration::from_secs(60);
+/// The largest page a paged operation accepts.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// The SAE operations the simulator serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    DeleteInstances,
+    DescribeChangeOrder,
+    ListChangeOrders,
+    DescribeApplicationGroups,
+    DescribeApplicationInstances,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Operation::DeleteInstances,
+        Operation::DescribeChangeOrder,
+        Operation::ListChangeOrders,
+        Operation::DescribeApplicationGroups,
+        Operation::DescribeApplicationInstances,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::DeleteInstances => "DeleteInstances",
+            Operation::DescribeChangeOrder => "DescribeChangeOrder",
+            Operation::ListChangeOrders => "ListChangeOrders",
+            Operation::DescribeApplicationGroups => "DescribeApplicationGroups",
+            Operation::DescribeApplicationInstances => "DescribeApplicationInstances",
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Operation::DeleteInstances => "PUT",
+            _ => "GET",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::DeleteInstances => "/pop/v1/sam/app/deleteInstances",
+            Operation::DescribeChangeOrder => "/pop/v1/sam/changeorder/DescribeChangeOrder",
+            Operation::ListChangeOrders => "/pop/v1/sam/changeorder/ListChangeOrders",
+            Operation::DescribeApplicationGroups => "/pop/v1/sam/app/describeApplicationGroups",
+            Operation::DescribeApplicationInstances => "/pop/v1/sam/app/describeApplicationInstances",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// The operation at `method` + `path`; an unknown pair is `InvalidApi.NotFound` (404), as a
+    /// gateway answers an API it cannot route.
+    pub fn route(method: &str, path: &str) -> Result<Operation, ApiError> {
+        match Operation::ALL.into_iter().find(|op| op.path() == path) {
+            Some(op) if op.method() == method => Ok(op),
+            Some(op) => Err(ApiError::gateway(
+                "InvalidApi.NotFound",
+                format!("{} is served with {}, not {method}.", op.path(), op.method()),
+            )),
+            None => Err(ApiError::gateway("InvalidApi.NotFound", "Specified api is not found, please check your url and method.")),
+        }
+    }
+}
+
+/// An error answer. `gateway` errors (authentication, quota, routing) have the POP gateway's body
+/// shape (`RequestId, HostId, Code, Message`); the others SAE's (`Code, ErrorCode, Success:false`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub http_status: u16,
+    pub code: String,
+    pub message: String,
+    pub gateway: bool,
+    /// Seconds, sent as `x-acs-retry-after`.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn sae(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            http_status: default_http_status(code),
+            code: code.to_string(),
+            message: message.into(),
+            gateway: false,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn gateway(code: &str, message: impl Into<String>) -> Self {
+        Self { gateway: true, ..Self::sae(code, message) }
+    }
+
+    fn with_status(mut self, status: u16) -> Self {
+        self.http_status = status;
+        self
+    }
+}
+
+/// The HTTP status SAE uses for a code: 400 unless the code documents otherwise.
+pub fn default_http_status(code: &str) -> u16 {
+    match code {
+        "InvalidAppId.NotFound" | "InvalidApi.NotFound" | "InvalidAction.NotFound" => 404,
+        "InternalError" => 500,
+        "ServiceUnavailable" => 503,
+        _ => 400,
+    }
+}
+
+fn not_empty(name: &str) -> ApiError {
+    ApiError::sae("InvalidParameter.NotEmpty", format!("The parameter {name} is required."))
+}
+
+fn with_message(message: impl Into<String>) -> ApiError {
+    ApiError::sae("InvalidParameter.WithMessage", message)
+}
+
+/// Query parameters, first occurrence wins; a blank value counts as absent.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a>(pub &'a [(String, String)]);
+
+impl<'a> Params<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<&'a str, ApiError> {
+        self.get(name).ok_or_else(|| not_empty(name))
+    }
+
+    fn number(&self, name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(with_message(format!("The parameter {name} must be an integer from 1 to {max}, got {raw:?}."))),
+            },
+        }
+    }
+
+    fn page(&self) -> Result<(u32, u32), ApiError> {
+        Ok((self.number("CurrentPage", 1, u32::MAX)?, self.number("PageSize", 10, MAX_PAGE_SIZE)?))
+    }
+}
+
+/// An access key the simulator accepts. Debug never shows the secret or the token.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessKeySpec {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    #[serde(default)]
+    pub security_token: Option<String>,
+}
+
+impl fmt::Debug for AccessKeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKeySpec")
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"<redacted>")
+            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl AccessKeySpec {
+    /// Parses `ID:SECRET` (the secret may itself contain `:`).
+    pub fn parse_pair(pair: &str) -> Result<Self, String> {
+        match pair.trim().split_once(':') {
+            Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(Self {
+                access_key_id: id.to_string(),
+                access_key_secret: secret.to_string(),
+                security_token: None,
+            }),
+            _ => Err("an access key must be given as ID:SECRET".to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupSpec {
+    pub group_id: String,
+    #[serde(default)]
+    pub group_name: Option<String>,
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    pub app_id: String,
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A scripted misbehaviour for one app. `operation` defaults to `DeleteInstances`; `"*"` means any.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// The next `times` matching calls answer `code` (HTTP status by the code's convention).
+    #[serde(rename_all = "camelCase")]
+    Error {
+        code: String,
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http_status: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// `System.Upgrading` for matching calls during `seconds` from when the fault is added.
+    #[serde(rename_all = "camelCase")]
+    Upgrading {
+        seconds: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+    },
+    /// HTTP 500 `InternalError`, after executing the call if `commit`.
+    #[serde(rename = "http500", rename_all = "camelCase")]
+    Http500 {
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default)]
+        commit: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+    },
+    /// Execute the call, then close the connection without answering.
+    #[serde(rename_all = "camelCase")]
+    Ambiguous {
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+    },
+    /// Answer after `millis`. With `commit` the call executes at once and the answer waits; without,
+    /// the call executes only when the delay is over (whether or not the client still listens).
+    #[serde(rename_all = "camelCase")]
+    Slow {
+        millis: u64,
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default)]
+        commit: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+    },
+    /// The next `times` change orders of the app end with `status` (3, 6 or 10); instances stay.
+    #[serde(rename_all = "camelCase")]
+    ChangeOrderResult {
+        status: i64,
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_message: Option<String>,
+    },
+    /// HTTP 200 with a body that is not JSON, after executing the call if `commit`.
+    #[serde(rename_all = "camelCase")]
+    Garbage {
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default)]
+        commit: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+    },
+}
+
+impl FaultSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::Error { .. } => "error",
+            FaultSpec::Upgrading { .. } => "upgrading",
+            FaultSpec::Http500 { .. } => "http500",
+            FaultSpec::Ambiguous { .. } => "ambiguous",
+            FaultSpec::Slow { .. } => "slow",
+            FaultSpec::ChangeOrderResult { .. } => "changeOrderResult",
+            FaultSpec::Garbage { .. } => "garbage",
+        }
+    }
+
+    fn operation(&self) -> Option<&str> {
+        match self {
+            FaultSpec::Error { operation, .. }
+            | FaultSpec::Upgrading { operation, .. }
+            | FaultSpec::Http500 { operation, .. }
+            | FaultSpec::Ambiguous { operation, .. }
+            | FaultSpec::Slow { operation, .. }
+            | FaultSpec::Garbage { operation, .. } => operation.as_deref(),
+            FaultSpec::ChangeOrderResult { .. } => None,
+        }
+    }
+
+    fn times(&self) -> u32 {
+        match self {
+            FaultSpec::Error { times, .. }
+            | FaultSpec::Http500 { times, .. }
+            | FaultSpec::Ambiguous { times, .. }
+            | FaultSpec::Slow { times, .. }
+            | FaultSpec::ChangeOrderResult { times, .. }
+            | FaultSpec::Garbage { times, .. } => *times,
+            FaultSpec::Upgrading { .. } => 1,
+        }
+    }
+
+    fn matches(&self, op: Operation) -> bool {
+        match self.operation() {
+            _ if matches!(self, FaultSpec::ChangeOrderResult { .. }) => false,
+            None => op == Operation::DeleteInstances,
+            Some("*") => true,
+            Some(name) => name == op.name(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(name) = self.operation()
+            && name != "*"
+            && Operation::from_name(name).is_none()
+        {
+            return Err(format!("unknown operation {name:?} in a {} fault", self.kind()));
+        }
+        if self.times() == 0 {
+            return Err(format!("a {} fault needs times >= 1", self.kind()));
+        }
+        match self {
+            FaultSpec::Error { code, http_status, .. } => {
+                if code.trim().is_empty() {
+                    return Err("an error fault needs a code".into());
+                }
+                if http_status.is_some_and(|s| !(100..=599).contains(&s)) {
+                    return Err("httpStatus must be between 100 and 599".into());
+                }
+            }
+            FaultSpec::Upgrading { seconds, .. } if !(seconds.is_finite() && *seconds > 0.0) => {
+                return Err("an upgrading fault needs seconds > 0".into());
+            }
+            FaultSpec::ChangeOrderResult { status, .. } if ![3, 6, 10].contains(status) => {
+                return Err(format!("a changeOrderResult fault ends with status 3, 6 or 10, not {status}"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `{"appId", "faults": [..]}`: the body of `POST /_sim/faults` and an entry of the seed's `faults`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppFaults {
+    pub app_id: String,
+    pub faults: Vec<FaultSpec>,
+}
+
+/// A fault waiting to fire, with what is left of it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingFault {
+    #[serde(flatten)]
+    pub spec: FaultSpec,
+    pub remaining: u32,
+    /// End of an `upgrading` window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+/// The seed file: `{"accessKeys": [..], "apps": [..], "faults": [{"appId", "faults": [..]}]}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeySpec>,
+    #[serde(default)]
+    pub apps: Vec<AppSpec>,
+    #[serde(default)]
+    pub faults: Vec<AppFaults>,
+}
+
+/// One request as the ledger keeps it. Params are the query; no header (hence no credential) is kept.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    pub time: Timestamp,
+    pub request_id: String,
+    /// The key id the request claimed, verified or not (see `verified`).
+    pub access_key_id: Option<String>,
+    /// `v1` or `v3` when the Authorization header parsed.
+    pub signature_version: Option<String>,
+    /// Whether the signature (and token, date, nonce) checked out.
+    pub verified: bool,
+    /// The operation name, or `Unknown` for a request that matched none.
+    pub operation: String,
+    pub method: String,
+    pub path: String,
+    pub params: BTreeMap<String, String>,
+    /// 0 when the connection was closed without an answer.
+    pub http_status: u16,
+    /// `OK` or the error code; `NoAnswer` for a dropped connection, `Garbage` for a non-JSON body.
+    pub code: String,
+    /// Whether this call executed a deletion.
+    pub committed: bool,
+    pub change_order_id: Option<String>,
+    /// The kind of scripted fault that shaped the answer.
+    pub fault: Option<String>,
+}
+
+/// One executed deletion and how its change order ended.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionRecord {
+    pub app_id: String,
+    pub change_order_id: String,
+    pub instance_ids: Vec<String>,
+    pub time: Timestamp,
+    /// None while the change order runs.
+    pub final_status: Option<i64>,
+    pub finished_time: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ledger {
+    pub requests: Vec<RequestRecord>,
+    pub deletions: Vec<DeletionRecord>,
+}
+
+#[derive(Clone, Debug)]
+struct ChangeOrder {
+    id: String,
+    app_id: String,
+    instance_ids: Vec<String>,
+    created: Timestamp,
+    ends: Timestamp,
+    /// The status it reaches at `ends`: 2, or a scripted failure.
+    final_status: i64,
+    error_message: String,
+    finished: bool,
+}
+
+impl ChangeOrder {
+    fn status(&self) -> i64 {
+        if self.finished { self.final_status } else { 1 }
+    }
+
+    fn create_time(&self) -> String {
+        sae_time(self.created)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "ChangeOrderId": self.id,
+            "Status": self.status(),
+            "SubStatus": 0,
+            "CoType": "Delete Instances",
+            "CoTypeCode": "CoDeleteInstances",
+            "ErrorMessage": if self.finished { self.error_message.as_str() } else { "" },
+            "CreateTime": self.create_time(),
+            "AppId": self.app_id,
+            "Description": "",
+            "Pipelines": [],
+        })
+    }
+}
+
+/// SAE's `CreateTime`: `YYYY-MM-DD HH:MM:SS`, one-second resolution, no zone. The simulator uses UTC.
+pub fn sae_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A successful operation: its `Data`, and the change order it created, if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Success {
+    pub data: Value,
+    pub committed: Option<String>,
+}
+
+pub type Outcome = Result<Success, ApiError>;
+
+fn committed_of(outcome: &Outcome) -> Option<String> {
+    outcome.as_ref().ok().and_then(|s| s.committed.clone())
+}
+
+/// What the HTTP layer must do with a call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallPlan {
+    /// Answer normally (`fault` names an `error`/`upgrading` fault that produced the error).
+    Answer { outcome: Outcome, fault: Option<&'static str> },
+    /// HTTP 500 `InternalError`.
+    InternalError { committed: Option<String> },
+    /// Close the connection without a word.
+    DropConnection { committed: Option<String> },
+    /// HTTP 200 with a non-JSON body.
+    Garbage { committed: Option<String> },
+    /// Wait, then answer this (already executed) outcome.
+    Delayed { delay: Duration, outcome: Outcome },
+    /// Wait, then call [`Model::execute`] and answer its outcome.
+    ExecuteAfter { delay: Duration },
+}
+
+/// Simulator settings that the model needs.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub change_order_duration: SignedDuration,
+    /// 0 means unlimited.
+    pub requests_per_minute: u32,
+    pub max_skew: SignedDuration,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            change_order_duration: SignedDuration::from_secs(2),
+            requests_per_minute: 60,
+            max_skew: SignedDuration::from_mins(15),
+        }
+    }
+}
+
+/// Nonces seen within the skew window, per access key. Bounded: past [`NONCE_CAPACITY`] the
+/// oldest are forgotten, which only weakens replay detection for very old requests.
+#[derive(Default, Debug)]
+struct NonceCache {
+    seen: HashSet<String>,
+    order: VecDeque<(Timestamp, String)>,
+}
+
+impl NonceCache {
+    fn check_and_remember(&mut self, key: String, now: Timestamp, window: SignedDuration) -> bool {
+        while let Some((t, k)) = self.order.front() {
+            if now.duration_since(*t) > window || self.order.len() >= NONCE_CAPACITY {
+                self.seen.remove(k);
+                self.order.pop_front();
+            } else {
+                break;
+            }
+        }
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back((now, key));
+        true
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Group {
+    group_id: String,
+    group_name: String,
+    instance_ids: Vec<String>,
+}
+
+/// The whole simulated SAE.
+#[derive(Debug)]
+pub struct Model {
+    config: ModelConfig,
+    access_keys: HashMap<String, AccessKeySpec>,
+    apps: BTreeMap<String, Vec<Group>>,
+    /// Oldest first.
+    change_orders: Vec<ChangeOrder>,
+    faults: HashMap<String, Vec<PendingFault>>,
+    quota: HashMap<String, VecDeque<Timestamp>>,
+    nonces: NonceCache,
+    requests: VecDeque<RequestRecord>,
+    deletions: VecDeque<DeletionRecord>,
+}
+
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
+    if list.len() >= LEDGER_CAPACITY {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
+
+impl Model {
+    pub fn new(config: ModelConfig) -> Self {
+        Self {
+            config,
+            access_keys: HashMap::new(),
+            apps: BTreeMap::new(),
+            change_orders: Vec::new(),
+            faults: HashMap::new(),
+            quota: HashMap::new(),
+            nonces: NonceCache::default(),
+            requests: VecDeque::new(),
+            deletions: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn config_mut(&mut self) -> &mut ModelConfig {
+        &mut self.config
+    }
+
+    /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys and settings.
+    pub fn reset(&mut self) {
+        *self = Self { access_keys: std::mem::take(&mut self.access_keys), ..Self::new(self.config.clone()) };
+    }
+
+    pub fn upsert_access_key(&mut self, key: AccessKeySpec) -> Result<(), String> {
+        if key.access_key_id.trim().is_empty() || key.access_key_secret.is_empty() {
+            return Err("accessKeyId and accessKeySecret must not be empty".into());
+        }
+        let key = AccessKeySpec { security_token: key.security_token.filter(|t| !t.is_empty()), ..key };
+        self.access_keys.insert(key.access_key_id.clone(), key);
+        Ok(())
+    }
+
+    pub fn access_key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.access_keys.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Creates the app or replaces its groups; its change orders and faults stay.
+    pub fn upsert_app(&mut self, spec: AppSpec, now: Timestamp) -> Result<(), String> {
+        self.advance(now);
+        if spec.app_id.trim().is_empty() {
+            return Err("appId must not be empty".into());
+        }
+        let mut seen = HashSet::new();
+        let mut groups = Vec::new();
+        for g in spec.groups {
+            if g.group_id.trim().is_empty() {
+                return Err(format!("app {}: groupId must not be empty", spec.app_id));
+            }
+            for id in &g.instance_ids {
+                if id.trim().is_empty() || id.contains(',') {
+                    return Err(format!("app {}: instance id {id:?} is empty or contains a comma", spec.app_id));
+                }
+                if !seen.insert(id.clone()) {
+                    return Err(format!("app {}: instance {id} appears twice", spec.app_id));
+                }
+            }
+            groups.push(Group {
+                group_name: g.group_name.unwrap_or_else(|| format!("{}-group", g.group_id)),
+                group_id: g.group_id,
+                instance_ids: g.instance_ids,
+            });
+        }
+        self.apps.insert(spec.app_id, groups);
+        Ok(())
+    }
+
+    /// Appends faults to an existing app's script.
+    pub fn add_faults(&mut self, app_faults: AppFaults, now: Timestamp) -> Result<(), String> {
+        if !self.apps.contains_key(&app_faults.app_id) {
+            return Err(format!("unknown app {:?}: create it before scripting faults", app_faults.app_id));
+        }
+        for f in &app_faults.faults {
+            f.validate()?;
+        }
+        let list = self.faults.entry(app_faults.app_id).or_default();
+        for spec in app_faults.faults {
+            let until = match &spec {
+                FaultSpec::Upgrading { seconds, .. } => Some(
+                    now.saturating_add(SignedDuration::try_from_secs_f64(*seconds).map_err(|e| e.to_string())?)
+                        .map_err(|e| e.to_string())?,
+                ),
+                _ => None,
+            };
+            list.push(PendingFault { remaining: spec.times(), spec, until });
+        }
+        Ok(())
+    }
+
+    pub fn apply_seed(&mut self, seed: Seed, now: Timestamp) -> Result<(), String> {
+        for key in seed.access_keys {
+            self.upsert_access_key(key)?;
+        }
+        for app in seed.apps {
+            self.upsert_app(app, now)?;
+        }
+        for faults in seed.faults {
+            self.add_faults(faults, now)?;
+        }
+        Ok(())
+    }
+
+    /// Checks key, date, signature, security token and nonce, in that order.
+    pub fn authenticate(&mut self, auth: &Authorization, req: &ReceivedRequest<'_>, now: Timestamp) -> Result<(), ApiError> {
+        let ak = auth.access_key_id();
+        let key = self.access_keys.get(ak).ok_or_else(|| {
+            ApiError::gateway("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        })?;
+        let claimed = auth::request_time(auth, req)?;
+        auth::check_skew(claimed, now, self.config.max_skew)?;
+        auth::verify_signature(auth, &key.access_key_secret, req)?;
+        let sent_token = req.header("x-acs-security-token").unwrap_or("");
+        let token_ok = match key.security_token.as_deref() {
+            Some(want) => auth::constant_time_eq(want.as_bytes(), sent_token.as_bytes()),
+            None => sent_token.is_empty(),
+        };
+        if !token_ok {
+            return Err(ApiError::gateway(
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                "The security token does not belong to this access key.",
+            ));
+        }
+        if let Some(nonce) = req.header("x-acs-signature-nonce") {
+            let window = self.config.max_skew;
+            if !self.nonces.check_and_remember(format!("{ak}\n{nonce}"), now, window) {
+                return Err(ApiError::gateway("SignatureNonceUsed", "Specified signature nonce was used already."));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the call against the key's quota (sliding 60 s window), or refuses it with
+    /// `Throttling.User` and the seconds until the oldest counted call leaves the window.
+    pub fn admit(&mut self, access_key_id: &str, now: Timestamp) -> Result<(), ApiError> {
+        let limit = self.config.requests_per_minute as usize;
+        if limit == 0 {
+            return Ok(());
+        }
+        let calls = self.quota.entry(access_key_id.to_string()).or_default();
+        while calls.front().is_some_and(|t| now.duration_since(*t) >= QUOTA_WINDOW) {
+            calls.pop_front();
+        }
+        if calls.len() >= limit {
+            let frees_in = QUOTA_WINDOW - now.duration_since(calls[0]);
+            let secs = (frees_in.as_millis().max(1) as u64).div_ceil(1000);
+            let mut err = ApiError::gateway("Throttling.User", "Request was denied due to user flow control.");
+            err.retry_after_secs = Some(secs);
+            return Err(err);
+        }
+        calls.push_back(now);
+        Ok(())
+    }
+
+    /// Finishes the change orders whose time is up; a successful one removes its instances now.
+    fn advance(&mut self, now: Timestamp) {
+        for co in self.change_orders.iter_mut().filter(|co| !co.finished && co.ends <= now) {
+            co.finished = true;
+            if co.final_status == 2
+                && let Some(groups) = self.apps.get_mut(&co.app_id)
+            {
+                for g in groups.iter_mut() {
+                    g.instance_ids.retain(|id| !co.instance_ids.contains(id));
+                }
+            }
+            if let Some(rec) = self.deletions.iter_mut().rev().find(|d| d.change_order_id == co.id) {
+                rec.final_status = Some(co.final_status);
+                rec.finished_time = Some(co.ends);
+            }
+        }
+        if self.change_orders.len() > CHANGE_ORDER_CAPACITY
+            && let Some(pos) = self.change_orders.iter().position(|co| co.finished)
+        {
+            self.change_orders.remove(pos);
+        }
+    }
+
+    fn app_exists(&self, app_id: &str) -> Result<(), ApiError> {
+        if self.apps.contains_key(app_id) {
+            Ok(())
+        } else {
+            Err(ApiError::sae("InvalidApplication.NotFound", format!("The application {app_id} does not exist.")))
+        }
+    }
+
+    fn change_order(&self, id: &str) -> Result<&ChangeOrder, ApiError> {
+        self.change_orders
+            .iter()
+            .find(|co| co.id == id)
+            .ok_or_else(|| with_message(format!("The change order {id} does not exist.")))
+    }
+
+    /// Validates what can be validated without executing and names the app whose faults apply.
+    fn precheck(&self, op: Operation, params: Params<'_>) -> Result<String, ApiError> {
+        match op {
+            Operation::DescribeChangeOrder => {
+                let id = params.required("ChangeOrderId")?;
+                Ok(self.change_order(id)?.app_id.clone())
+            }
+            Operation::ListChangeOrders => {
+                let app_id = params.required("AppId")?;
+                params.page()?;
+                if !self.apps.contains_key(app_id) {
+                    return Err(ApiError::sae("InvalidAppId.NotFound", format!("The application {app_id} does not exist.")));
+                }
+                Ok(app_id.to_string())
+            }
+            Operation::DeleteInstances => {
+                let app_id = params.required("AppId")?;
+                params.required("InstanceIds")?;
+                self.app_exists(app_id)?;
+                Ok(app_id.to_string())
+            }
+            Operation::DescribeApplicationGroups => {
+                let app_id = params.required("AppId")?;
+                self.app_exists(app_id)?;
+                Ok(app_id.to_string())
+            }
+            Operation::DescribeApplicationInstances => {
+                let app_id = params.required("AppId")?;
+                params.required("GroupId")?;
+                params.page()?;
+                self.app_exists(app_id)?;
+                Ok(app_id.to_string())
+            }
+        }
+    }
+
+    /// Takes one use of the first pending fault of `app_id` that matches `op`.
+    fn take_fault(&mut self, app_id: &str, op: Operation, now: Timestamp) -> Option<FaultSpec> {
+        let list = self.faults.get_mut(app_id)?;
+        list.retain(|f| f.until.is_none_or(|until| now < until));
+        let pos = list.iter().position(|f| f.spec.matches(op))?;
+        let fault = &mut list[pos];
+        let spec = fault.spec.clone();
+        if fault.until.is_none() {
+            fault.remaining -= 1;
+            if fault.remaining == 0 {
+                list.remove(pos);
+            }
+        }
+        Some(spec)
+    }
+
+    /// Decides how to answer one authenticated, admitted call, applying the app's faults.
+    pub fn call(&mut self, op: Operation, query: &[(String, String)], now: Timestamp) -> CallPlan {
+        self.advance(now);
+        let app_id = match self.precheck(op, Params(query)) {
+            Ok(app_id) => app_id,
+            Err(e) => return CallPlan::Answer { outcome: Err(e), fault: None },
+        };
+        let Some(fault) = self.take_fault(&app_id, op, now) else {
+            return CallPlan::Answer { outcome: self.execute(op, query, now), fault: None };
+        };
+        let mut run = |commit: bool| if commit { committed_of(&self.execute(op, query, now)) } else { None };
+        match fault {
+            FaultSpec::Error { code, http_status, message, .. } => {
+                let message = message.unwrap_or_else(|| format!("Scripted {code} from the simulator."));
+                let mut err = ApiError::sae(&code, message);
+                if let Some(status) = http_status {
+                    err = err.with_status(status);
+                }
+                CallPlan::Answer { outcome: Err(err), fault: Some("error") }
+            }
+            FaultSpec::Upgrading { .. } => CallPlan::Answer {
+                outcome: Err(ApiError::sae("System.Upgrading", "The system is being upgraded. Please try again later.")),
+                fault: Some("upgrading"),
+            },
+            FaultSpec::Http500 { commit, .. } => CallPlan::InternalError { committed: run(commit) },
+            FaultSpec::Ambiguous { .. } => CallPlan::DropConnection { committed: run(true) },
+            FaultSpec::Garbage { commit, .. } => CallPlan::Garbage { committed: run(commit) },
+            FaultSpec::Slow { millis, commit: true, .. } => {
+                CallPlan::Delayed { delay: Duration::from_millis(millis), outcome: self.execute(op, query, now) }
+            }
+            FaultSpec::Slow { millis, commit: false, .. } => CallPlan::ExecuteAfter { delay: Duration::from_millis(millis) },
+            FaultSpec::ChangeOrderResult { .. } => unreachable!("changeOrderResult faults never match a call"),
+        }
+    }
+
+    /// Runs the operation as SAE would, without faults.
+    pub fn execute(&mut self, op: Operation, query: &[(String, String)], now: Timestamp) -> Outcome {
+        self.advance(now);
+        let params = Params(query);
+        self.precheck(op, params)?;
+        let data = match op {
+            Operation::DeleteInstances => return self.delete_instances(params, now),
+            Operation::DescribeChangeOrder => self.change_order(params.required("ChangeOrderId")?)?.to_json(),
+            Operation::ListChangeOrders => {
+                let app_id = params.required("AppId")?;
+                let co_type = params.get("CoType");
+                let (page, size) = params.page()?;
+                let rows: Vec<Value> = self
+                    .change_orders
+                    .iter()
+                    .rev()
+                    .filter(|co| co.app_id == app_id && co_type.is_none_or(|t| t == "CoDeleteInstances"))
+                    .map(|co| {
+                        json!({
+                            "ChangeOrderId": co.id,
+                            "Status": co.status(),
+                            "CoType": "Delete Instances",
+                            "CoTypeCode": "CoDeleteInstances",
+                            "CreateTime": co.create_time(),
+                            "AppId": co.app_id,
+                        })
+                    })
+                    .collect();
+                let total = rows.len();
+                let list: Vec<Value> = rows.into_iter().skip(skip(page, size)).take(size as usize).collect();
+                json!({"ChangeOrderList": list, "CurrentPage": page, "PageSize": size, "TotalSize": total})
+            }
+            Operation::DescribeApplicationGroups => {
+                let groups = &self.apps[params.required("AppId")?];
+                Value::Array(
+                    groups
+                        .iter()
+                        .map(|g| json!({"GroupId": g.group_id, "GroupName": g.group_name, "GroupType": 0}))
+                        .collect(),
+                )
+            }
+            Operation::DescribeApplicationInstances => {
+                let app_id = params.required("AppId")?;
+                let group_id = params.required("GroupId")?;
+                let (page, size) = params.page()?;
+                let group = self.apps[app_id]
+                    .iter()
+                    .find(|g| g.group_id == group_id)
+                    .ok_or_else(|| with_message(format!("The group {group_id} does not belong to application {app_id}.")))?;
+                let rows: Vec<Value> = group
+                    .instance_ids
+                    .iter()
+                    .skip(skip(page, size))
+                    .take(size as usize)
+                    .map(|id| json!({"InstanceId": id, "GroupId": group_id, "InstanceContainerStatus": "Running"}))
+                    .collect();
+                json!({"Instances": rows, "CurrentPage": page, "PageSize": size, "TotalSize": group.instance_ids.len()})
+            }
+        };
+        Ok(Success { data, committed: None })
+    }
+
+    fn delete_instances(&mut self, params: Params<'_>, now: Timestamp) -> Outcome {
+        let app_id = params.required("AppId")?.to_string();
+        let mut ids: Vec<String> = Vec::new();
+        for id in params.required("InstanceIds")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_string());
+            }
+        }
+        if ids.is_empty() {
+            return Err(not_empty("InstanceIds"));
+        }
+        if let Some(running) = self.change_orders.iter().find(|co| co.app_id == app_id && !co.finished) {
+            return Err(ApiError::sae(
+                "Application.ChangerOrderRunning",
+                format!("The application has a change order in progress ({}). Please try again later.", running.id),
+            ));
+        }
+        let groups = &self.apps[&app_id];
+        if let Some(missing) = ids.iter().find(|id| !groups.iter().any(|g| g.instance_ids.contains(id))) {
+            return Err(with_message(format!("The instance {missing} does not belong to application {app_id}.")));
+        }
+        let (final_status, error_message) = match self.take_change_order_result(&app_id) {
+            Some((status, message)) => (status, message),
+            None => (2, String::new()),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let ends = now.saturating_add(self.config.change_order_duration).unwrap_or(now);
+        self.change_orders.push(ChangeOrder {
+            id: id.clone(),
+            app_id: app_id.clone(),
+            instance_ids: ids.clone(),
+            created: now,
+            ends,
+            final_status,
+            error_message,
+            finished: false,
+        });
+        push_bounded(
+            &mut self.deletions,
+            DeletionRecord {
+                app_id,
+                change_order_id: id.clone(),
+                instance_ids: ids,
+                time: now,
+                final_status: None,
+                finished_time: None,
+            },
+        );
+        // A zero-length change order is done as soon as it exists.
+        self.advance(now);
+        Ok(Success { data: json!({"ChangeOrderId": id}), committed: Some(id) })
+    }
+
+    fn take_change_order_result(&mut self, app_id: &str) -> Option<(i64, String)> {
+        let list = self.faults.get_mut(app_id)?;
+        let pos = list.iter().position(|f| matches!(f.spec, FaultSpec::ChangeOrderResult { .. }))?;
+        let FaultSpec::ChangeOrderResult { status, error_message, .. } = list[pos].spec.clone() else {
+            unreachable!()
+        };
+        list[pos].remaining -= 1;
+        if list[pos].remaining == 0 {
+            list.remove(pos);
+        }
+        let message = error_message.unwrap_or_else(|| format!("Change order ended with status {status} (scripted)."));
+        Some((status, message))
+    }
+
+    pub fn record_request(&mut self, record: RequestRecord) {
+        push_bounded(&mut self.requests, record);
+    }
+
+    pub fn ledger(&mut self, now: Timestamp) -> Ledger {
+        self.advance(now);
+        Ledger { requests: self.requests.iter().cloned().collect(), deletions: self.deletions.iter().cloned().collect() }
+    }
+
+    /// The admin view of one app: groups, change orders (newest first) and pending faults.
+    pub fn app_view(&mut self, app_id: &str, now: Timestamp) -> Option<Value> {
+        self.advance(now);
+        let groups = self.apps.get(app_id)?;
+        let change_orders: Vec<Value> = self
+            .change_orders
+            .iter()
+            .rev()
+            .filter(|co| co.app_id == app_id)
+            .map(|co| {
+                json!({
+                    "changeOrderId": co.id,
+                    "status": co.status(),
+                    "coTypeCode": "CoDeleteInstances",
+                    "instanceIds": co.instance_ids,
+                    "createTime": co.create_time(),
+                    "errorMessage": if co.finished { co.error_message.as_str() } else { "" },
+                })
+            })
+            .collect();
+        let faults = self.faults.get(app_id).cloned().unwrap_or_default();
+        Some(json!({"appId": app_id, "groups": groups, "changeOrders": change_orders, "faults": faults}))
+    }
+}
+
+fn skip(page: u32, size: u32) -> usize {
+    (page as usize - 1).saturating_mul(size as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sae::sign::{self, SignInput, SignatureVersion};
+    use crate::sae::Credentials;
+
+    fn t0() -> Timestamp {
+        "2024-05-01T10:00:00Z".parse().unwrap()
+    }
+
+    fn secs(s: i64) -> SignedDuration {
+        SignedDuration::from_secs(s)
+    }
+
+    fn q(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn model() -> Model {
+        let mut m = Model::new(ModelConfig::default());
+        m.upsert_app(
+            AppSpec {
+                app_id: "app-1".into(),
+                groups: vec![GroupSpec {
+                    group_id: "g-1".into(),
+                    group_name: None,
+                    instance_ids: vec!["i-a".into(), "i-b".into(), "i-c".into()],
+                }],
+            },
+            t0(),
+        )
+        .unwrap();
+        m
+    }
+
+    fn delete(m: &mut Model, ids: &str, now: Timestamp) -> Outcome {
+        m.execute(Operation::DeleteInstances, &q(&[("AppId", "app-1"), ("InstanceIds", ids)]), now)
+    }
+
+    fn status(m: &mut Model, co: &str, now: Timestamp) -> i64 {
+        let data = m.execute(Operation::DescribeChangeOrder, &q(&[("ChangeOrderId", co)]), now).unwrap().data;
+        data["Status"].as_i64().unwrap()
+    }
+
+    fn instances(m: &mut Model, now: Timestamp) -> Vec<String> {
+        let data = m
+            .execute(Operation::DescribeApplicationInstances, &q(&[("AppId", "app-1"), ("GroupId", "g-1")]), now)
+            .unwrap()
+            .data;
+        data["Instances"].as_array().unwrap().iter().map(|i| i["InstanceId"].as_str().unwrap().to_string()).collect()
+    }
+
+    fn faults(m: &mut Model, json: Value) {
+        let faults: Vec<FaultSpec> = serde_json::from_value(json).unwrap();
+        m.add_faults(AppFaults { app_id: "app-1".into(), faults }, t0()).unwrap();
+    }
+
+    #[test]
+    fn change_order_runs_then_succeeds_and_removes_instances() {
+        let mut m = model();
+        let co = delete(&mut m, "i-a,i-b", t0()).unwrap().committed.unwrap();
+        assert_eq!(status(&mut m, &co, t0() + secs(1)), 1);
+        assert_eq!(instances(&mut m, t0() + secs(1)), ["i-a", "i-b", "i-c"]);
+        assert_eq!(status(&mut m, &co, t0() + secs(2)), 2);
+        assert_eq!(instances(&mut m, t0() + secs(2)), ["i-c"]);
+        let ledger = m.ledger(t0() + secs(3));
+        assert_eq!(ledger.deletions.len(), 1);
+        assert_eq!(ledger.deletions[0].final_status, Some(2));
+        assert_eq!(ledger.deletions[0].instance_ids, ["i-a", "i-b"]);
+    }
+
+    #[test]
+    fn one_change_order_per_app() {
+        let mut m = model();
+        delete(&mut m, "i-a", t0()).unwrap();
+        let err = delete(&mut m, "i-b", t0() + secs(1)).unwrap_err();
+        assert_eq!(err.code, "Application.ChangerOrderRunning");
+        assert_eq!(err.http_status, 400);
+        assert!(delete(&mut m, "i-b", t0() + secs(2)).is_ok());
+    }
+
+    #[test]
+    fn deletion_validates_params_app_and_instances() {
+        let mut m = model();
+        let err = m.execute(Operation::DeleteInstances, &q(&[("AppId", "app-1")]), t0()).unwrap_err();
+        assert_eq!(err.code, "InvalidParameter.NotEmpty");
+        let err = m.execute(Operation::DeleteInstances, &q(&[("AppId", "nope"), ("InstanceIds", "i-a")]), t0());
+        assert_eq!(err.unwrap_err().code, "InvalidApplication.NotFound");
+        let err = delete(&mut m, "i-a,i-zzz", t0()).unwrap_err();
+        assert_eq!(err.code, "InvalidParameter.WithMessage");
+        assert!(err.message.contains("i-zzz"), "{}", err.message);
+        assert_eq!(delete(&mut m, " , ", t0()).unwrap_err().code, "InvalidParameter.NotEmpty");
+        let err = m.execute(Operation::ListChangeOrders, &q(&[("AppId", "nope")]), t0()).unwrap_err();
+        assert_eq!((err.code.as_str(), err.http_status), ("InvalidAppId.NotFound", 404));
+        let err = m.execute(Operation::DescribeChangeOrder, &q(&[("ChangeOrderId", "x")]), t0()).unwrap_err();
+        assert_eq!(err.code, "InvalidParameter.WithMessage");
+        assert!(m.ledger(t0()).deletions.is_empty());
+    }
+
+    #[test]
+    fn list_change_orders_is_newest_first_and_paged() {
+        let mut m = model();
+        let first = delete(&mut m, "i-a", t0()).unwrap().committed.unwrap();
+        let second = delete(&mut m, "i-b", t0() + secs(5)).unwrap().committed.unwrap();
+        let list = |m: &mut Model, extra: &[(&str, &str)]| {
+            let mut query = q(&[("AppId", "app-1")]);
+            query.extend(q(extra));
+            m.execute(Operation::ListChangeOrders, &query, t0() + secs(6)).unwrap().data
+        };
+        let data = list(&mut m, &[]);
+        assert_eq!(data["TotalSize"], 2);
+        assert_eq!(data["ChangeOrderList"][0]["ChangeOrderId"], second.as_str());
+        assert_eq!(data["ChangeOrderList"][0]["Status"], 1);
+        assert_eq!(data["ChangeOrderList"][1]["ChangeOrderId"], first.as_str());
+        assert_eq!(data["ChangeOrderList"][1]["Status"], 2);
+        assert_eq!(data["ChangeOrderList"][1]["CreateTime"], "2024-05-01 10:00:00");
+        let page2 = list(&mut m, &[("CurrentPage", "2"), ("PageSize", "1")]);
+        assert_eq!(page2["ChangeOrderList"][0]["ChangeOrderId"], first.as_str());
+        assert_eq!(list(&mut m, &[("CoType", "CoDeploy")])["ChangeOrderList"], json!([]));
+        let err = m.execute(Operation::ListChangeOrders, &q(&[("AppId", "app-1"), ("PageSize", "x")]), t0());
+        assert_eq!(err.unwrap_err().code, "InvalidParameter.WithMessage");
+    }
+
+    #[test]
+    fn quota_slides_and_tells_when_a_slot_frees() {
+        let mut m = model();
+        m.config_mut().requests_per_minute = 2;
+        m.admit("ak", t0()).unwrap();
+        m.admit("ak", t0() + secs(10)).unwrap();
+        let err = m.admit("ak", t0() + secs(20)).unwrap_err();
+        assert_eq!(err.code, "Throttling.User");
+        assert_eq!(err.retry_after_secs, Some(40));
+        m.admit("other", t0() + secs(20)).unwrap();
+        // The throttled call did not count: one slot frees at t0+60.
+        m.admit("ak", t0() + secs(60)).unwrap();
+        assert!(m.admit("ak", t0() + secs(61)).is_err());
+        m.config_mut().requests_per_minute = 0;
+        for _ in 0..1000 {
+            m.admit("ak", t0() + secs(61)).unwrap();
+        }
+    }
+
+    #[test]
+    fn nonces_are_refused_within_the_window_and_bounded() {
+        let mut cache = NonceCache::default();
+        let w = SignedDuration::from_mins(15);
+        assert!(cache.check_and_remember("n1".into(), t0(), w));
+        assert!(!cache.check_and_remember("n1".into(), t0() + secs(899), w));
+        assert!(cache.check_and_remember("n1".into(), t0() + secs(2000), w));
+        for i in 0..NONCE_CAPACITY + 10 {
+            cache.check_and_remember(format!("x{i}"), t0() + secs(2000), w);
+        }
+        assert!(cache.order.len() <= NONCE_CAPACITY && cache.seen.len() == cache.order.len());
+    }
+
+    #[test]
+    fn error_faults_fire_n_times_on_their_operation_only() {
+        let mut m = model();
+        faults(&mut m, json!([{"kind": "error", "code": "Application.ChangerOrderRunning", "times": 2}]));
+        let groups = q(&[("AppId", "app-1")]);
+        assert!(matches!(
+            m.call(Operation::DescribeApplicationGroups, &groups, t0()),
+            CallPlan::Answer { outcome: Ok(_), fault: None }
+        ));
+        let call = q(&[("AppId", "app-1"), ("InstanceIds", "i-a")]);
+        for _ in 0..2 {
+            match m.call(Operation::DeleteInstances, &call, t0()) {
+                CallPlan::Answer { outcome: Err(e), fault: Some("error") } => {
+                    assert_eq!(e.code, "Application.ChangerOrderRunning")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(m.call(Operation::DeleteInstances, &call, t0()), CallPlan::Answer { outcome: Ok(_), .. }));
+    }
+
+    #[test]
+    fn upgrading_window_ends() {
+        let mut m = model();
+        faults(&mut m, json!([{"kind": "upgrading", "seconds": 20}]));
+        let call = q(&[("AppId", "app-1"), ("InstanceIds", "i-a")]);
+        for at in [0, 5, 19] {
+            match m.call(Operation::DeleteInstances, &call, t0() + secs(at)) {
+                CallPlan::Answer { outcome: Err(e), .. } => assert_eq!(e.code, "System.Upgrading"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(m.call(Operation::DeleteInstances, &call, t0() + secs(20)), CallPlan::Answer { outcome: Ok(_), .. }));
+    }
+
+    #[test]
+    fn committing_faults_execute_and_others_do_not() {
+        let mut m = model();
+        faults(
+            &mut m,
+            json!([
+                {"kind": "http500", "commit": false},
+                {"kind": "http500", "commit": true},
+                {"kind": "ambiguous"},
+                {"kind": "garbage", "commit": true},
+                {"kind": "slow", "millis": 1500, "commit": true},
+                {"kind": "slow", "millis": 10},
+            ]),
+        );
+        let call = |i: &str| q(&[("AppId", "app-1"), ("InstanceIds", i)]);
+        assert_eq!(m.call(Operation::DeleteInstances, &call("i-a"), t0()), CallPlan::InternalError { committed: None });
+        let CallPlan::InternalError { committed: Some(_) } = m.call(Operation::DeleteInstances, &call("i-a"), t0()) else {
+            panic!("http500 commit:true must execute")
+        };
+        let CallPlan::DropConnection { committed: Some(_) } = m.call(Operation::DeleteInstances, &call("i-b"), t0() + secs(2))
+        else {
+            panic!("ambiguous must execute")
+        };
+        let CallPlan::Garbage { committed: Some(_) } = m.call(Operation::DeleteInstances, &call("i-c"), t0() + secs(4)) else {
+            panic!("garbage commit:true must execute")
+        };
+        m.upsert_app(
+            AppSpec {
+                app_id: "app-1".into(),
+                groups: vec![GroupSpec { group_id: "g-1".into(), group_name: None, instance_ids: vec!["i-d".into()] }],
+            },
+            t0() + secs(6),
+        )
+        .unwrap();
+        match m.call(Operation::DeleteInstances, &call("i-d"), t0() + secs(6)) {
+            CallPlan::Delayed { delay, outcome: Ok(s) } => {
+                assert_eq!(delay, Duration::from_millis(1500));
+                assert!(s.committed.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            m.call(Operation::DeleteInstances, &call("i-d"), t0() + secs(8)),
+            CallPlan::ExecuteAfter { delay: Duration::from_millis(10) }
+        );
+        assert_eq!(m.ledger(t0() + secs(10)).deletions.len(), 4);
+    }
+
+    #[test]
+    fn scripted_change_order_result_keeps_instances() {
+        let mut m = model();
+        faults(&mut m, json!([{"kind": "changeOrderResult", "status": 3, "errorMessage": "boom"}]));
+        let co = delete(&mut m, "i-a", t0()).unwrap().committed.unwrap();
+        assert_eq!(status(&mut m, &co, t0() + secs(1)), 1);
+        let data = m.execute(Operation::DescribeChangeOrder, &q(&[("ChangeOrderId", &co)]), t0() + secs(3)).unwrap().data;
+        assert_eq!(data["Status"], 3);
+        assert_eq!(data["ErrorMessage"], "boom");
+        assert_eq!(instances(&mut m, t0() + secs(3)), ["i-a", "i-b", "i-c"]);
+        let next = delete(&mut m, "i-a", t0() + secs(3)).unwrap().committed.unwrap();
+        assert_eq!(status(&mut m, &next, t0() + secs(5)), 2);
+    }
+
+    #[test]
+    fn fault_specs_are_validated() {
+        let mut m = model();
+        for bad in [
+            json!([{"kind": "error", "code": "X", "operation": "Nope"}]),
+            json!([{"kind": "changeOrderResult", "status": 2}]),
+            json!([{"kind": "http500", "times": 0}]),
+            json!([{"kind": "upgrading", "seconds": -1}]),
+        ] {
+            let faults: Vec<FaultSpec> = serde_json::from_value(bad.clone()).unwrap();
+            assert!(m.add_faults(AppFaults { app_id: "app-1".into(), faults }, t0()).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_value::<FaultSpec>(json!({"kind": "http500", "tims": 2})).is_err());
+        assert!(serde_json::from_value::<FaultSpec>(json!({"kind": "meteor"})).is_err());
+        let unknown_app = AppFaults { app_id: "nope".into(), faults: vec![] };
+        assert!(m.add_faults(unknown_app, t0()).is_err());
+    }
+
+    fn signed(version: SignatureVersion, secret: &str, now: Timestamp, nonce: &str) -> (Authorization, Vec<(String, String)>) {
+        let creds = Credentials::new("AK1", secret, None);
+        let query = q(&[("AppId", "app-1")]);
+        let input = SignInput {
+            method: "GET",
+            host: "127.0.0.1:9300",
+            path: Operation::DescribeApplicationGroups.path(),
+            query: &query,
+            action: "DescribeApplicationGroups",
+            api_version: "2019-05-06",
+            body: b"",
+            now,
+            nonce,
+        };
+        let headers = sign::signed_headers(version, &creds, &input);
+        let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str());
+        (auth::parse_authorization(auth).unwrap(), headers)
+    }
+
+    fn authenticate(m: &mut Model, signed: &(Authorization, Vec<(String, String)>), now: Timestamp) -> Result<(), ApiError> {
+        let query = q(&[("AppId", "app-1")]);
+        let req = ReceivedRequest {
+            method: "GET",
+            path: Operation::DescribeApplicationGroups.path(),
+            query: &query,
+            headers: &signed.1,
+            body: b"",
+        };
+        m.authenticate(&signed.0, &req, now)
+    }
+
+    #[test]
+    fn authentication_checks_key_date_signature_and_nonce() {
+        for version in [SignatureVersion::V1, SignatureVersion::V3] {
+            let mut m = model();
+            let unknown = signed(version, "s3cret", t0(), "n0");
+            assert_eq!(authenticate(&mut m, &unknown, t0()).unwrap_err().code, "InvalidAccessKeyId.NotFound");
+            m.upsert_access_key(AccessKeySpec::parse_pair("AK1:s3cret").unwrap()).unwrap();
+            let good = signed(version, "s3cret", t0(), "n1");
+            authenticate(&mut m, &good, t0() + secs(30)).unwrap();
+            assert_eq!(authenticate(&mut m, &good, t0() + secs(31)).unwrap_err().code, "SignatureNonceUsed");
+            let wrong = signed(version, "guess", t0(), "n2");
+            assert_eq!(authenticate(&mut m, &wrong, t0()).unwrap_err().code, "SignatureDoesNotMatch");
+            // A refused request does not burn its nonce.
+            authenticate(&mut m, &signed(version, "s3cret", t0(), "n2"), t0()).unwrap();
+            let old = signed(version, "s3cret", t0(), "n3");
+            let err = authenticate(&mut m, &old, t0() + secs(16 * 60)).unwrap_err();
+            assert_eq!(err.code, "InvalidTimeStamp.Expired", "{version}");
+        }
+    }
+
+    #[test]
+    fn security_token_must_match_the_key() {
+        let mut m = model();
+        m.upsert_access_key(AccessKeySpec {
+            access_key_id: "AK1".into(),
+            access_key_secret: "s3cret".into(),
+            security_token: Some("tok".into()),
+        })
+        .unwrap();
+        let no_token = signed(SignatureVersion::V3, "s3cret", t0(), "n1");
+        let err = authenticate(&mut m, &no_token, t0()).unwrap_err();
+        assert_eq!(err.code, "InvalidSecurityToken.MismatchWithAccessKey");
+        for (version, nonce) in [(SignatureVersion::V1, "n2"), (SignatureVersion::V3, "n3")] {
+            let creds = Credentials::new("AK1", "s3cret", Some("tok".into()));
+            let query = q(&[("AppId", "app-1")]);
+            let input = SignInput {
+                method: "GET",
+                host: "h",
+                path: Operation::DescribeApplicationGroups.path(),
+                query: &query,
+                action: "DescribeApplicationGroups",
+                api_version: "2019-05-06",
+                body: b"",
+                now: t0(),
+                nonce,
+            };
+            let headers = sign::signed_headers(version, &creds, &input);
+            let auth = auth::parse_authorization(headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str()))
+                .unwrap();
+            authenticate(&mut m, &(auth, headers), t0()).unwrap();
+        }
+    }
+
+    #[test]
+    fn reset_keeps_keys_only() {
+        let mut m = model();
+        m.upsert_access_key(AccessKeySpec::parse_pair("AK1:s").unwrap()).unwrap();
+        delete(&mut m, "i-a", t0()).unwrap();
+        m.reset();
+        assert_eq!(m.access_key_ids(), ["AK1"]);
+        assert!(m.app_view("app-1", t0()).is_none());
+        assert!(m.ledger(t0()).deletions.is_empty());
+    }
+
+    #[test]
+    fn access_key_debug_is_redacted() {
+        let key = AccessKeySpec { access_key_id: "AK1".into(), access_key_secret: "topsecret".into(), security_token: Some("tok123".into()) };
+        let shown = format!("{key:?}");
+        assert!(shown.contains("AK1") && !shown.contains("topsecret") && !shown.contains("tok123"), "{shown}");
+    }
+}
