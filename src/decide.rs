@@ -163,17 +163,6 @@ pub fn terminal_reason(code: Option<&str>) -> Reason {
     }
 }
 
-/// The reason shown while retrying: SAE saying the application itself is busy (another change
-/// order, an upgrade) reads differently to a user than throttling or a refused connection.
-pub fn retry_reason(code: Option<&str>) -> Reason {
-    match code {
-        Some(
-            "Application.ChangerOrderRunning" | "Application.InvalidStatus" | "System.Upgrading",
-        ) => Reason::WaitingForApplication,
-        _ => Reason::Retrying,
-    }
-}
-
 /// Records are stored to the second because that is all a Kubernetes `Time` keeps on the wire;
 /// storing more would make the in-memory status differ from what the API server returns.
 fn floor_second(t: Timestamp) -> Timestamp {
@@ -534,7 +523,7 @@ impl<'a> Step<'a> {
         let message = format!(
             "SAE refused {what}{executed} (attempt {attempts} of {max}): {err}; trying again at {not_before}"
         );
-        self.set(Phase::Retrying, retry_reason(err.code()), message);
+        self.set(Phase::Retrying, Reason::Retrying, message);
         Action::WaitUntil(not_before)
     }
 
@@ -857,9 +846,13 @@ impl<'a> Step<'a> {
         let warning = matches!(phase, Phase::Failed | Phase::Retrying)
             || reason == Reason::CredentialsNotFound.as_str();
         let message = self.next.message.clone().unwrap_or_default();
+        // Before an answer arrives, the ids in the status belong to an earlier attempt and would
+        // mislead; afterwards they are what a human quotes to support.
+        let answered = !matches!(phase, Phase::Pending | Phase::Submitting);
         let mut known = vec![];
         let mut mention = |label: &str, value: Option<&String>| {
-            if let Some(value) = value
+            if answered
+                && let Some(value) = value
                 && !message.contains(value.as_str())
             {
                 known.push(format!("{label} {value}"));
@@ -1163,7 +1156,7 @@ mod tests {
                 now: 12,
                 observation: start(),
                 phase: Retrying,
-                reason: "WaitingForApplication",
+                reason: "Retrying",
                 attempts: 1,
                 action: retry_in(15),
                 events: &[],
@@ -1243,15 +1236,15 @@ mod tests {
             },
             // Rule 6: refused or failed, by class.
             Row {
-                name: "retryable (app busy): Retrying, WaitingForApplication",
+                name: "retryable (app busy): Retrying",
                 obj: submitting(),
                 now: 11,
                 observation: refused("Application.ChangerOrderRunning"),
                 phase: Retrying,
-                reason: "WaitingForApplication",
+                reason: "Retrying",
                 attempts: 1,
                 action: retry_in(15),
-                events: &[(true, "WaitingForApplication")],
+                events: &[(true, "Retrying")],
                 message: &[
                     "Application.ChangerOrderRunning",
                     "without executing it",
@@ -1260,15 +1253,15 @@ mod tests {
                 ],
             },
             Row {
-                name: "retryable (system upgrading): Retrying, WaitingForApplication",
+                name: "retryable (system upgrading): Retrying",
                 obj: submitting(),
                 now: 11,
                 observation: refused("System.Upgrading"),
                 phase: Retrying,
-                reason: "WaitingForApplication",
+                reason: "Retrying",
                 attempts: 1,
                 action: retry_in(15),
-                events: &[(true, "WaitingForApplication")],
+                events: &[(true, "Retrying")],
                 message: &["System.Upgrading"],
             },
             Row {
@@ -2328,7 +2321,7 @@ mod tests {
             vec![
                 (true, "CredentialsNotFound"),
                 (false, "Submitting"),
-                (true, "WaitingForApplication"),
+                (true, "Retrying"),
                 (false, "Submitting"),
                 (false, "WaitingForChangeOrder"),
                 (false, "Succeeded"),
@@ -2343,8 +2336,13 @@ mod tests {
                 .2
                 .clone()
         };
-        assert!(note("WaitingForApplication").contains("Application.ChangerOrderRunning"));
-        assert!(note("WaitingForApplication").contains("req-err"));
+        assert!(
+            !note("Submitting").contains("req-err"),
+            "{}",
+            note("Submitting")
+        );
+        assert!(note("Retrying").contains("Application.ChangerOrderRunning"));
+        assert!(note("Retrying").contains("req-err"));
         assert!(note("WaitingForChangeOrder").contains("co-1"));
         assert!(note("WaitingForChangeOrder").contains("req-ok"));
         assert!(note("Succeeded").contains("co-1"));

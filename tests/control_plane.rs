@@ -24,17 +24,33 @@ fn stderr(out: &std::process::Output) -> String {
 #[tokio::test]
 async fn api_server_answers_as_admin() {
     let cp = ControlPlane::shared();
-    let version: Value = serde_json::from_str(&cp.kubectl_ok(&["get", "--raw", "/version"])).unwrap();
-    assert_eq!(version["gitVersion"], "v1.20.2", "unexpected server version: {version}");
+    let version: Value =
+        serde_json::from_str(&cp.kubectl_ok(&["get", "--raw", "/version"])).unwrap();
+    assert_eq!(
+        version["gitVersion"], "v1.20.2",
+        "unexpected server version: {version}"
+    );
 
     let client = cp.admin_client().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let names: Vec<String> =
-        namespaces.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
-    assert!(names.iter().any(|n| n == "sae-system"), "deploy/ should have created sae-system: {names:?}");
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "sae-system"),
+        "deploy/ should have created sae-system: {names:?}"
+    );
 
     let ns = cp.create_namespace("Smoke_Test");
-    assert!(ns.starts_with("smoke-test-"), "namespace name is not DNS-safe: {ns}");
+    assert!(
+        ns.starts_with("smoke-test-"),
+        "namespace name is not DNS-safe: {ns}"
+    );
     let second = cp.create_namespace("Smoke_Test");
     assert_ne!(ns, second, "namespace names must be unique");
     // The admin can create and read objects of the CRD in it.
@@ -45,18 +61,36 @@ async fn api_server_answers_as_admin() {
         "spec": {"regionId": "cn-hangzhou", "appId": "demo-app", "instanceIds": ["i-1"]}
     }))
     .unwrap();
-    api.create(&Default::default(), &obj).await.expect("admin creates a SaeInstanceDeletion");
+    api.create(&Default::default(), &obj)
+        .await
+        .expect("admin creates a SaeInstanceDeletion");
     let got = api.get("smoke").await.unwrap();
     // Defaults come from the schema, filled by the API server.
-    assert_eq!(got.data["spec"]["dryRun"], json!(false), "schema defaults not applied: {:?}", got.data);
-    assert_eq!(got.data["spec"]["activeDeadlineSeconds"], json!(3600), "{:?}", got.data);
-    assert_eq!(got.data["spec"]["retry"]["maxAttempts"], json!(10), "{:?}", got.data);
+    assert_eq!(
+        got.data["spec"]["dryRun"],
+        json!(false),
+        "schema defaults not applied: {:?}",
+        got.data
+    );
+    assert_eq!(
+        got.data["spec"]["activeDeadlineSeconds"],
+        json!(3600),
+        "{:?}",
+        got.data
+    );
+    assert_eq!(
+        got.data["spec"]["retry"]["maxAttempts"],
+        json!(10),
+        "{:?}",
+        got.data
+    );
 }
 
 #[test]
 fn crd_is_established_with_short_name() {
     let cp = ControlPlane::shared();
-    let crd: Value = serde_json::from_str(&cp.kubectl_ok(&["get", "crd", CRD_NAME, "-o", "json"])).unwrap();
+    let crd: Value =
+        serde_json::from_str(&cp.kubectl_ok(&["get", "crd", CRD_NAME, "-o", "json"])).unwrap();
     let names = &crd["spec"]["names"];
     assert_eq!(names["kind"], "SaeInstanceDeletion");
     assert_eq!(names["shortNames"], json!(["saedel"]), "{names}");
@@ -69,7 +103,11 @@ fn crd_is_established_with_short_name() {
     assert!(established, "CRD not Established: {}", crd["status"]);
     // The short name resolves through discovery, as users will type it.
     let out = cp.kubectl(&["get", "saedel", "--all-namespaces"]);
-    assert!(out.status.success(), "kubectl get saedel failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "kubectl get saedel failed: {}",
+        stderr(&out)
+    );
 }
 
 /// `kubectl auth can-i` as the controller itself (SelfSubjectAccessReview): true for "yes".
@@ -81,23 +119,48 @@ fn controller_can(cp: &ControlPlane, args: &[&str]) -> bool {
     match answer.as_str() {
         "yes" => true,
         "no" => false,
-        _ => panic!("kubectl auth can-i {} gave {answer:?}: {}", args.join(" "), stderr(&out)),
+        _ => panic!(
+            "kubectl auth can-i {} gave {answer:?}: {}",
+            args.join(" "),
+            stderr(&out)
+        ),
     }
 }
 
 #[test]
 fn controller_identity_has_exactly_the_rbac_of_deploy() {
     let cp = ControlPlane::shared();
-    let who = cp.kubectl_as(cp.controller_kubeconfig(), &["auth", "can-i", "--list", "-n", "default"]);
+    let who = cp.kubectl_as(
+        cp.controller_kubeconfig(),
+        &["auth", "can-i", "--list", "-n", "default"],
+    );
     assert!(who.status.success(), "{}", stderr(&who));
 
     let allowed: &[&[&str]] = &[
         &["get", "saeinstancedeletions.sae.ops.dev", "-A"],
         &["list", "saeinstancedeletions.sae.ops.dev", "-A"],
         &["watch", "saeinstancedeletions.sae.ops.dev", "-A"],
-        &["get", "saeinstancedeletions.sae.ops.dev", "--subresource=status", "-n", "team-a"],
-        &["update", "saeinstancedeletions.sae.ops.dev", "--subresource=status", "-n", "team-a"],
-        &["patch", "saeinstancedeletions.sae.ops.dev", "--subresource=status", "-n", "team-a"],
+        &[
+            "get",
+            "saeinstancedeletions.sae.ops.dev",
+            "--subresource=status",
+            "-n",
+            "team-a",
+        ],
+        &[
+            "update",
+            "saeinstancedeletions.sae.ops.dev",
+            "--subresource=status",
+            "-n",
+            "team-a",
+        ],
+        &[
+            "patch",
+            "saeinstancedeletions.sae.ops.dev",
+            "--subresource=status",
+            "-n",
+            "team-a",
+        ],
         &["get", "secrets", "-n", "team-a"],
         &["create", "events.events.k8s.io", "-n", "team-a"],
         &["patch", "events.events.k8s.io", "-n", "team-a"],
@@ -135,7 +198,11 @@ fn controller_identity_has_exactly_the_rbac_of_deploy() {
             wrong.push(format!("should be FORBIDDEN: {}", args.join(" ")));
         }
     }
-    assert!(wrong.is_empty(), "RBAC of {CONTROLLER_USER} is off:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "RBAC of {CONTROLLER_USER} is off:\n{}",
+        wrong.join("\n")
+    );
 
     // And as the admin asking on the controller's behalf (impersonation, i.e. the authorizer itself).
     let out = cp.kubectl(&["auth", "can-i", "list", "pods", "--as", CONTROLLER_USER]);
@@ -149,25 +216,53 @@ async fn controller_requests_are_authorised_by_rbac() {
     let client = cp.controller_client().await;
 
     let saedels: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &saedel_resource());
-    saedels.list(&ListParams::default()).await.expect("the controller may list saeinstancedeletions");
+    saedels
+        .list(&ListParams::default())
+        .await
+        .expect("the controller may list saeinstancedeletions");
     let missing = saedels.get("nope").await.expect_err("no such object");
-    assert!(matches!(&missing, kube::Error::Api(s) if s.code == 404), "get is allowed, so 404: {missing:?}");
+    assert!(
+        matches!(&missing, kube::Error::Api(s) if s.code == 404),
+        "get is allowed, so 404: {missing:?}"
+    );
 
     // A Secret it may read (get), but neither list nor delete.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let err = secrets.get("nope").await.expect_err("no such secret");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 404), "get secrets is allowed: {err:?}");
-    let err = secrets.list(&ListParams::default()).await.expect_err("list secrets must be forbidden");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 403), "{err:?}");
-    let err = secrets.delete("nope", &DeleteParams::default()).await.expect_err("delete must be forbidden");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 403), "{err:?}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404),
+        "get secrets is allowed: {err:?}"
+    );
+    let err = secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("list secrets must be forbidden");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err:?}"
+    );
+    let err = secrets
+        .delete("nope", &DeleteParams::default())
+        .await
+        .expect_err("delete must be forbidden");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err:?}"
+    );
 
     let pods: Api<Pod> = Api::all(client);
-    let err = pods.list(&ListParams::default()).await.expect_err("listing pods must be forbidden");
+    let err = pods
+        .list(&ListParams::default())
+        .await
+        .expect_err("listing pods must be forbidden");
     match &err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 403, "{s:?}");
-            assert!(s.message.contains(CONTROLLER_USER), "403 names the user: {}", s.message);
+            assert!(
+                s.message.contains(CONTROLLER_USER),
+                "403 names the user: {}",
+                s.message
+            );
         }
         other => panic!("expected 403, got {other:?}"),
     }
@@ -191,7 +286,10 @@ fn deployment_is_installed_locked_down() {
     assert_eq!(pod["serviceAccountName"], "sae-controller");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["image"], "sae-controller:latest");
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
@@ -199,13 +297,35 @@ fn deployment_is_installed_locked_down() {
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert!(c["resources"]["limits"]["memory"].is_string(), "memory limit: {}", c["resources"]);
-    assert!(c["resources"]["requests"]["cpu"].is_string(), "cpu request: {}", c["resources"]);
-    let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(args.contains(&"--health-probe-bind-address=0.0.0.0:8081"), "{args:?}");
+    assert!(
+        c["resources"]["limits"]["memory"].is_string(),
+        "memory limit: {}",
+        c["resources"]
+    );
+    assert!(
+        c["resources"]["requests"]["cpu"].is_string(),
+        "cpu request: {}",
+        c["resources"]
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.contains(&"--health-probe-bind-address=0.0.0.0:8081"),
+        "{args:?}"
+    );
     let env = c["env"].as_array().unwrap();
-    for var in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"] {
-        let e = env.iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("{var} missing"));
+    for var in [
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("{var} missing"));
         let secret_ref = &e["valueFrom"]["secretKeyRef"];
         assert_eq!(secret_ref["name"], "sae-controller-credentials", "{e}");
         assert_eq!(secret_ref["optional"], true, "{e}");
@@ -224,10 +344,17 @@ fn kustomizations_build() {
         "kind: ClusterRoleBinding",
         "kind: Deployment",
     ] {
-        assert!(base.contains(kind), "kubectl kustomize deploy/ lacks {kind:?}");
+        assert!(
+            base.contains(kind),
+            "kubectl kustomize deploy/ lacks {kind:?}"
+        );
     }
     let samples = cp.kubectl_ok(&["kustomize", "deploy/samples"]);
-    assert_eq!(samples.matches("kind: SaeInstanceDeletion").count(), 4, "{samples}");
+    assert_eq!(
+        samples.matches("kind: SaeInstanceDeletion").count(),
+        4,
+        "{samples}"
+    );
     assert_eq!(samples.matches("kind: Secret").count(), 1, "{samples}");
 }
 
@@ -235,12 +362,28 @@ fn kustomizations_build() {
 fn samples_are_accepted_by_the_api_server() {
     let cp = ControlPlane::shared();
     let ns = cp.create_namespace("samples");
-    let out = cp.kubectl_ok(&["apply", "--dry-run=server", "--validate=false", "-k", "deploy/samples", "-n", &ns]);
-    for name in ["demo-app-scale-in", "demo-app-own-credentials", "demo-app-dry-run", "no-such-app"] {
+    let out = cp.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "--validate=false",
+        "-k",
+        "deploy/samples",
+        "-n",
+        &ns,
+    ]);
+    for name in [
+        "demo-app-scale-in",
+        "demo-app-own-credentials",
+        "demo-app-dry-run",
+        "no-such-app",
+    ] {
         let line = format!("saeinstancedeletion.sae.ops.dev/{name} created (server dry run)");
         assert!(out.contains(&line), "missing {line:?} in:\n{out}");
     }
-    assert!(out.contains("secret/sae-credentials-example created (server dry run)"), "{out}");
+    assert!(
+        out.contains("secret/sae-credentials-example created (server dry run)"),
+        "{out}"
+    );
 }
 
 fn valid_spec() -> Value {
@@ -260,7 +403,10 @@ fn dry_run_create(cp: &ControlPlane, ns: &str, name: &str, spec: Value) -> std::
         "spec": spec,
     });
     // --validate=false: the verdict must come from the API server's schema, not from kubectl.
-    cp.kubectl_stdin(&["create", "--dry-run=server", "--validate=false", "-f", "-"], &obj.to_string())
+    cp.kubectl_stdin(
+        &["create", "--dry-run=server", "--validate=false", "-f", "-"],
+        &obj.to_string(),
+    )
 }
 
 #[test]
@@ -270,24 +416,52 @@ fn invalid_specs_are_rejected_by_the_api_server() {
 
     // The control case: the same request with a valid spec passes, so rejections below are about the field.
     let ok = dry_run_create(cp, &ns, "valid", valid_spec());
-    assert!(ok.status.success(), "a valid spec was refused: {}", stderr(&ok));
+    assert!(
+        ok.status.success(),
+        "a valid spec was refused: {}",
+        stderr(&ok)
+    );
 
     let with = |path: &[&str], value: Value| {
         let mut spec = valid_spec();
         let mut at = &mut spec;
         for key in &path[..path.len() - 1] {
-            at = at.as_object_mut().unwrap().entry(key.to_string()).or_insert_with(|| json!({}));
+            at = at
+                .as_object_mut()
+                .unwrap()
+                .entry(key.to_string())
+                .or_insert_with(|| json!({}));
         }
         at[path[path.len() - 1]] = value;
         spec
     };
     let many: Vec<String> = (0..101).map(|i| format!("i-{i}")).collect();
     let cases: Vec<(&str, Value, &[&str])> = vec![
-        ("bad-region", with(&["regionId"], json!("Hangzhou")), &["spec.regionId", "should match"]),
-        ("no-ids", with(&["instanceIds"], json!([])), &["spec.instanceIds", "at least 1 items"]),
-        ("too-many-ids", with(&["instanceIds"], json!(many)), &["spec.instanceIds", "at most 100 items"]),
-        ("duplicate-ids", with(&["instanceIds"], json!(["i-1", "i-1"])), &["spec.instanceIds[1]", "Duplicate value"]),
-        ("comma-in-id", with(&["instanceIds"], json!(["i-1,i-2"])), &["spec.instanceIds", "should match", "i-1,i-2"]),
+        (
+            "bad-region",
+            with(&["regionId"], json!("Hangzhou")),
+            &["spec.regionId", "should match"],
+        ),
+        (
+            "no-ids",
+            with(&["instanceIds"], json!([])),
+            &["spec.instanceIds", "at least 1 items"],
+        ),
+        (
+            "too-many-ids",
+            with(&["instanceIds"], json!(many)),
+            &["spec.instanceIds", "at most 100 items"],
+        ),
+        (
+            "duplicate-ids",
+            with(&["instanceIds"], json!(["i-1", "i-1"])),
+            &["spec.instanceIds[1]", "Duplicate value"],
+        ),
+        (
+            "comma-in-id",
+            with(&["instanceIds"], json!(["i-1,i-2"])),
+            &["spec.instanceIds", "should match", "i-1,i-2"],
+        ),
         (
             "short-deadline",
             with(&["activeDeadlineSeconds"], json!(10)),
@@ -306,7 +480,10 @@ fn invalid_specs_are_rejected_by_the_api_server() {
         if out.status.success() {
             wrong.push(format!("{name}: ACCEPTED, should be rejected"));
         } else if !err.contains("is invalid") || !expected.iter().all(|e| err.contains(e)) {
-            wrong.push(format!("{name}: rejected, but stderr lacks \"is invalid\" + {expected:?}: {}", err.trim()));
+            wrong.push(format!(
+                "{name}: rejected, but stderr lacks \"is invalid\" + {expected:?}: {}",
+                err.trim()
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -320,9 +497,15 @@ async fn simulator_helper_finds_the_address_and_reaches_the_admin_api() {
     // Any 2xx answer is fine here: the point is that the helper found the port the binary bound.
     sim.admin_get("/_sim/healthz").await;
     let ledger = sim.ledger().await;
-    assert!(ledger.is_object(), "ledger should be a JSON object: {ledger}");
+    assert!(
+        ledger.is_object(),
+        "ledger should be a JSON object: {ledger}"
+    );
     drop(sim);
-    let refused = reqwest::Client::new().get(format!("{url}/_sim/healthz")).send().await;
+    let refused = reqwest::Client::new()
+        .get(format!("{url}/_sim/healthz"))
+        .send()
+        .await;
     assert!(refused.is_err(), "the simulator must be gone after drop");
 }
 
@@ -330,25 +513,37 @@ async fn simulator_helper_finds_the_address_and_reaches_the_admin_api() {
 async fn controller_helper_runs_the_binary_as_its_service_account() {
     let cp = ControlPlane::shared();
     let ns = cp.create_namespace("ctl");
-    let sim = support::Simulator::spawn(&[]);
+    // No object exists in `ns`, so SAE is never called: a closed port is endpoint enough.
     let mut controller = support::Controller::spawn(
         cp.controller_kubeconfig(),
         &["--namespace", &ns],
-        &[("SAE_ENDPOINT", sim.url())],
+        &[("SAE_ENDPOINT", "http://127.0.0.1:9")],
     );
-    let health = format!("{}/healthz", controller.probe_url().expect("the harness chose the probe port"));
+    // Ready means its list+watch of saeinstancedeletions succeeded under deploy/'s RBAC.
+    let ready = format!(
+        "{}/readyz",
+        controller
+            .probe_url()
+            .expect("the harness chose the probe port")
+    );
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        match http.get(&health).send().await {
+        match http.get(&ready).send().await {
             Ok(r) if r.status().is_success() => break,
             _ if std::time::Instant::now() < deadline && controller.is_running() => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await
             }
-            other => panic!("controller never served {health} ({other:?}); logs:\n{}", controller.logs()),
+            other => panic!(
+                "controller never served {ready} ({other:?}); logs:\n{}",
+                controller.logs()
+            ),
         }
     }
-    assert!(!controller.logs().is_empty(), "controller output is captured");
+    assert!(
+        !controller.logs().is_empty(),
+        "controller output is captured"
+    );
     controller.kill();
     assert!(!controller.is_running(), "kill() must stop the process");
 }

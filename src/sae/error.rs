@@ -30,7 +30,8 @@ const RETRYABLE_CODES: &[&str] = &[
 pub fn classify(code: &str, http_status: u16) -> ErrorClass {
     if http_status >= 500 {
         ErrorClass::Ambiguous
-    } else if RETRYABLE_CODES.contains(&code) || code.starts_with("Throttling.") {
+    } else if RETRYABLE_CODES.contains(&code) || code.starts_with("Throttling.") || http_status == 429 {
+        // 429 without an SAE code comes from a proxy in front of SAE: refused, not executed.
         ErrorClass::Retryable
     } else {
         ErrorClass::Terminal
@@ -142,6 +143,7 @@ mod tests {
             ("InvalidTimeStamp.Expired", 400, Terminal),
             ("SignatureNonceUsed", 400, Terminal),
             ("SomethingNew.Undocumented", 409, Terminal),
+            ("HTTP429", 429, Retryable),
             ("InternalError", 500, Ambiguous),
             ("ServiceUnavailable", 503, Ambiguous),
             ("Application.ChangerOrderRunning", 502, Ambiguous),

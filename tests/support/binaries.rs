@@ -27,7 +27,11 @@ impl LogDir {
             .tempdir()
             .unwrap_or_else(|e| panic!("creating a log dir for {what}: {e}"));
         let log = dir.path().join(format!("{what}.log"));
-        Self { dir: Some(dir), log, what }
+        Self {
+            dir: Some(dir),
+            log,
+            what,
+        }
     }
 
     /// A handle for the child's stdout/stderr. Append mode, so several writers interleave by line
@@ -41,7 +45,9 @@ impl LogDir {
     }
 
     fn read(&self) -> String {
-        std::fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -96,16 +102,27 @@ impl Simulator {
             }
         });
         let first = rx.recv_timeout(STARTUP_TIMEOUT).ok().flatten();
-        let url = first.as_deref().and_then(|l| l.trim().strip_prefix("listening on ")).map(str::to_owned);
+        let url = first
+            .as_deref()
+            .and_then(|l| l.trim().strip_prefix("listening on "))
+            .map(str::to_owned);
         let Some(url) = url.filter(|u| u.starts_with("http://")) else {
+            let exited = child.try_wait().ok().flatten();
             let _ = child.kill();
             let _ = child.wait();
+            let state = exited.map_or("still running".to_owned(), |s| format!("exited: {s}"));
             panic!(
-                "sae-simulator did not print `listening on http://ADDR` first (got {first:?}); its log:\n{}",
+                "sae-simulator did not print `listening on http://ADDR` first (got {first:?}, {state}); \
+                 its log:\n{}",
                 tail(&logs.log, LOG_TAIL_LINES)
             );
         };
-        Simulator { child, url, http: reqwest::Client::new(), logs }
+        Simulator {
+            child,
+            url,
+            http: reqwest::Client::new(),
+            logs,
+        }
     }
 
     /// `http://127.0.0.1:PORT`, to use as the controller's SAE endpoint.
@@ -131,15 +148,26 @@ impl Simulator {
         self.admin_get("/_sim/ledger").await
     }
 
-    async fn admin_call(&self, method: &str, path: &str, request: reqwest::RequestBuilder) -> serde_json::Value {
+    async fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> serde_json::Value {
         let response = request
             .timeout(Duration::from_secs(10))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{method} {path} on the simulator: {e}"));
         let status = response.status();
-        let text = response.text().await.unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
-        assert!(status.is_success(), "{method} {path} on the simulator answered {status}: {text}");
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
+        assert!(
+            status.is_success(),
+            "{method} {path} on the simulator answered {status}: {text}"
+        );
         if text.trim().is_empty() {
             return serde_json::Value::Null;
         }
@@ -184,7 +212,10 @@ impl Controller {
                 command.env_remove(&key);
             }
         }
-        command.env_remove("SAE_ENDPOINT").env_remove("WATCH_NAMESPACE").env("KUBECONFIG", kubeconfig);
+        command
+            .env_remove("SAE_ENDPOINT")
+            .env_remove("WATCH_NAMESPACE")
+            .env("KUBECONFIG", kubeconfig);
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info,sae_controller=debug");
         }
@@ -193,10 +224,18 @@ impl Controller {
         let mut all_args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let metrics_address = bind_address(&mut all_args, "--metrics-bind-address");
         let health_address = bind_address(&mut all_args, "--health-probe-bind-address");
-        command.args(&all_args).stdout(logs.writer()).stderr(logs.writer());
+        command
+            .args(&all_args)
+            .stdout(logs.writer())
+            .stderr(logs.writer());
 
         let child = spawn_guarded(&mut command, "sae-controller");
-        Controller { child, health_address, metrics_address, logs }
+        Controller {
+            child,
+            health_address,
+            metrics_address,
+            logs,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -266,7 +305,9 @@ impl Drop for Controller {
 /// Adds `FLAG=127.0.0.1:PORT` with a free port unless `args` already set FLAG; returns the address
 /// the harness chose (None when the caller chose).
 fn bind_address(args: &mut Vec<String>, flag: &str) -> Option<String> {
-    let given = args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let given = args
+        .iter()
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     if given {
         return None;
     }

@@ -182,7 +182,13 @@ impl ControlPlane {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let clean: String = prefix
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(40)
             .collect();
         let clean = clean.trim_matches('-');
@@ -213,7 +219,10 @@ impl ControlPlane {
             .filter(|p| is_executable(p))
             .or_else(|| which("kubectl"))
             .ok_or_else(|| {
-                format!("kubectl not found in {} nor on PATH: run .ci/install-control-plane.sh", bin.display())
+                format!(
+                    "kubectl not found in {} nor on PATH: run .ci/install-control-plane.sh",
+                    bin.display()
+                )
             })?;
 
         let dir = tempfile::Builder::new()
@@ -223,7 +232,10 @@ impl ControlPlane {
             .keep();
         // etcd fsyncs every write; on tmpfs that costs nothing, on a busy disk it slows the apiserver.
         let etcd_data = match Path::new("/dev/shm").is_dir() {
-            true => tempfile::Builder::new().prefix("sae-cp-etcd-").tempdir_in("/dev/shm").map(|d| d.keep()),
+            true => tempfile::Builder::new()
+                .prefix("sae-cp-etcd-")
+                .tempdir_in("/dev/shm")
+                .map(|d| d.keep()),
             false => Ok(dir.join("etcd-data")),
         }
         .map_err(|e| format!("creating etcd's data dir: {e}"))?;
@@ -239,14 +251,19 @@ impl ControlPlane {
 
         // Service-account signing keys: the apiserver refuses to start without them.
         let openssl = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sa"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sa",
+            ])
             .args(["-keyout", "sa.key", "-out", "sa.crt"])
             .current_dir(&dir)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("running openssl (apt-get install openssl): {e}"))?;
         if !openssl.status.success() {
-            return Err(format!("openssl failed: {}", String::from_utf8_lossy(&openssl.stderr)));
+            return Err(format!(
+                "openssl failed: {}",
+                String::from_utf8_lossy(&openssl.stderr)
+            ));
         }
 
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
@@ -269,8 +286,18 @@ impl ControlPlane {
             Command::new(&etcd_bin)
                 .arg("--data-dir")
                 .arg(&etcd_data)
-                .args(["--listen-client-urls", &etcd_url, "--advertise-client-urls", &etcd_url])
-                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+                .args([
+                    "--listen-client-urls",
+                    &etcd_url,
+                    "--advertise-client-urls",
+                    &etcd_url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                ])
                 .args(["--initial-cluster", &format!("default={peer_url}")])
                 .stdout(etcd_log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(etcd_log),
@@ -282,13 +309,25 @@ impl ControlPlane {
         let apiserver = spawn_guarded(
             Command::new(&apiserver_bin)
                 .arg(format!("--etcd-servers={etcd_url}"))
-                .args(["--bind-address=127.0.0.1", &format!("--secure-port={api_port}")])
+                .args([
+                    "--bind-address=127.0.0.1",
+                    &format!("--secure-port={api_port}"),
+                ])
                 .arg(format!("--cert-dir={}", cert_dir.display()))
-                .arg(format!("--token-auth-file={}", dir.join("tokens.csv").display()))
+                .arg(format!(
+                    "--token-auth-file={}",
+                    dir.join("tokens.csv").display()
+                ))
                 .arg("--authorization-mode=RBAC")
                 .arg("--service-account-issuer=https://kubernetes.default.svc")
-                .arg(format!("--service-account-key-file={}", dir.join("sa.crt").display()))
-                .arg(format!("--service-account-signing-key-file={}", dir.join("sa.key").display()))
+                .arg(format!(
+                    "--service-account-key-file={}",
+                    dir.join("sa.crt").display()
+                ))
+                .arg(format!(
+                    "--service-account-signing-key-file={}",
+                    dir.join("sa.key").display()
+                ))
                 .arg("--service-cluster-ip-range=10.0.0.0/24")
                 .stdout(api_log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(api_log),
@@ -298,8 +337,14 @@ impl ControlPlane {
         let server = format!("https://127.0.0.1:{api_port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
         let controller_kubeconfig = dir.join("controller.kubeconfig");
-        write(&admin_kubeconfig, &kubeconfig(&server, "test-admin", &admin_token))?;
-        write(&controller_kubeconfig, &kubeconfig(&server, "sae-controller", &controller_token))?;
+        write(
+            &admin_kubeconfig,
+            &kubeconfig(&server, "test-admin", &admin_token),
+        )?;
+        write(
+            &controller_kubeconfig,
+            &kubeconfig(&server, "sae-controller", &controller_token),
+        )?;
 
         let mut cp = ControlPlane {
             dir: dir.clone(),
@@ -325,9 +370,14 @@ impl ControlPlane {
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < READY_TIMEOUT {
-            for (name, child) in [("etcd", &mut self._etcd), ("kube-apiserver", &mut self._apiserver)] {
+            for (name, child) in [
+                ("etcd", &mut self._etcd),
+                ("kube-apiserver", &mut self._apiserver),
+            ] {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("{name} exited early ({status}); see {name}.log in the work dir"));
+                    return Err(format!(
+                        "{name} exited early ({status}); see {name}.log in the work dir"
+                    ));
                 }
             }
             let out = self.kubectl(&["get", "--raw", "/readyz"]);
@@ -337,7 +387,9 @@ impl ControlPlane {
             last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             std::thread::sleep(Duration::from_millis(250));
         }
-        Err(format!("kube-apiserver was not ready within {READY_TIMEOUT:?}; last /readyz answer: {last}"))
+        Err(format!(
+            "kube-apiserver was not ready within {READY_TIMEOUT:?}; last /readyz answer: {last}"
+        ))
     }
 
     /// Installs `deploy/` the way a user would. The Deployment never runs (no scheduler, no kubelet);
@@ -358,7 +410,10 @@ impl ControlPlane {
             "--timeout=60s",
         ]);
         if !wait.status.success() {
-            return Err(format!("CRD {CRD_NAME} not Established: {}", String::from_utf8_lossy(&wait.stderr)));
+            return Err(format!(
+                "CRD {CRD_NAME} not Established: {}",
+                String::from_utf8_lossy(&wait.stderr)
+            ));
         }
         Ok(())
     }
@@ -403,10 +458,14 @@ current-context: test
 async fn client_from(path: &Path) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
-    kube::Client::try_from(config).unwrap_or_else(|e| panic!("building a client from {}: {e}", path.display()))
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+    kube::Client::try_from(config)
+        .unwrap_or_else(|e| panic!("building a client from {}: {e}", path.display()))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -51,7 +51,11 @@ pub fn remove_after_exit(paths: &[&Path], pids: &[u32]) {
         .map(|p| format!("kill -0 {p} 2>/dev/null"))
         .collect::<Vec<_>>()
         .join(" || ");
-    let quoted = paths.iter().map(|p| shell_quote(&p.to_string_lossy())).collect::<Vec<_>>().join(" ");
+    let quoted = paths
+        .iter()
+        .map(|p| shell_quote(&p.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
     let script = format!(
         "while kill -0 {test_pid} 2>/dev/null; do sleep 0.5; done
          i=0
@@ -76,7 +80,10 @@ fn spawn_sh(script: &str) -> std::io::Result<Child> {
 
 /// Sends `signal` (e.g. "TERM") to a pid with the `kill` utility (no libc binding needed).
 pub fn send_signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Waits for `child` to exit, at most `timeout`; true if it did.
@@ -85,7 +92,9 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
     loop {
         match child.try_wait() {
             Ok(Some(_)) => return true,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             _ => return false,
         }
     }
@@ -115,12 +124,16 @@ pub fn tail(path: &Path, lines: usize) -> String {
 /// Finds an executable by name on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
 }
 
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 fn shell_quote(s: &str) -> String {
