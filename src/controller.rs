@@ -245,8 +245,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<std::s
     let controller = Controller::new(api, watcher::Config::default().any_semantic());
     let store = controller.store();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The store's readiness future keeps a single waker and the controller's own runner waits
+        // on it too, so a one-off wait here may never be woken: ask again until it answers.
+        loop {
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+                ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                break;
+            }
         }
     });
     controller

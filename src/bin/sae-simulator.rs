@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use sae_controller::simulator::{self, AccessKeySpec, ModelConfig, Seed, Simulator, SimulatorConfig};
+use sae_controller::simulator::{
+    self, AccessKeySpec, ModelConfig, Seed, Simulator, SimulatorConfig,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -31,7 +33,12 @@ struct Args {
 
     /// An accepted access key as ID:SECRET; repeatable. The environment variable takes a
     /// comma-separated list.
-    #[arg(long = "access-key", env = "SAE_SIM_ACCESS_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "access-key",
+        env = "SAE_SIM_ACCESS_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     access_keys: Vec<String>,
 
     /// How long a change order executes before it ends (fractions allowed).
@@ -52,8 +59,12 @@ struct Args {
 }
 
 fn read_seed(path: &PathBuf) -> anyhow::Result<Seed> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading seed file {}", path.display()))?;
-    let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading seed file {}", path.display()))?;
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
     let seed = if yaml {
         serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))
     } else {
@@ -75,7 +86,9 @@ fn config(args: &Args) -> anyhow::Result<SimulatorConfig> {
     let seed = args.seed.as_ref().map(read_seed).transpose()?;
     Ok(SimulatorConfig {
         model: ModelConfig {
-            change_order_duration: jiff::SignedDuration::try_from_secs_f64(args.change_order_seconds)?,
+            change_order_duration: jiff::SignedDuration::try_from_secs_f64(
+                args.change_order_seconds,
+            )?,
             requests_per_minute: args.requests_per_minute,
             max_skew: jiff::SignedDuration::from_secs(args.max_skew_seconds.into()),
         },
@@ -88,10 +101,11 @@ fn config(args: &Args) -> anyhow::Result<SimulatorConfig> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -105,7 +119,10 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),

@@ -23,7 +23,10 @@ pub struct ReceivedRequest<'a> {
 impl ReceivedRequest<'_> {
     /// The first value of a header, if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -45,7 +48,9 @@ pub enum Authorization {
 impl Authorization {
     pub fn access_key_id(&self) -> &str {
         match self {
-            Authorization::V1 { access_key_id, .. } | Authorization::V3 { access_key_id, .. } => access_key_id,
+            Authorization::V1 { access_key_id, .. } | Authorization::V3 { access_key_id, .. } => {
+                access_key_id
+            }
         }
     }
 
@@ -65,7 +70,10 @@ fn incomplete(message: impl Into<String>) -> ApiError {
 pub fn parse_authorization(value: Option<&str>) -> Result<Authorization, ApiError> {
     let value = value.map(str::trim).unwrap_or("");
     if value.is_empty() {
-        return Err(ApiError::gateway("InvalidParameter.NotEmpty", "The Authorization header is required."));
+        return Err(ApiError::gateway(
+            "InvalidParameter.NotEmpty",
+            "The Authorization header is required.",
+        ));
     }
     if let Some(rest) = value.strip_prefix("acs ") {
         let (ak, signature) = rest
@@ -73,9 +81,14 @@ pub fn parse_authorization(value: Option<&str>) -> Result<Authorization, ApiErro
             .split_once(':')
             .ok_or_else(|| incomplete("Authorization must be 'acs AccessKeyId:Signature'."))?;
         if ak.is_empty() || signature.is_empty() {
-            return Err(incomplete("Authorization must be 'acs AccessKeyId:Signature'."));
+            return Err(incomplete(
+                "Authorization must be 'acs AccessKeyId:Signature'.",
+            ));
         }
-        return Ok(Authorization::V1 { access_key_id: ak.to_string(), signature: signature.to_string() });
+        return Ok(Authorization::V1 {
+            access_key_id: ak.to_string(),
+            signature: signature.to_string(),
+        });
     }
     if let Some(rest) = value.strip_prefix(sign::V3_ALGORITHM) {
         let (mut credential, mut signed, mut signature) = (None, None, None);
@@ -88,45 +101,84 @@ pub fn parse_authorization(value: Option<&str>) -> Result<Authorization, ApiErro
                 "Credential" => &mut credential,
                 "SignedHeaders" => &mut signed,
                 "Signature" => &mut signature,
-                other => return Err(incomplete(format!("Unknown Authorization field {other:?}."))),
+                other => {
+                    return Err(incomplete(format!(
+                        "Unknown Authorization field {other:?}."
+                    )));
+                }
             };
             if slot.replace(val.to_string()).is_some() {
-                return Err(incomplete(format!("Authorization field {key} appears twice.")));
+                return Err(incomplete(format!(
+                    "Authorization field {key} appears twice."
+                )));
             }
         }
         let missing = |name: &str| incomplete(format!("Authorization lacks {name}."));
-        let access_key_id = credential.filter(|c| !c.is_empty()).ok_or_else(|| missing("Credential"))?;
-        let signed = signed.filter(|s| !s.is_empty()).ok_or_else(|| missing("SignedHeaders"))?;
-        let signature = signature.filter(|s| !s.is_empty()).ok_or_else(|| missing("Signature"))?;
-        let signed_headers = signed.split(';').map(|h| h.trim().to_ascii_lowercase()).collect();
-        return Ok(Authorization::V3 { access_key_id, signed_headers, signature });
+        let access_key_id = credential
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| missing("Credential"))?;
+        let signed = signed
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing("SignedHeaders"))?;
+        let signature = signature
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing("Signature"))?;
+        let signed_headers = signed
+            .split(';')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        return Ok(Authorization::V3 {
+            access_key_id,
+            signed_headers,
+            signature,
+        });
     }
-    Err(incomplete("Unsupported Authorization scheme; expected 'acs' or 'ACS3-HMAC-SHA256'."))
+    Err(incomplete(
+        "Unsupported Authorization scheme; expected 'acs' or 'ACS3-HMAC-SHA256'.",
+    ))
 }
 
 /// The signing time the request claims: `Date` (RFC 1123) for v1, `x-acs-date` (ISO 8601) for V3.
-pub fn request_time(auth: &Authorization, req: &ReceivedRequest<'_>) -> Result<Timestamp, ApiError> {
+pub fn request_time(
+    auth: &Authorization,
+    req: &ReceivedRequest<'_>,
+) -> Result<Timestamp, ApiError> {
     let format_error = |what: &str| {
-        ApiError::gateway("InvalidTimeStamp.Format", format!("The {what} header is missing or not a valid time."))
+        ApiError::gateway(
+            "InvalidTimeStamp.Format",
+            format!("The {what} header is missing or not a valid time."),
+        )
     };
     match auth {
         Authorization::V1 { .. } => {
             let raw = req.header("date").ok_or_else(|| format_error("Date"))?;
-            jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(raw.trim()).map_err(|_| format_error("Date"))
+            jiff::fmt::rfc2822::DateTimeParser::new()
+                .parse_timestamp(raw.trim())
+                .map_err(|_| format_error("Date"))
         }
         Authorization::V3 { .. } => {
-            let raw = req.header("x-acs-date").ok_or_else(|| format_error("x-acs-date"))?;
-            raw.trim().parse::<Timestamp>().map_err(|_| format_error("x-acs-date"))
+            let raw = req
+                .header("x-acs-date")
+                .ok_or_else(|| format_error("x-acs-date"))?;
+            raw.trim()
+                .parse::<Timestamp>()
+                .map_err(|_| format_error("x-acs-date"))
         }
     }
 }
 
 /// `InvalidTimeStamp.Expired` when the claimed time is further than `max_skew` from `now`, either way.
-pub fn check_skew(claimed: Timestamp, now: Timestamp, max_skew: SignedDuration) -> Result<(), ApiError> {
+pub fn check_skew(
+    claimed: Timestamp,
+    now: Timestamp,
+    max_skew: SignedDuration,
+) -> Result<(), ApiError> {
     if now.duration_since(claimed).abs() > max_skew {
         return Err(ApiError::gateway(
             "InvalidTimeStamp.Expired",
-            format!("Specified time stamp or date value is expired (server time {now}, request time {claimed})."),
+            format!(
+                "Specified time stamp or date value is expired (server time {now}, request time {claimed})."
+            ),
         ));
     }
     Ok(())
@@ -148,10 +200,15 @@ fn mismatch(detail: &str) -> ApiError {
 }
 
 /// Recomputes the signature with `secret` and compares it with the claimed one.
-pub fn verify_signature(auth: &Authorization, secret: &str, req: &ReceivedRequest<'_>) -> Result<(), ApiError> {
+pub fn verify_signature(
+    auth: &Authorization,
+    secret: &str,
+    req: &ReceivedRequest<'_>,
+) -> Result<(), ApiError> {
     match auth {
         Authorization::V1 { signature, .. } => {
-            let string_to_sign = sign::roa_v1_string_to_sign(req.method, req.path, req.query, req.headers);
+            let string_to_sign =
+                sign::roa_v1_string_to_sign(req.method, req.path, req.query, req.headers);
             let expected = sign::roa_v1_signature(secret, &string_to_sign);
             if constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
                 Ok(())
@@ -159,12 +216,19 @@ pub fn verify_signature(auth: &Authorization, secret: &str, req: &ReceivedReques
                 Err(mismatch("ROA HMAC-SHA1"))
             }
         }
-        Authorization::V3 { signed_headers, signature, .. } => {
+        Authorization::V3 {
+            signed_headers,
+            signature,
+            ..
+        } => {
             // Every header we rely on (time, nonce, token) must be covered by the signature,
             // or it could be swapped on a captured request.
             for (name, _) in req.headers {
-                if (name == "host" || name.starts_with("x-acs-")) && !signed_headers.contains(name) {
-                    return Err(incomplete(format!("Header {name} must be listed in SignedHeaders.")));
+                if (name == "host" || name.starts_with("x-acs-")) && !signed_headers.contains(name)
+                {
+                    return Err(incomplete(format!(
+                        "Header {name} must be listed in SignedHeaders."
+                    )));
                 }
             }
             let mut chosen: Vec<(String, String)> = Vec::new();
@@ -178,12 +242,17 @@ pub fn verify_signature(auth: &Authorization, secret: &str, req: &ReceivedReques
             let payload_hash = sign::sha256_hex(req.body);
             let claimed_hash = req.header("x-acs-content-sha256").unwrap_or("");
             if !claimed_hash.trim().eq_ignore_ascii_case(&payload_hash) {
-                return Err(mismatch("x-acs-content-sha256 is not the SHA-256 of the body"));
+                return Err(mismatch(
+                    "x-acs-content-sha256 is not the SHA-256 of the body",
+                ));
             }
             let (canonical, _) =
                 sign::v3_canonical_request(req.method, req.path, req.query, &chosen, &payload_hash);
             let expected = sign::v3_signature(secret, &sign::v3_string_to_sign(&canonical));
-            if constant_time_eq(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes()) {
+            if constant_time_eq(
+                expected.as_bytes(),
+                signature.to_ascii_lowercase().as_bytes(),
+            ) {
                 Ok(())
             } else {
                 Err(mismatch("ACS3-HMAC-SHA256"))
@@ -200,10 +269,15 @@ mod tests {
     fn parses_both_schemes_and_refuses_garbage() {
         assert_eq!(
             parse_authorization(Some("acs AK:c2ln")).unwrap(),
-            Authorization::V1 { access_key_id: "AK".into(), signature: "c2ln".into() }
+            Authorization::V1 {
+                access_key_id: "AK".into(),
+                signature: "c2ln".into()
+            }
         );
-        let v3 = parse_authorization(Some("ACS3-HMAC-SHA256 Credential=AK,SignedHeaders=host;X-Acs-Date,Signature=ab"))
-            .unwrap();
+        let v3 = parse_authorization(Some(
+            "ACS3-HMAC-SHA256 Credential=AK,SignedHeaders=host;X-Acs-Date,Signature=ab",
+        ))
+        .unwrap();
         assert_eq!(
             v3,
             Authorization::V3 {
@@ -212,7 +286,10 @@ mod tests {
                 signature: "ab".into()
             }
         );
-        assert_eq!(parse_authorization(None).unwrap_err().code, "InvalidParameter.NotEmpty");
+        assert_eq!(
+            parse_authorization(None).unwrap_err().code,
+            "InvalidParameter.NotEmpty"
+        );
         for bad in [
             "acs nocolon",
             "acs :sig",
@@ -222,7 +299,11 @@ mod tests {
             "ACS3-HMAC-SHA256 junk",
             "\u{0}\u{1}",
         ] {
-            assert_eq!(parse_authorization(Some(bad)).unwrap_err().code, "IncompleteSignature", "{bad:?}");
+            assert_eq!(
+                parse_authorization(Some(bad)).unwrap_err().code,
+                "IncompleteSignature",
+                "{bad:?}"
+            );
         }
     }
 
@@ -248,17 +329,48 @@ mod tests {
     #[test]
     fn dates_parse_per_scheme() {
         let headers = vec![
-            ("date".to_string(), "Mon, 26 Aug 2019 08:55:56 GMT".to_string()),
+            (
+                "date".to_string(),
+                "Mon, 26 Aug 2019 08:55:56 GMT".to_string(),
+            ),
             ("x-acs-date".to_string(), "2019-08-26T08:55:57Z".to_string()),
         ];
-        let req = ReceivedRequest { method: "GET", path: "/", query: &[], headers: &headers, body: b"" };
-        let v1 = Authorization::V1 { access_key_id: "a".into(), signature: "s".into() };
-        let v3 = Authorization::V3 { access_key_id: "a".into(), signed_headers: vec![], signature: "s".into() };
-        assert_eq!(request_time(&v1, &req).unwrap().to_string(), "2019-08-26T08:55:56Z");
-        assert_eq!(request_time(&v3, &req).unwrap().to_string(), "2019-08-26T08:55:57Z");
+        let req = ReceivedRequest {
+            method: "GET",
+            path: "/",
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        let v1 = Authorization::V1 {
+            access_key_id: "a".into(),
+            signature: "s".into(),
+        };
+        let v3 = Authorization::V3 {
+            access_key_id: "a".into(),
+            signed_headers: vec![],
+            signature: "s".into(),
+        };
+        assert_eq!(
+            request_time(&v1, &req).unwrap().to_string(),
+            "2019-08-26T08:55:56Z"
+        );
+        assert_eq!(
+            request_time(&v3, &req).unwrap().to_string(),
+            "2019-08-26T08:55:57Z"
+        );
         let bad = vec![("date".to_string(), "yesterday".to_string())];
-        let req = ReceivedRequest { headers: &bad, ..req };
-        assert_eq!(request_time(&v1, &req).unwrap_err().code, "InvalidTimeStamp.Format");
-        assert_eq!(request_time(&v3, &req).unwrap_err().code, "InvalidTimeStamp.Format");
+        let req = ReceivedRequest {
+            headers: &bad,
+            ..req
+        };
+        assert_eq!(
+            request_time(&v1, &req).unwrap_err().code,
+            "InvalidTimeStamp.Format"
+        );
+        assert_eq!(
+            request_time(&v3, &req).unwrap_err().code,
+            "InvalidTimeStamp.Format"
+        );
     }
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{self, HeaderValue, Response, StatusCode};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::{self, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
@@ -82,7 +82,11 @@ pub async fn spawn(sim: Arc<Simulator>) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn handle(sim: Arc<Simulator>, req: http::Request<Incoming>, hang_up: Arc<Notify>) -> Response<Body> {
+async fn handle(
+    sim: Arc<Simulator>,
+    req: http::Request<Incoming>,
+    hang_up: Arc<Notify>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/_sim" || parts.uri.path().starts_with("/_sim/") {
         return admin(&sim, parts, body).await;
@@ -93,7 +97,10 @@ async fn handle(sim: Arc<Simulator>, req: http::Request<Incoming>, hang_up: Arc<
         Ok(reply) => reply,
         Err(err) => {
             tracing::error!(error = %err, "request task failed");
-            Reply::error(new_request_id(), &ApiError::gateway("InternalError", "The simulator failed."))
+            Reply::error(
+                new_request_id(),
+                &ApiError::gateway("InternalError", "The simulator failed."),
+            )
         }
     };
     match reply.body {
@@ -103,9 +110,13 @@ async fn handle(sim: Arc<Simulator>, req: http::Request<Incoming>, hang_up: Arc<
         }
         ReplyBody::Json(value) => {
             let mut resp = Response::new(Body::from(value.to_string()));
-            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            *resp.status_mut() =
+                StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let headers = resp.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=utf-8"),
+            );
             if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
                 headers.insert("x-acs-request-id", v);
             }
@@ -116,7 +127,8 @@ async fn handle(sim: Arc<Simulator>, req: http::Request<Incoming>, hang_up: Arc<
         }
         ReplyBody::Garbage => {
             let mut resp = Response::new(Body::from(GARBAGE_BODY));
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
             resp
         }
     }
@@ -147,7 +159,13 @@ impl Reply {
             "Success": true,
             "Data": data,
         });
-        Reply { status: 200, code: "OK".into(), request_id, retry_after_secs: None, body: ReplyBody::Json(body) }
+        Reply {
+            status: 200,
+            code: "OK".into(),
+            request_id,
+            retry_after_secs: None,
+            body: ReplyBody::Json(body),
+        }
     }
 
     fn error(request_id: String, err: &ApiError) -> Self {
@@ -211,7 +229,11 @@ async fn process(sim: Arc<Simulator>, parts: Parts, body: Incoming) -> Reply {
         Ok(reply) => reply,
         Err(err) => Reply::error(record.request_id.clone(), &err),
     };
-    record.http_status = if matches!(reply.body, ReplyBody::Hang) { 0 } else { reply.status };
+    record.http_status = if matches!(reply.body, ReplyBody::Hang) {
+        0
+    } else {
+        reply.status
+    };
     record.code = match reply.body {
         ReplyBody::Hang => "NoAnswer".into(),
         ReplyBody::Garbage => "Garbage".into(),
@@ -249,10 +271,14 @@ fn decode_component(raw: &str) -> Result<String, ApiError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 let byte = hex
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| malformed("The request contains a malformed percent-encoding."))?;
+                    .ok_or_else(|| {
+                        malformed("The request contains a malformed percent-encoding.")
+                    })?;
                 out.push(byte);
                 i += 2;
             }
@@ -260,12 +286,15 @@ fn decode_component(raw: &str) -> Result<String, ApiError> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| malformed("The request contains percent-encoded bytes that are not UTF-8."))
+    String::from_utf8(out)
+        .map_err(|_| malformed("The request contains percent-encoded bytes that are not UTF-8."))
 }
 
 fn decode_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     if raw.len() > MAX_QUERY_BYTES {
-        return Err(malformed(format!("The query string is longer than {MAX_QUERY_BYTES} bytes.")));
+        return Err(malformed(format!(
+            "The query string is longer than {MAX_QUERY_BYTES} bytes."
+        )));
     }
     raw.split('&')
         .filter(|pair| !pair.is_empty())
@@ -276,8 +305,15 @@ fn decode_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
         .collect()
 }
 
-async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<axum::body::Bytes, String> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<axum::body::Bytes, String> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(format!("The request body is larger than {limit} bytes."));
     }
@@ -286,7 +322,12 @@ async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> R
         .map_err(|_| format!("The request body could not be read or is larger than {limit} bytes."))
 }
 
-async fn call(sim: &Simulator, parts: &Parts, body: Incoming, record: &mut RequestRecord) -> Result<Reply, ApiError> {
+async fn call(
+    sim: &Simulator,
+    parts: &Parts,
+    body: Incoming,
+    record: &mut RequestRecord,
+) -> Result<Reply, ApiError> {
     let query = decode_query(parts.uri.query().unwrap_or(""))?;
     for (k, v) in &query {
         record.params.entry(k.clone()).or_insert_with(|| v.clone());
@@ -299,17 +340,33 @@ async fn call(sim: &Simulator, parts: &Parts, body: Incoming, record: &mut Reque
     record.path = path.clone();
     let op = Operation::route(parts.method.as_str(), &path)?;
     record.operation = op.name().into();
-    let body = read_body(body, &parts.headers, MAX_BODY_BYTES).await.map_err(malformed)?;
+    let body = read_body(body, &parts.headers, MAX_BODY_BYTES)
+        .await
+        .map_err(malformed)?;
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let authorization = parts.headers.get(http::header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let authorization = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     let authorization = auth::parse_authorization(authorization.as_deref())?;
     record.access_key_id = Some(authorization.access_key_id().to_string());
     record.signature_version = Some(authorization.version().to_string());
-    let received = ReceivedRequest { method: parts.method.as_str(), path: &path, query: &query, headers: &headers, body: &body };
+    let received = ReceivedRequest {
+        method: parts.method.as_str(),
+        path: &path,
+        query: &query,
+        headers: &headers,
+        body: &body,
+    };
 
     let plan = sim.with_model(|model, now| {
         model.authenticate(&authorization, &received, now)?;
@@ -334,18 +391,33 @@ async fn call(sim: &Simulator, parts: &Parts, body: Incoming, record: &mut Reque
             commit(committed);
             Reply::error(
                 request_id,
-                &ApiError::gateway("InternalError", "The request processing has failed due to some unknown error."),
+                &ApiError::gateway(
+                    "InternalError",
+                    "The request processing has failed due to some unknown error.",
+                ),
             )
         }
         CallPlan::DropConnection { committed } => {
             record.fault = Some("ambiguous".into());
             commit(committed);
-            Reply { status: 0, code: String::new(), request_id, retry_after_secs: None, body: ReplyBody::Hang }
+            Reply {
+                status: 0,
+                code: String::new(),
+                request_id,
+                retry_after_secs: None,
+                body: ReplyBody::Hang,
+            }
         }
         CallPlan::Garbage { committed } => {
             record.fault = Some("garbage".into());
             commit(committed);
-            Reply { status: 200, code: String::new(), request_id, retry_after_secs: None, body: ReplyBody::Garbage }
+            Reply {
+                status: 200,
+                code: String::new(),
+                request_id,
+                retry_after_secs: None,
+                body: ReplyBody::Garbage,
+            }
         }
         CallPlan::Delayed { delay, outcome } => {
             record.fault = Some("slow".into());
@@ -367,7 +439,8 @@ async fn call(sim: &Simulator, parts: &Parts, body: Incoming, record: &mut Reque
 fn admin_json(status: StatusCode, value: Value) -> Response<Body> {
     let mut resp = Response::new(Body::from(value.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -410,7 +483,8 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
         Err(message) => return admin_error(StatusCode::PAYLOAD_TOO_LARGE, message),
     };
     fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Body>> {
-        serde_json::from_slice(body).map_err(|e| admin_error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| admin_error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
     }
     let bad_request = |message: String| admin_error(StatusCode::BAD_REQUEST, message);
     tracing::debug!(method, path, "admin call");
@@ -420,7 +494,10 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
             Err(resp) => resp,
             Ok(AppsBody { apps }) => {
                 let ids: Vec<String> = apps.iter().map(|a| a.app_id.clone()).collect();
-                match sim.with_model(|model, now| apps.into_iter().try_for_each(|app| model.upsert_app(app, now))) {
+                match sim.with_model(|model, now| {
+                    apps.into_iter()
+                        .try_for_each(|app| model.upsert_app(app, now))
+                }) {
                     Ok(()) => admin_json(StatusCode::OK, json!({"apps": ids})),
                     Err(message) => bad_request(message),
                 }
@@ -470,21 +547,30 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
             },
         },
         ("GET", p) if p.starts_with("/_sim/apps/") => {
-            let app_id = percent_encoding::percent_decode_str(&p["/_sim/apps/".len()..]).decode_utf8_lossy().into_owned();
+            let app_id = percent_encoding::percent_decode_str(&p["/_sim/apps/".len()..])
+                .decode_utf8_lossy()
+                .into_owned();
             match sim.with_model(|model, now| model.app_view(&app_id, now)) {
                 Some(view) => admin_json(StatusCode::OK, view),
                 None => admin_error(StatusCode::NOT_FOUND, format!("unknown app {app_id:?}")),
             }
         }
-        _ => admin_error(StatusCode::NOT_FOUND, format!("no admin endpoint {method} {path}")),
+        _ => admin_error(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {method} {path}"),
+        ),
     };
     response
 }
 
 fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
     let duration = match update.change_order_seconds {
-        Some(secs) if !(secs.is_finite() && secs >= 0.0) => return Err("changeOrderSeconds must be >= 0".into()),
-        Some(secs) => Some(jiff::SignedDuration::try_from_secs_f64(secs).map_err(|e| e.to_string())?),
+        Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
+            return Err("changeOrderSeconds must be >= 0".into());
+        }
+        Some(secs) => {
+            Some(jiff::SignedDuration::try_from_secs_f64(secs).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     sim.with_model(|model, _| {
@@ -520,7 +606,11 @@ mod tests {
         );
         assert_eq!(decode_query("%E4%B8%AD=1").unwrap()[0].0, "中");
         for bad in ["a=%zz", "a=%4", "a=%", "a=%ff%fe"] {
-            assert_eq!(decode_query(bad).unwrap_err().code, "InvalidParameter", "{bad}");
+            assert_eq!(
+                decode_query(bad).unwrap_err().code,
+                "InvalidParameter",
+                "{bad}"
+            );
         }
         assert!(decode_query(&"a".repeat(MAX_QUERY_BYTES + 1)).is_err());
     }

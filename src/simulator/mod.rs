@@ -40,11 +40,13 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
-pub use auth::{Authorization, ReceivedRequest, constant_time_eq, parse_authorization, verify_signature};
+pub use auth::{
+    Authorization, ReceivedRequest, constant_time_eq, parse_authorization, verify_signature,
+};
 pub use http::{MAX_BODY_BYTES, MAX_QUERY_BYTES, serve, spawn};
 pub use state::{
-    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, DeletionRecord, FaultSpec, GroupSpec, Ledger, Model,
-    ModelConfig, Operation, Outcome, RequestRecord, Seed, Success, sae_time,
+    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, DeletionRecord, FaultSpec, GroupSpec,
+    Ledger, Model, ModelConfig, Operation, Outcome, RequestRecord, Seed, Success, sae_time,
 };
 
 /// Where the simulator reads the time. One clock for everything lazy (change orders, quota,
@@ -99,7 +101,12 @@ pub struct SimulatorConfig {
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
-        Self { model: ModelConfig::default(), access_keys: Vec::new(), seed: None, clock: Arc::new(SystemClock) }
+        Self {
+            model: ModelConfig::default(),
+            access_keys: Vec::new(),
+            seed: None,
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
@@ -124,7 +131,10 @@ impl Simulator {
         if let Some(seed) = config.seed {
             model.apply_seed(seed, now).map_err(ConfigError)?;
         }
-        Ok(Self { model: Mutex::new(model), clock: config.clock })
+        Ok(Self {
+            model: Mutex::new(model),
+            clock: config.clock,
+        })
     }
 
     pub fn now(&self) -> Timestamp {
@@ -144,10 +154,12 @@ impl Simulator {
     }
 
     pub fn apply_seed(&self, seed: Seed) -> Result<(), ConfigError> {
-        self.with_model(|model, now| model.apply_seed(seed, now)).map_err(ConfigError)
+        self.with_model(|model, now| model.apply_seed(seed, now))
+            .map_err(ConfigError)
     }
 
     pub fn add_faults(&self, faults: AppFaults) -> Result<(), ConfigError> {
-        self.with_model(|model, now| model.add_faults(faults, now)).map_err(ConfigError)
+        self.with_model(|model, now| model.add_faults(faults, now))
+            .map_err(ConfigError)
     }
 }

@@ -65,7 +65,9 @@ impl Operation {
             Operation::DescribeChangeOrder => "/pop/v1/sam/changeorder/DescribeChangeOrder",
             Operation::ListChangeOrders => "/pop/v1/sam/changeorder/ListChangeOrders",
             Operation::DescribeApplicationGroups => "/pop/v1/sam/app/describeApplicationGroups",
-            Operation::DescribeApplicationInstances => "/pop/v1/sam/app/describeApplicationInstances",
+            Operation::DescribeApplicationInstances => {
+                "/pop/v1/sam/app/describeApplicationInstances"
+            }
         }
     }
 
@@ -80,9 +82,16 @@ impl Operation {
             Some(op) if op.method() == method => Ok(op),
             Some(op) => Err(ApiError::gateway(
                 "InvalidApi.NotFound",
-                format!("{} is served with {}, not {method}.", op.path(), op.method()),
+                format!(
+                    "{} is served with {}, not {method}.",
+                    op.path(),
+                    op.method()
+                ),
             )),
-            None => Err(ApiError::gateway("InvalidApi.NotFound", "Specified api is not found, please check your url and method.")),
+            None => Err(ApiError::gateway(
+                "InvalidApi.NotFound",
+                "Specified api is not found, please check your url and method.",
+            )),
         }
     }
 }
@@ -111,7 +120,10 @@ impl ApiError {
     }
 
     pub fn gateway(code: &str, message: impl Into<String>) -> Self {
-        Self { gateway: true, ..Self::sae(code, message) }
+        Self {
+            gateway: true,
+            ..Self::sae(code, message)
+        }
     }
 
     fn with_status(mut self, status: u16) -> Self {
@@ -131,7 +143,10 @@ pub fn default_http_status(code: &str) -> u16 {
 }
 
 fn not_empty(name: &str) -> ApiError {
-    ApiError::sae("InvalidParameter.NotEmpty", format!("The parameter {name} is required."))
+    ApiError::sae(
+        "InvalidParameter.NotEmpty",
+        format!("The parameter {name} is required."),
+    )
 }
 
 fn with_message(message: impl Into<String>) -> ApiError {
@@ -144,7 +159,11 @@ pub struct Params<'a>(pub &'a [(String, String)]);
 
 impl<'a> Params<'a> {
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     fn required(&self, name: &str) -> Result<&'a str, ApiError> {
@@ -156,13 +175,18 @@ impl<'a> Params<'a> {
             None => Ok(default),
             Some(raw) => match raw.parse::<u32>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(with_message(format!("The parameter {name} must be an integer from 1 to {max}, got {raw:?}."))),
+                _ => Err(with_message(format!(
+                    "The parameter {name} must be an integer from 1 to {max}, got {raw:?}."
+                ))),
             },
         }
     }
 
     fn page(&self) -> Result<(u32, u32), ApiError> {
-        Ok((self.number("CurrentPage", 1, u32::MAX)?, self.number("PageSize", 10, MAX_PAGE_SIZE)?))
+        Ok((
+            self.number("CurrentPage", 1, u32::MAX)?,
+            self.number("PageSize", 10, MAX_PAGE_SIZE)?,
+        ))
     }
 }
 
@@ -181,7 +205,10 @@ impl fmt::Debug for AccessKeySpec {
         f.debug_struct("AccessKeySpec")
             .field("access_key_id", &self.access_key_id)
             .field("access_key_secret", &"<redacted>")
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -348,13 +375,18 @@ impl FaultSpec {
             && name != "*"
             && Operation::from_name(name).is_none()
         {
-            return Err(format!("unknown operation {name:?} in a {} fault", self.kind()));
+            return Err(format!(
+                "unknown operation {name:?} in a {} fault",
+                self.kind()
+            ));
         }
         if self.times() == 0 {
             return Err(format!("a {} fault needs times >= 1", self.kind()));
         }
         match self {
-            FaultSpec::Error { code, http_status, .. } => {
+            FaultSpec::Error {
+                code, http_status, ..
+            } => {
                 if code.trim().is_empty() {
                     return Err("an error fault needs a code".into());
                 }
@@ -366,7 +398,9 @@ impl FaultSpec {
                 return Err("an upgrading fault needs seconds > 0".into());
             }
             FaultSpec::ChangeOrderResult { status, .. } if ![3, 6, 10].contains(status) => {
-                return Err(format!("a changeOrderResult fault ends with status 3, 6 or 10, not {status}"));
+                return Err(format!(
+                    "a changeOrderResult fault ends with status 3, 6 or 10, not {status}"
+                ));
             }
             _ => {}
         }
@@ -514,7 +548,10 @@ fn committed_of(outcome: &Outcome) -> Option<String> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallPlan {
     /// Answer normally (`fault` names an `error`/`upgrading` fault that produced the error).
-    Answer { outcome: Outcome, fault: Option<&'static str> },
+    Answer {
+        outcome: Outcome,
+        fault: Option<&'static str>,
+    },
     /// HTTP 500 `InternalError`.
     InternalError { committed: Option<String> },
     /// Close the connection without a word.
@@ -627,14 +664,20 @@ impl Model {
 
     /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys and settings.
     pub fn reset(&mut self) {
-        *self = Self { access_keys: std::mem::take(&mut self.access_keys), ..Self::new(self.config.clone()) };
+        *self = Self {
+            access_keys: std::mem::take(&mut self.access_keys),
+            ..Self::new(self.config.clone())
+        };
     }
 
     pub fn upsert_access_key(&mut self, key: AccessKeySpec) -> Result<(), String> {
         if key.access_key_id.trim().is_empty() || key.access_key_secret.is_empty() {
             return Err("accessKeyId and accessKeySecret must not be empty".into());
         }
-        let key = AccessKeySpec { security_token: key.security_token.filter(|t| !t.is_empty()), ..key };
+        let key = AccessKeySpec {
+            security_token: key.security_token.filter(|t| !t.is_empty()),
+            ..key
+        };
         self.access_keys.insert(key.access_key_id.clone(), key);
         Ok(())
     }
@@ -659,14 +702,19 @@ impl Model {
             }
             for id in &g.instance_ids {
                 if id.trim().is_empty() || id.contains(',') {
-                    return Err(format!("app {}: instance id {id:?} is empty or contains a comma", spec.app_id));
+                    return Err(format!(
+                        "app {}: instance id {id:?} is empty or contains a comma",
+                        spec.app_id
+                    ));
                 }
                 if !seen.insert(id.clone()) {
                     return Err(format!("app {}: instance {id} appears twice", spec.app_id));
                 }
             }
             groups.push(Group {
-                group_name: g.group_name.unwrap_or_else(|| format!("{}-group", g.group_id)),
+                group_name: g
+                    .group_name
+                    .unwrap_or_else(|| format!("{}-group", g.group_id)),
                 group_id: g.group_id,
                 instance_ids: g.instance_ids,
             });
@@ -678,7 +726,10 @@ impl Model {
     /// Appends faults to an existing app's script.
     pub fn add_faults(&mut self, app_faults: AppFaults, now: Timestamp) -> Result<(), String> {
         if !self.apps.contains_key(&app_faults.app_id) {
-            return Err(format!("unknown app {:?}: create it before scripting faults", app_faults.app_id));
+            return Err(format!(
+                "unknown app {:?}: create it before scripting faults",
+                app_faults.app_id
+            ));
         }
         for f in &app_faults.faults {
             f.validate()?;
@@ -687,12 +738,18 @@ impl Model {
         for spec in app_faults.faults {
             let until = match &spec {
                 FaultSpec::Upgrading { seconds, .. } => Some(
-                    now.saturating_add(SignedDuration::try_from_secs_f64(*seconds).map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?,
+                    now.saturating_add(
+                        SignedDuration::try_from_secs_f64(*seconds).map_err(|e| e.to_string())?,
+                    )
+                    .map_err(|e| e.to_string())?,
                 ),
                 _ => None,
             };
-            list.push(PendingFault { remaining: spec.times(), spec, until });
+            list.push(PendingFault {
+                remaining: spec.times(),
+                spec,
+                until,
+            });
         }
         Ok(())
     }
@@ -711,10 +768,18 @@ impl Model {
     }
 
     /// Checks key, date, signature, security token and nonce, in that order.
-    pub fn authenticate(&mut self, auth: &Authorization, req: &ReceivedRequest<'_>, now: Timestamp) -> Result<(), ApiError> {
+    pub fn authenticate(
+        &mut self,
+        auth: &Authorization,
+        req: &ReceivedRequest<'_>,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
         let ak = auth.access_key_id();
         let key = self.access_keys.get(ak).ok_or_else(|| {
-            ApiError::gateway("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+            ApiError::gateway(
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            )
         })?;
         let claimed = auth::request_time(auth, req)?;
         auth::check_skew(claimed, now, self.config.max_skew)?;
@@ -732,8 +797,14 @@ impl Model {
         }
         if let Some(nonce) = req.header("x-acs-signature-nonce") {
             let window = self.config.max_skew;
-            if !self.nonces.check_and_remember(format!("{ak}\n{nonce}"), now, window) {
-                return Err(ApiError::gateway("SignatureNonceUsed", "Specified signature nonce was used already."));
+            if !self
+                .nonces
+                .check_and_remember(format!("{ak}\n{nonce}"), now, window)
+            {
+                return Err(ApiError::gateway(
+                    "SignatureNonceUsed",
+                    "Specified signature nonce was used already.",
+                ));
             }
         }
         Ok(())
@@ -747,13 +818,19 @@ impl Model {
             return Ok(());
         }
         let calls = self.quota.entry(access_key_id.to_string()).or_default();
-        while calls.front().is_some_and(|t| now.duration_since(*t) >= QUOTA_WINDOW) {
+        while calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= QUOTA_WINDOW)
+        {
             calls.pop_front();
         }
         if calls.len() >= limit {
             let frees_in = QUOTA_WINDOW - now.duration_since(calls[0]);
             let secs = (frees_in.as_millis().max(1) as u64).div_ceil(1000);
-            let mut err = ApiError::gateway("Throttling.User", "Request was denied due to user flow control.");
+            let mut err = ApiError::gateway(
+                "Throttling.User",
+                "Request was denied due to user flow control.",
+            );
             err.retry_after_secs = Some(secs);
             return Err(err);
         }
@@ -763,7 +840,11 @@ impl Model {
 
     /// Finishes the change orders whose time is up; a successful one removes its instances now.
     fn advance(&mut self, now: Timestamp) {
-        for co in self.change_orders.iter_mut().filter(|co| !co.finished && co.ends <= now) {
+        for co in self
+            .change_orders
+            .iter_mut()
+            .filter(|co| !co.finished && co.ends <= now)
+        {
             co.finished = true;
             if co.final_status == 2
                 && let Some(groups) = self.apps.get_mut(&co.app_id)
@@ -772,7 +853,12 @@ impl Model {
                     g.instance_ids.retain(|id| !co.instance_ids.contains(id));
                 }
             }
-            if let Some(rec) = self.deletions.iter_mut().rev().find(|d| d.change_order_id == co.id) {
+            if let Some(rec) = self
+                .deletions
+                .iter_mut()
+                .rev()
+                .find(|d| d.change_order_id == co.id)
+            {
                 rec.final_status = Some(co.final_status);
                 rec.finished_time = Some(co.ends);
             }
@@ -788,7 +874,10 @@ impl Model {
         if self.apps.contains_key(app_id) {
             Ok(())
         } else {
-            Err(ApiError::sae("InvalidApplication.NotFound", format!("The application {app_id} does not exist.")))
+            Err(ApiError::sae(
+                "InvalidApplication.NotFound",
+                format!("The application {app_id} does not exist."),
+            ))
         }
     }
 
@@ -810,7 +899,10 @@ impl Model {
                 let app_id = params.required("AppId")?;
                 params.page()?;
                 if !self.apps.contains_key(app_id) {
-                    return Err(ApiError::sae("InvalidAppId.NotFound", format!("The application {app_id} does not exist.")));
+                    return Err(ApiError::sae(
+                        "InvalidAppId.NotFound",
+                        format!("The application {app_id} does not exist."),
+                    ));
                 }
                 Ok(app_id.to_string())
             }
@@ -856,44 +948,96 @@ impl Model {
         self.advance(now);
         let app_id = match self.precheck(op, Params(query)) {
             Ok(app_id) => app_id,
-            Err(e) => return CallPlan::Answer { outcome: Err(e), fault: None },
+            Err(e) => {
+                return CallPlan::Answer {
+                    outcome: Err(e),
+                    fault: None,
+                };
+            }
         };
         let Some(fault) = self.take_fault(&app_id, op, now) else {
-            return CallPlan::Answer { outcome: self.execute(op, query, now), fault: None };
+            return CallPlan::Answer {
+                outcome: self.execute(op, query, now),
+                fault: None,
+            };
         };
-        let mut run = |commit: bool| if commit { committed_of(&self.execute(op, query, now)) } else { None };
+        let mut run = |commit: bool| {
+            if commit {
+                committed_of(&self.execute(op, query, now))
+            } else {
+                None
+            }
+        };
         match fault {
-            FaultSpec::Error { code, http_status, message, .. } => {
-                let message = message.unwrap_or_else(|| format!("Scripted {code} from the simulator."));
+            FaultSpec::Error {
+                code,
+                http_status,
+                message,
+                ..
+            } => {
+                let message =
+                    message.unwrap_or_else(|| format!("Scripted {code} from the simulator."));
                 let mut err = ApiError::sae(&code, message);
                 if let Some(status) = http_status {
                     err = err.with_status(status);
                 }
-                CallPlan::Answer { outcome: Err(err), fault: Some("error") }
+                CallPlan::Answer {
+                    outcome: Err(err),
+                    fault: Some("error"),
+                }
             }
             FaultSpec::Upgrading { .. } => CallPlan::Answer {
-                outcome: Err(ApiError::sae("System.Upgrading", "The system is being upgraded. Please try again later.")),
+                outcome: Err(ApiError::sae(
+                    "System.Upgrading",
+                    "The system is being upgraded. Please try again later.",
+                )),
                 fault: Some("upgrading"),
             },
-            FaultSpec::Http500 { commit, .. } => CallPlan::InternalError { committed: run(commit) },
-            FaultSpec::Ambiguous { .. } => CallPlan::DropConnection { committed: run(true) },
-            FaultSpec::Garbage { commit, .. } => CallPlan::Garbage { committed: run(commit) },
-            FaultSpec::Slow { millis, commit: true, .. } => {
-                CallPlan::Delayed { delay: Duration::from_millis(millis), outcome: self.execute(op, query, now) }
+            FaultSpec::Http500 { commit, .. } => CallPlan::InternalError {
+                committed: run(commit),
+            },
+            FaultSpec::Ambiguous { .. } => CallPlan::DropConnection {
+                committed: run(true),
+            },
+            FaultSpec::Garbage { commit, .. } => CallPlan::Garbage {
+                committed: run(commit),
+            },
+            FaultSpec::Slow {
+                millis,
+                commit: true,
+                ..
+            } => CallPlan::Delayed {
+                delay: Duration::from_millis(millis),
+                outcome: self.execute(op, query, now),
+            },
+            FaultSpec::Slow {
+                millis,
+                commit: false,
+                ..
+            } => CallPlan::ExecuteAfter {
+                delay: Duration::from_millis(millis),
+            },
+            FaultSpec::ChangeOrderResult { .. } => {
+                unreachable!("changeOrderResult faults never match a call")
             }
-            FaultSpec::Slow { millis, commit: false, .. } => CallPlan::ExecuteAfter { delay: Duration::from_millis(millis) },
-            FaultSpec::ChangeOrderResult { .. } => unreachable!("changeOrderResult faults never match a call"),
         }
     }
 
     /// Runs the operation as SAE would, without faults.
-    pub fn execute(&mut self, op: Operation, query: &[(String, String)], now: Timestamp) -> Outcome {
+    pub fn execute(
+        &mut self,
+        op: Operation,
+        query: &[(String, String)],
+        now: Timestamp,
+    ) -> Outcome {
         self.advance(now);
         let params = Params(query);
         self.precheck(op, params)?;
         let data = match op {
             Operation::DeleteInstances => return self.delete_instances(params, now),
-            Operation::DescribeChangeOrder => self.change_order(params.required("ChangeOrderId")?)?.to_json(),
+            Operation::DescribeChangeOrder => self
+                .change_order(params.required("ChangeOrderId")?)?
+                .to_json(),
             Operation::ListChangeOrders => {
                 let app_id = params.required("AppId")?;
                 let co_type = params.get("CoType");
@@ -902,7 +1046,9 @@ impl Model {
                     .change_orders
                     .iter()
                     .rev()
-                    .filter(|co| co.app_id == app_id && co_type.is_none_or(|t| t == "CoDeleteInstances"))
+                    .filter(|co| {
+                        co.app_id == app_id && co_type.is_none_or(|t| t == "CoDeleteInstances")
+                    })
                     .map(|co| {
                         json!({
                             "ChangeOrderId": co.id,
@@ -915,7 +1061,11 @@ impl Model {
                     })
                     .collect();
                 let total = rows.len();
-                let list: Vec<Value> = rows.into_iter().skip(skip(page, size)).take(size as usize).collect();
+                let list: Vec<Value> = rows
+                    .into_iter()
+                    .skip(skip(page, size))
+                    .take(size as usize)
+                    .collect();
                 json!({"ChangeOrderList": list, "CurrentPage": page, "PageSize": size, "TotalSize": total})
             }
             Operation::DescribeApplicationGroups => {
@@ -934,7 +1084,11 @@ impl Model {
                 let group = self.apps[app_id]
                     .iter()
                     .find(|g| g.group_id == group_id)
-                    .ok_or_else(|| with_message(format!("The group {group_id} does not belong to application {app_id}.")))?;
+                    .ok_or_else(|| {
+                        with_message(format!(
+                            "The group {group_id} does not belong to application {app_id}."
+                        ))
+                    })?;
                 let rows: Vec<Value> = group
                     .instance_ids
                     .iter()
@@ -945,13 +1099,21 @@ impl Model {
                 json!({"Instances": rows, "CurrentPage": page, "PageSize": size, "TotalSize": group.instance_ids.len()})
             }
         };
-        Ok(Success { data, committed: None })
+        Ok(Success {
+            data,
+            committed: None,
+        })
     }
 
     fn delete_instances(&mut self, params: Params<'_>, now: Timestamp) -> Outcome {
         let app_id = params.required("AppId")?.to_string();
         let mut ids: Vec<String> = Vec::new();
-        for id in params.required("InstanceIds")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for id in params
+            .required("InstanceIds")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             if !ids.iter().any(|known| known == id) {
                 ids.push(id.to_string());
             }
@@ -959,22 +1121,36 @@ impl Model {
         if ids.is_empty() {
             return Err(not_empty("InstanceIds"));
         }
-        if let Some(running) = self.change_orders.iter().find(|co| co.app_id == app_id && !co.finished) {
+        if let Some(running) = self
+            .change_orders
+            .iter()
+            .find(|co| co.app_id == app_id && !co.finished)
+        {
             return Err(ApiError::sae(
                 "Application.ChangerOrderRunning",
-                format!("The application has a change order in progress ({}). Please try again later.", running.id),
+                format!(
+                    "The application has a change order in progress ({}). Please try again later.",
+                    running.id
+                ),
             ));
         }
         let groups = &self.apps[&app_id];
-        if let Some(missing) = ids.iter().find(|id| !groups.iter().any(|g| g.instance_ids.contains(id))) {
-            return Err(with_message(format!("The instance {missing} does not belong to application {app_id}.")));
+        if let Some(missing) = ids
+            .iter()
+            .find(|id| !groups.iter().any(|g| g.instance_ids.contains(id)))
+        {
+            return Err(with_message(format!(
+                "The instance {missing} does not belong to application {app_id}."
+            )));
         }
         let (final_status, error_message) = match self.take_change_order_result(&app_id) {
             Some((status, message)) => (status, message),
             None => (2, String::new()),
         };
         let id = uuid::Uuid::new_v4().to_string();
-        let ends = now.saturating_add(self.config.change_order_duration).unwrap_or(now);
+        let ends = now
+            .saturating_add(self.config.change_order_duration)
+            .unwrap_or(now);
         self.change_orders.push(ChangeOrder {
             id: id.clone(),
             app_id: app_id.clone(),
@@ -998,20 +1174,31 @@ impl Model {
         );
         // A zero-length change order is done as soon as it exists.
         self.advance(now);
-        Ok(Success { data: json!({"ChangeOrderId": id}), committed: Some(id) })
+        Ok(Success {
+            data: json!({"ChangeOrderId": id}),
+            committed: Some(id),
+        })
     }
 
     fn take_change_order_result(&mut self, app_id: &str) -> Option<(i64, String)> {
         let list = self.faults.get_mut(app_id)?;
-        let pos = list.iter().position(|f| matches!(f.spec, FaultSpec::ChangeOrderResult { .. }))?;
-        let FaultSpec::ChangeOrderResult { status, error_message, .. } = list[pos].spec.clone() else {
+        let pos = list
+            .iter()
+            .position(|f| matches!(f.spec, FaultSpec::ChangeOrderResult { .. }))?;
+        let FaultSpec::ChangeOrderResult {
+            status,
+            error_message,
+            ..
+        } = list[pos].spec.clone()
+        else {
             unreachable!()
         };
         list[pos].remaining -= 1;
         if list[pos].remaining == 0 {
             list.remove(pos);
         }
-        let message = error_message.unwrap_or_else(|| format!("Change order ended with status {status} (scripted)."));
+        let message = error_message
+            .unwrap_or_else(|| format!("Change order ended with status {status} (scripted)."));
         Some((status, message))
     }
 
@@ -1021,7 +1208,10 @@ impl Model {
 
     pub fn ledger(&mut self, now: Timestamp) -> Ledger {
         self.advance(now);
-        Ledger { requests: self.requests.iter().cloned().collect(), deletions: self.deletions.iter().cloned().collect() }
+        Ledger {
+            requests: self.requests.iter().cloned().collect(),
+            deletions: self.deletions.iter().cloned().collect(),
+        }
     }
 
     /// The admin view of one app: groups, change orders (newest first) and pending faults.
@@ -1045,7 +1235,9 @@ impl Model {
             })
             .collect();
         let faults = self.faults.get(app_id).cloned().unwrap_or_default();
-        Some(json!({"appId": app_id, "groups": groups, "changeOrders": change_orders, "faults": faults}))
+        Some(
+            json!({"appId": app_id, "groups": groups, "changeOrders": change_orders, "faults": faults}),
+        )
     }
 }
 
@@ -1056,8 +1248,8 @@ fn skip(page: u32, size: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sae::sign::{self, SignInput, SignatureVersion};
     use crate::sae::Credentials;
+    use crate::sae::sign::{self, SignInput, SignatureVersion};
 
     fn t0() -> Timestamp {
         "2024-05-01T10:00:00Z".parse().unwrap()
@@ -1068,7 +1260,10 @@ mod tests {
     }
 
     fn q(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn model() -> Model {
@@ -1089,25 +1284,52 @@ mod tests {
     }
 
     fn delete(m: &mut Model, ids: &str, now: Timestamp) -> Outcome {
-        m.execute(Operation::DeleteInstances, &q(&[("AppId", "app-1"), ("InstanceIds", ids)]), now)
+        m.execute(
+            Operation::DeleteInstances,
+            &q(&[("AppId", "app-1"), ("InstanceIds", ids)]),
+            now,
+        )
     }
 
     fn status(m: &mut Model, co: &str, now: Timestamp) -> i64 {
-        let data = m.execute(Operation::DescribeChangeOrder, &q(&[("ChangeOrderId", co)]), now).unwrap().data;
+        let data = m
+            .execute(
+                Operation::DescribeChangeOrder,
+                &q(&[("ChangeOrderId", co)]),
+                now,
+            )
+            .unwrap()
+            .data;
         data["Status"].as_i64().unwrap()
     }
 
     fn instances(m: &mut Model, now: Timestamp) -> Vec<String> {
         let data = m
-            .execute(Operation::DescribeApplicationInstances, &q(&[("AppId", "app-1"), ("GroupId", "g-1")]), now)
+            .execute(
+                Operation::DescribeApplicationInstances,
+                &q(&[("AppId", "app-1"), ("GroupId", "g-1")]),
+                now,
+            )
             .unwrap()
             .data;
-        data["Instances"].as_array().unwrap().iter().map(|i| i["InstanceId"].as_str().unwrap().to_string()).collect()
+        data["Instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["InstanceId"].as_str().unwrap().to_string())
+            .collect()
     }
 
     fn faults(m: &mut Model, json: Value) {
         let faults: Vec<FaultSpec> = serde_json::from_value(json).unwrap();
-        m.add_faults(AppFaults { app_id: "app-1".into(), faults }, t0()).unwrap();
+        m.add_faults(
+            AppFaults {
+                app_id: "app-1".into(),
+                faults,
+            },
+            t0(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -1137,17 +1359,37 @@ mod tests {
     #[test]
     fn deletion_validates_params_app_and_instances() {
         let mut m = model();
-        let err = m.execute(Operation::DeleteInstances, &q(&[("AppId", "app-1")]), t0()).unwrap_err();
+        let err = m
+            .execute(Operation::DeleteInstances, &q(&[("AppId", "app-1")]), t0())
+            .unwrap_err();
         assert_eq!(err.code, "InvalidParameter.NotEmpty");
-        let err = m.execute(Operation::DeleteInstances, &q(&[("AppId", "nope"), ("InstanceIds", "i-a")]), t0());
+        let err = m.execute(
+            Operation::DeleteInstances,
+            &q(&[("AppId", "nope"), ("InstanceIds", "i-a")]),
+            t0(),
+        );
         assert_eq!(err.unwrap_err().code, "InvalidApplication.NotFound");
         let err = delete(&mut m, "i-a,i-zzz", t0()).unwrap_err();
         assert_eq!(err.code, "InvalidParameter.WithMessage");
         assert!(err.message.contains("i-zzz"), "{}", err.message);
-        assert_eq!(delete(&mut m, " , ", t0()).unwrap_err().code, "InvalidParameter.NotEmpty");
-        let err = m.execute(Operation::ListChangeOrders, &q(&[("AppId", "nope")]), t0()).unwrap_err();
-        assert_eq!((err.code.as_str(), err.http_status), ("InvalidAppId.NotFound", 404));
-        let err = m.execute(Operation::DescribeChangeOrder, &q(&[("ChangeOrderId", "x")]), t0()).unwrap_err();
+        assert_eq!(
+            delete(&mut m, " , ", t0()).unwrap_err().code,
+            "InvalidParameter.NotEmpty"
+        );
+        let err = m
+            .execute(Operation::ListChangeOrders, &q(&[("AppId", "nope")]), t0())
+            .unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.http_status),
+            ("InvalidAppId.NotFound", 404)
+        );
+        let err = m
+            .execute(
+                Operation::DescribeChangeOrder,
+                &q(&[("ChangeOrderId", "x")]),
+                t0(),
+            )
+            .unwrap_err();
         assert_eq!(err.code, "InvalidParameter.WithMessage");
         assert!(m.ledger(t0()).deletions.is_empty());
     }
@@ -1156,11 +1398,16 @@ mod tests {
     fn list_change_orders_is_newest_first_and_paged() {
         let mut m = model();
         let first = delete(&mut m, "i-a", t0()).unwrap().committed.unwrap();
-        let second = delete(&mut m, "i-b", t0() + secs(5)).unwrap().committed.unwrap();
+        let second = delete(&mut m, "i-b", t0() + secs(5))
+            .unwrap()
+            .committed
+            .unwrap();
         let list = |m: &mut Model, extra: &[(&str, &str)]| {
             let mut query = q(&[("AppId", "app-1")]);
             query.extend(q(extra));
-            m.execute(Operation::ListChangeOrders, &query, t0() + secs(6)).unwrap().data
+            m.execute(Operation::ListChangeOrders, &query, t0() + secs(6))
+                .unwrap()
+                .data
         };
         let data = list(&mut m, &[]);
         assert_eq!(data["TotalSize"], 2);
@@ -1168,11 +1415,21 @@ mod tests {
         assert_eq!(data["ChangeOrderList"][0]["Status"], 1);
         assert_eq!(data["ChangeOrderList"][1]["ChangeOrderId"], first.as_str());
         assert_eq!(data["ChangeOrderList"][1]["Status"], 2);
-        assert_eq!(data["ChangeOrderList"][1]["CreateTime"], "2024-05-01 10:00:00");
+        assert_eq!(
+            data["ChangeOrderList"][1]["CreateTime"],
+            "2024-05-01 10:00:00"
+        );
         let page2 = list(&mut m, &[("CurrentPage", "2"), ("PageSize", "1")]);
         assert_eq!(page2["ChangeOrderList"][0]["ChangeOrderId"], first.as_str());
-        assert_eq!(list(&mut m, &[("CoType", "CoDeploy")])["ChangeOrderList"], json!([]));
-        let err = m.execute(Operation::ListChangeOrders, &q(&[("AppId", "app-1"), ("PageSize", "x")]), t0());
+        assert_eq!(
+            list(&mut m, &[("CoType", "CoDeploy")])["ChangeOrderList"],
+            json!([])
+        );
+        let err = m.execute(
+            Operation::ListChangeOrders,
+            &q(&[("AppId", "app-1"), ("PageSize", "x")]),
+            t0(),
+        );
         assert_eq!(err.unwrap_err().code, "InvalidParameter.WithMessage");
     }
 
@@ -1211,22 +1468,34 @@ mod tests {
     #[test]
     fn error_faults_fire_n_times_on_their_operation_only() {
         let mut m = model();
-        faults(&mut m, json!([{"kind": "error", "code": "Application.ChangerOrderRunning", "times": 2}]));
+        faults(
+            &mut m,
+            json!([{"kind": "error", "code": "Application.ChangerOrderRunning", "times": 2}]),
+        );
         let groups = q(&[("AppId", "app-1")]);
         assert!(matches!(
             m.call(Operation::DescribeApplicationGroups, &groups, t0()),
-            CallPlan::Answer { outcome: Ok(_), fault: None }
+            CallPlan::Answer {
+                outcome: Ok(_),
+                fault: None
+            }
         ));
         let call = q(&[("AppId", "app-1"), ("InstanceIds", "i-a")]);
         for _ in 0..2 {
             match m.call(Operation::DeleteInstances, &call, t0()) {
-                CallPlan::Answer { outcome: Err(e), fault: Some("error") } => {
+                CallPlan::Answer {
+                    outcome: Err(e),
+                    fault: Some("error"),
+                } => {
                     assert_eq!(e.code, "Application.ChangerOrderRunning")
                 }
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(m.call(Operation::DeleteInstances, &call, t0()), CallPlan::Answer { outcome: Ok(_), .. }));
+        assert!(matches!(
+            m.call(Operation::DeleteInstances, &call, t0()),
+            CallPlan::Answer { outcome: Ok(_), .. }
+        ));
     }
 
     #[test]
@@ -1236,11 +1505,16 @@ mod tests {
         let call = q(&[("AppId", "app-1"), ("InstanceIds", "i-a")]);
         for at in [0, 5, 19] {
             match m.call(Operation::DeleteInstances, &call, t0() + secs(at)) {
-                CallPlan::Answer { outcome: Err(e), .. } => assert_eq!(e.code, "System.Upgrading"),
+                CallPlan::Answer {
+                    outcome: Err(e), ..
+                } => assert_eq!(e.code, "System.Upgrading"),
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(m.call(Operation::DeleteInstances, &call, t0() + secs(20)), CallPlan::Answer { outcome: Ok(_), .. }));
+        assert!(matches!(
+            m.call(Operation::DeleteInstances, &call, t0() + secs(20)),
+            CallPlan::Answer { outcome: Ok(_), .. }
+        ));
     }
 
     #[test]
@@ -1258,27 +1532,42 @@ mod tests {
             ]),
         );
         let call = |i: &str| q(&[("AppId", "app-1"), ("InstanceIds", i)]);
-        assert_eq!(m.call(Operation::DeleteInstances, &call("i-a"), t0()), CallPlan::InternalError { committed: None });
-        let CallPlan::InternalError { committed: Some(_) } = m.call(Operation::DeleteInstances, &call("i-a"), t0()) else {
+        assert_eq!(
+            m.call(Operation::DeleteInstances, &call("i-a"), t0()),
+            CallPlan::InternalError { committed: None }
+        );
+        let CallPlan::InternalError { committed: Some(_) } =
+            m.call(Operation::DeleteInstances, &call("i-a"), t0())
+        else {
             panic!("http500 commit:true must execute")
         };
-        let CallPlan::DropConnection { committed: Some(_) } = m.call(Operation::DeleteInstances, &call("i-b"), t0() + secs(2))
+        let CallPlan::DropConnection { committed: Some(_) } =
+            m.call(Operation::DeleteInstances, &call("i-b"), t0() + secs(2))
         else {
             panic!("ambiguous must execute")
         };
-        let CallPlan::Garbage { committed: Some(_) } = m.call(Operation::DeleteInstances, &call("i-c"), t0() + secs(4)) else {
+        let CallPlan::Garbage { committed: Some(_) } =
+            m.call(Operation::DeleteInstances, &call("i-c"), t0() + secs(4))
+        else {
             panic!("garbage commit:true must execute")
         };
         m.upsert_app(
             AppSpec {
                 app_id: "app-1".into(),
-                groups: vec![GroupSpec { group_id: "g-1".into(), group_name: None, instance_ids: vec!["i-d".into()] }],
+                groups: vec![GroupSpec {
+                    group_id: "g-1".into(),
+                    group_name: None,
+                    instance_ids: vec!["i-d".into()],
+                }],
             },
             t0() + secs(6),
         )
         .unwrap();
         match m.call(Operation::DeleteInstances, &call("i-d"), t0() + secs(6)) {
-            CallPlan::Delayed { delay, outcome: Ok(s) } => {
+            CallPlan::Delayed {
+                delay,
+                outcome: Ok(s),
+            } => {
                 assert_eq!(delay, Duration::from_millis(1500));
                 assert!(s.committed.is_some());
             }
@@ -1286,7 +1575,9 @@ mod tests {
         }
         assert_eq!(
             m.call(Operation::DeleteInstances, &call("i-d"), t0() + secs(8)),
-            CallPlan::ExecuteAfter { delay: Duration::from_millis(10) }
+            CallPlan::ExecuteAfter {
+                delay: Duration::from_millis(10)
+            }
         );
         assert_eq!(m.ledger(t0() + secs(10)).deletions.len(), 4);
     }
@@ -1294,14 +1585,27 @@ mod tests {
     #[test]
     fn scripted_change_order_result_keeps_instances() {
         let mut m = model();
-        faults(&mut m, json!([{"kind": "changeOrderResult", "status": 3, "errorMessage": "boom"}]));
+        faults(
+            &mut m,
+            json!([{"kind": "changeOrderResult", "status": 3, "errorMessage": "boom"}]),
+        );
         let co = delete(&mut m, "i-a", t0()).unwrap().committed.unwrap();
         assert_eq!(status(&mut m, &co, t0() + secs(1)), 1);
-        let data = m.execute(Operation::DescribeChangeOrder, &q(&[("ChangeOrderId", &co)]), t0() + secs(3)).unwrap().data;
+        let data = m
+            .execute(
+                Operation::DescribeChangeOrder,
+                &q(&[("ChangeOrderId", &co)]),
+                t0() + secs(3),
+            )
+            .unwrap()
+            .data;
         assert_eq!(data["Status"], 3);
         assert_eq!(data["ErrorMessage"], "boom");
         assert_eq!(instances(&mut m, t0() + secs(3)), ["i-a", "i-b", "i-c"]);
-        let next = delete(&mut m, "i-a", t0() + secs(3)).unwrap().committed.unwrap();
+        let next = delete(&mut m, "i-a", t0() + secs(3))
+            .unwrap()
+            .committed
+            .unwrap();
         assert_eq!(status(&mut m, &next, t0() + secs(5)), 2);
     }
 
@@ -1315,15 +1619,35 @@ mod tests {
             json!([{"kind": "upgrading", "seconds": -1}]),
         ] {
             let faults: Vec<FaultSpec> = serde_json::from_value(bad.clone()).unwrap();
-            assert!(m.add_faults(AppFaults { app_id: "app-1".into(), faults }, t0()).is_err(), "{bad}");
+            assert!(
+                m.add_faults(
+                    AppFaults {
+                        app_id: "app-1".into(),
+                        faults
+                    },
+                    t0()
+                )
+                .is_err(),
+                "{bad}"
+            );
         }
-        assert!(serde_json::from_value::<FaultSpec>(json!({"kind": "http500", "tims": 2})).is_err());
+        assert!(
+            serde_json::from_value::<FaultSpec>(json!({"kind": "http500", "tims": 2})).is_err()
+        );
         assert!(serde_json::from_value::<FaultSpec>(json!({"kind": "meteor"})).is_err());
-        let unknown_app = AppFaults { app_id: "nope".into(), faults: vec![] };
+        let unknown_app = AppFaults {
+            app_id: "nope".into(),
+            faults: vec![],
+        };
         assert!(m.add_faults(unknown_app, t0()).is_err());
     }
 
-    fn signed(version: SignatureVersion, secret: &str, now: Timestamp, nonce: &str) -> (Authorization, Vec<(String, String)>) {
+    fn signed(
+        version: SignatureVersion,
+        secret: &str,
+        now: Timestamp,
+        nonce: &str,
+    ) -> (Authorization, Vec<(String, String)>) {
         let creds = Credentials::new("AK1", secret, None);
         let query = q(&[("AppId", "app-1")]);
         let input = SignInput {
@@ -1338,11 +1662,18 @@ mod tests {
             nonce,
         };
         let headers = sign::signed_headers(version, &creds, &input);
-        let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str());
+        let auth = headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.as_str());
         (auth::parse_authorization(auth).unwrap(), headers)
     }
 
-    fn authenticate(m: &mut Model, signed: &(Authorization, Vec<(String, String)>), now: Timestamp) -> Result<(), ApiError> {
+    fn authenticate(
+        m: &mut Model,
+        signed: &(Authorization, Vec<(String, String)>),
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
         let query = q(&[("AppId", "app-1")]);
         let req = ReceivedRequest {
             method: "GET",
@@ -1359,13 +1690,25 @@ mod tests {
         for version in [SignatureVersion::V1, SignatureVersion::V3] {
             let mut m = model();
             let unknown = signed(version, "s3cret", t0(), "n0");
-            assert_eq!(authenticate(&mut m, &unknown, t0()).unwrap_err().code, "InvalidAccessKeyId.NotFound");
-            m.upsert_access_key(AccessKeySpec::parse_pair("AK1:s3cret").unwrap()).unwrap();
+            assert_eq!(
+                authenticate(&mut m, &unknown, t0()).unwrap_err().code,
+                "InvalidAccessKeyId.NotFound"
+            );
+            m.upsert_access_key(AccessKeySpec::parse_pair("AK1:s3cret").unwrap())
+                .unwrap();
             let good = signed(version, "s3cret", t0(), "n1");
             authenticate(&mut m, &good, t0() + secs(30)).unwrap();
-            assert_eq!(authenticate(&mut m, &good, t0() + secs(31)).unwrap_err().code, "SignatureNonceUsed");
+            assert_eq!(
+                authenticate(&mut m, &good, t0() + secs(31))
+                    .unwrap_err()
+                    .code,
+                "SignatureNonceUsed"
+            );
             let wrong = signed(version, "guess", t0(), "n2");
-            assert_eq!(authenticate(&mut m, &wrong, t0()).unwrap_err().code, "SignatureDoesNotMatch");
+            assert_eq!(
+                authenticate(&mut m, &wrong, t0()).unwrap_err().code,
+                "SignatureDoesNotMatch"
+            );
             // A refused request does not burn its nonce.
             authenticate(&mut m, &signed(version, "s3cret", t0(), "n2"), t0()).unwrap();
             let old = signed(version, "s3cret", t0(), "n3");
@@ -1401,8 +1744,13 @@ mod tests {
                 nonce,
             };
             let headers = sign::signed_headers(version, &creds, &input);
-            let auth = auth::parse_authorization(headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str()))
-                .unwrap();
+            let auth = auth::parse_authorization(
+                headers
+                    .iter()
+                    .find(|(k, _)| k == "authorization")
+                    .map(|(_, v)| v.as_str()),
+            )
+            .unwrap();
             authenticate(&mut m, &(auth, headers), t0()).unwrap();
         }
     }
@@ -1410,7 +1758,8 @@ mod tests {
     #[test]
     fn reset_keeps_keys_only() {
         let mut m = model();
-        m.upsert_access_key(AccessKeySpec::parse_pair("AK1:s").unwrap()).unwrap();
+        m.upsert_access_key(AccessKeySpec::parse_pair("AK1:s").unwrap())
+            .unwrap();
         delete(&mut m, "i-a", t0()).unwrap();
         m.reset();
         assert_eq!(m.access_key_ids(), ["AK1"]);
@@ -1420,8 +1769,15 @@ mod tests {
 
     #[test]
     fn access_key_debug_is_redacted() {
-        let key = AccessKeySpec { access_key_id: "AK1".into(), access_key_secret: "topsecret".into(), security_token: Some("tok123".into()) };
+        let key = AccessKeySpec {
+            access_key_id: "AK1".into(),
+            access_key_secret: "topsecret".into(),
+            security_token: Some("tok123".into()),
+        };
         let shown = format!("{key:?}");
-        assert!(shown.contains("AK1") && !shown.contains("topsecret") && !shown.contains("tok123"), "{shown}");
+        assert!(
+            shown.contains("AK1") && !shown.contains("topsecret") && !shown.contains("tok123"),
+            "{shown}"
+        );
     }
 }

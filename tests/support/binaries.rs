@@ -85,6 +85,7 @@ impl Simulator {
                 .args(["--listen", "127.0.0.1:0"])
                 .args(args)
                 .env_remove("SAE_SIM_ACCESS_KEYS")
+                .env("NO_COLOR", "1")
                 .stdout(Stdio::piped())
                 .stderr(logs.writer()),
             "sae-simulator",
@@ -216,6 +217,8 @@ impl Controller {
             .env_remove("SAE_ENDPOINT")
             .env_remove("WATCH_NAMESPACE")
             .env("KUBECONFIG", kubeconfig);
+        // Plain text logs: tracing-subscriber writes colour codes even into a file otherwise.
+        command.env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info,sae_controller=debug");
         }

@@ -160,8 +160,6 @@ impl ControlPlane {
     fn kubectl_command(&self, kubeconfig: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.kubectl);
         cmd.env("KUBECONFIG", kubeconfig)
-            // A developer's own kubectl settings must not leak into tests.
-            .env_remove("KUBECTL_EXTERNAL_DIFF")
             .current_dir(Self::repo_root())
             .args(args);
         cmd
@@ -280,8 +278,22 @@ impl ControlPlane {
         let api_port = free_port();
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        let server = format!("https://127.0.0.1:{api_port}");
+        let admin_kubeconfig = dir.join("admin.kubeconfig");
+        let controller_kubeconfig = dir.join("controller.kubeconfig");
+        write(
+            &admin_kubeconfig,
+            &kubeconfig(&server, "test-admin", &admin_token),
+        )?;
+        write(
+            &controller_kubeconfig,
+            &kubeconfig(&server, "sae-controller", &controller_token),
+        )?;
+        // Everything that can fail is done before the first process starts, so an early return
+        // never leaves a process behind.
+        let (etcd_out, etcd_err) = log_files(&dir.join(ETCD_LOG))?;
+        let (api_out, api_err) = log_files(&dir.join(APISERVER_LOG))?;
 
-        let etcd_log = log_file(&dir.join(ETCD_LOG))?;
         let etcd = spawn_guarded(
             Command::new(&etcd_bin)
                 .arg("--data-dir")
@@ -299,12 +311,11 @@ impl ControlPlane {
                     &peer_url,
                 ])
                 .args(["--initial-cluster", &format!("default={peer_url}")])
-                .stdout(etcd_log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(etcd_log),
+                .stdout(etcd_out)
+                .stderr(etcd_err),
             "etcd",
         );
 
-        let api_log = log_file(&dir.join(APISERVER_LOG))?;
         let cert_dir = dir.join("certs");
         let apiserver = spawn_guarded(
             Command::new(&apiserver_bin)
@@ -329,22 +340,10 @@ impl ControlPlane {
                     dir.join("sa.key").display()
                 ))
                 .arg("--service-cluster-ip-range=10.0.0.0/24")
-                .stdout(api_log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(api_log),
+                .stdout(api_out)
+                .stderr(api_err),
             "kube-apiserver",
         );
-
-        let server = format!("https://127.0.0.1:{api_port}");
-        let admin_kubeconfig = dir.join("admin.kubeconfig");
-        let controller_kubeconfig = dir.join("controller.kubeconfig");
-        write(
-            &admin_kubeconfig,
-            &kubeconfig(&server, "test-admin", &admin_token),
-        )?;
-        write(
-            &controller_kubeconfig,
-            &kubeconfig(&server, "sae-controller", &controller_token),
-        )?;
 
         let mut cp = ControlPlane {
             dir: dir.clone(),
@@ -362,7 +361,14 @@ impl ControlPlane {
             // A failed start keeps the logs for the developer; etcd's data is no help and costs memory.
             _ => process::remove_after_exit(&[&etcd_data], &pids),
         }
-        started.map_err(|e| fail(e, APISERVER_LOG))?;
+        if let Err(e) = started {
+            // Stop both now rather than at exit: a later test must not find a half-started cluster.
+            for child in [&mut cp._etcd, &mut cp._apiserver] {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return Err(fail(e, APISERVER_LOG));
+        }
         Ok(cp)
     }
 
@@ -472,6 +478,12 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-fn log_file(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))
+/// Two handles on one new log file, for a child's stdout and stderr.
+fn log_files(path: &Path) -> Result<(std::fs::File, std::fs::File), String> {
+    let file =
+        std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let second = file
+        .try_clone()
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    Ok((file, second))
 }

@@ -67,15 +67,18 @@ pub fn remove_after_exit(paths: &[&Path], pids: &[u32]) {
     }
 }
 
-fn spawn_sh(script: &str) -> std::io::Result<Child> {
-    Command::new("sh")
+/// Starts a detached `sh -c script`; a thread reaps it so finished watchdogs leave no zombies.
+fn spawn_sh(script: &str) -> std::io::Result<()> {
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .spawn()
+        .spawn()?;
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 /// Sends `signal` (e.g. "TERM") to a pid with the `kill` utility (no libc binding needed).
