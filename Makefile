@@ -5,7 +5,7 @@ CARGO ?= cargo
 KUBECTL ?= kubectl
 CRD_FILE := crds/saeinstancedeletions.sae.ops.dev.yaml
 
-.PHONY: test bench run install deploy crds demo
+.PHONY: test bench run install deploy crds demo static static-check
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
 # official SAE SDK, then runs every test target against them.
@@ -43,3 +43,13 @@ crds:
 # TODO(lead): start the simulator, seed demo-app, run the controller and apply deploy/samples.
 demo:
 	@echo "make demo: not written yet" >&2; exit 1
+
+# Fully static release binary in target/static (glibc libc.a, no musl target needed), checked with
+# file/ldd/readelf and run in an empty root; the Dockerfile runs the same script. Not part of
+# `make test`: a cold release build takes several minutes.
+static-check:
+	hack/check-static.sh
+
+# Only the build, no checks (the binary lands in target/static/<arch>-unknown-linux-gnu/release/).
+static:
+	hack/check-static.sh --build-only

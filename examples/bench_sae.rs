@@ -165,15 +165,16 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "{:<52} {:>10} {:>12} {:>12}",
-        "measure", "count", "per second", "mean"
+        "measure", "count", "per second", "wall / op"
     );
     for row in rows {
         let secs = row.elapsed.as_secs_f64();
         let rate = row.count as f64 / secs;
-        let mean_us = secs * 1e6 / row.count.max(1) as f64;
+        // With several in flight this is wall time per completed call, not latency.
+        let per_op_us = secs * 1e6 / row.count.max(1) as f64;
         println!(
             "{:<52} {:>10} {:>12.0} {:>10.1}µs",
-            row.what, row.count, rate, mean_us
+            row.what, row.count, rate, per_op_us
         );
     }
     println!(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a fully static x86_64 sae-controller and proves it is static. The Dockerfile runs this same
+# Builds a fully static sae-controller for this machine's architecture (x86_64 or aarch64) and proves it is static. The Dockerfile runs this same
 # script, so the binary checked here is the binary shipped.
 #
 # Why glibc and not musl: the musl target would need `rustup target add`, which needs the network;
@@ -22,12 +22,13 @@ case "$mode" in
   *) echo "usage: $0 [--build-only | --check-only]" >&2; exit 2 ;;
 esac
 
-target="x86_64-unknown-linux-gnu"
+arch="$(uname -m)" # x86_64 or aarch64; Debian's libc6-dev ships libc.a for both
+target="$arch-unknown-linux-gnu"
 target_dir="${STATIC_TARGET_DIR:-target/static}"
 bin="$target_dir/$target/release/sae-controller"
 
 if [[ "$mode" != "--check-only" ]]; then
-  [[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || { echo "libc.a missing: apt-get install libc6-dev" >&2; exit 1; }
+  [[ -f "/usr/lib/$arch-linux-gnu/libc.a" ]] || { echo "libc.a missing: apt-get install libc6-dev" >&2; exit 1; }
   start=$SECONDS
   RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --target "$target" --target-dir "$target_dir" --bin sae-controller
@@ -45,7 +46,10 @@ description="$(file -b "$bin")"
 echo "file: $description"
 [[ "$description" == *"statically linked"* || "$description" == *"static-pie linked"* ]] \
   || fail "not a static executable"
-[[ "$description" == *"x86-64"* ]] || fail "not an x86-64 executable"
+case "$arch" in
+  x86_64) [[ "$description" == *"x86-64"* ]] || fail "not an x86-64 executable" ;;
+  aarch64) [[ "$description" == *"aarch64"* ]] || fail "not an aarch64 executable" ;;
+esac
 
 # ldd exits non-zero for a static binary; its message is what matters.
 ldd_out="$(ldd "$bin" 2>&1 || true)"
@@ -67,6 +71,7 @@ echo "version: $version"
 if [[ $(id -u) -eq 0 ]] && command -v chroot >/dev/null; then
   root="$(mktemp -d)"
   trap 'rm -rf "$root"' EXIT
+  chmod 755 "$root" # mktemp's 0700 would keep uid 65532 out
   cp "$bin" "$root/sae-controller"
   chroot --userspec=65532:65532 "$root" /sae-controller --version >/dev/null \
     || fail "does not run in an empty root"

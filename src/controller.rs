@@ -7,23 +7,28 @@
 //!   decision taken on a stale cache can never land (the API server answers 409 and we start over).
 //! - DeleteInstances is sent only after the write that records the attempt (`Submitting`) succeeded.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable as _};
 use futures::StreamExt;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::SaeInstanceDeletion;
-use crate::decide::{Action, Clock, Observation, decide};
-use crate::sae::{Credentials, SaeClient};
+use crate::crd::{Phase, Reason, SaeInstanceDeletion};
+use crate::decide::{Action, AppTurn, Clock, Evidence, FoundChangeOrder, Observation, decide};
+use crate::metrics::Metrics;
+use crate::sae::{Credentials, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
 pub const CONTROLLER_NAME: &str = "sae-controller";
@@ -32,6 +37,17 @@ pub const CONTROLLER_NAME: &str = "sae-controller";
 /// the newer version normally arrives first.
 const CONFLICT_REQUEUE: Duration = Duration::from_secs(2);
 
+/// How the controller is set up; everything here comes from flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// How long after a send SAE may still act on it: the client's total timeout plus a margin.
+    pub resolve_after: SignedDuration,
+    /// The UTC offset SAE's zone-less `CreateTime` is written in.
+    pub create_time_offset: jiff::tz::Offset,
+}
+
 /// What the reconciler needs, shared by all reconciles.
 pub struct Context {
     pub client: Client,
@@ -39,15 +55,88 @@ pub struct Context {
     pub recorder: Recorder,
     /// Credentials from the controller's environment, used when an object names no Secret.
     pub default_credentials: Option<Credentials>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    /// Present when leader election is on: checked right before every DeleteInstances.
+    pub fence: Option<LeaderFence>,
+    /// Every watched object as last seen: the per-app queue and the change orders other objects
+    /// own are read from here, so both survive a restart.
+    store: Store<SaeInstanceDeletion>,
 }
 
 impl Context {
-    pub fn new(client: Client, sae: SaeClient, default_credentials: Option<Credentials>) -> Self {
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, sae, default_credentials }
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        sae: SaeClient,
+        default_credentials: Option<Credentials>,
+        settings: Settings,
+        metrics: Metrics,
+        fence: Option<LeaderFence>,
+        store: Store<SaeInstanceDeletion>,
+    ) -> Self {
+        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: std::env::var("POD_NAME").ok() };
+        Self { recorder: Recorder::new(client.clone(), reporter), client, sae, default_credentials, settings, metrics, fence, store }
+    }
+
+    async fn may_send(&self) -> bool {
+        match &self.fence {
+            None => true,
+            Some(fence) => fence.confirm().await,
+        }
+    }
+
+    /// Runs one SAE call, recording its result code and duration.
+    async fn timed<T>(&self, operation: &str, call: impl Future<Output = Result<T, SaeError>>) -> Result<T, SaeError> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics.observe_sae_result(operation, &result, started.elapsed());
+        result
+    }
+
+    async fn instance_ids(&self, creds: &Credentials, region: &str, app: &str) -> Result<Vec<String>, SaeError> {
+        self.timed("ListInstances", self.sae.list_all_instance_ids(creds, region, app)).await
+    }
+
+    /// What SAE shows about a lost attempt: the app's recent CoDeleteInstances change orders that
+    /// no other object has claimed, and the instances the app still has.
+    async fn evidence(&self, creds: &Credentials, obj: &SaeInstanceDeletion) -> Result<Evidence, SaeError> {
+        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
+        let page = self
+            .timed("ListChangeOrders", self.sae.list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50))
+            .await?;
+        let claimed: HashSet<String> = self
+            .store
+            .state()
+            .iter()
+            .filter(|o| o.uid() != obj.uid())
+            .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
+            .collect();
+        let change_orders = page
+            .change_orders
+            .into_iter()
+            .filter(|co| co.co_type_code.as_deref().is_none_or(|t| t == "CoDeleteInstances"))
+            .filter(|co| !claimed.contains(&co.change_order_id))
+            .map(|co| FoundChangeOrder {
+                created: co.create_time.as_deref().and_then(|t| parse_create_time(t, self.settings.create_time_offset)),
+                change_order_id: co.change_order_id,
+                status: co.status,
+            })
+            .collect();
+        let existing_instance_ids = self.instance_ids(creds, region, app).await?;
+        Ok(Evidence { change_orders, existing_instance_ids })
+    }
+
+    fn observe_terminal(&self, obj: &SaeInstanceDeletion) {
+        let Some(status) = &obj.status else { return };
+        let outcome = format!("{}/{}", status.phase.map(Phase::as_str).unwrap_or(""), status.reason().unwrap_or(""));
+        let age = obj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
+            .unwrap_or_default();
+        self.metrics.observe_terminal(&outcome, age);
     }
 
     /// Credentials for one object, read fresh on every reconcile so a rotated or newly created
@@ -175,11 +264,22 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
 
 async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let credentials = ctx.credentials_for(&obj).await;
-    let mut observation = Observation::Start { credentials: credentials.as_ref().map(|_| ()).map_err(Clone::clone) };
-    // A decision leads to at most one SAE call; a handful of rounds covers send → accepted → first wait.
-    for _ in 0..6 {
-        let clock = Clock { now: Timestamp::now(), jitter: fastrand::f64() };
+    let mut observation = Observation::Start {
+        credentials: credentials.as_ref().map(|_| ()).map_err(Clone::clone),
+        app: app_turn(&ctx.store.state(), &obj),
+    };
+    // Each decision leads to at most one SAE step; a handful of rounds covers
+    // send → accepted → first wait, or resolve → adopt → poll.
+    for _ in 0..8 {
+        let clock = Clock { now: Timestamp::now(), jitter: fastrand::f64(), resolve_after: ctx.settings.resolve_after };
         let decision = decide(&obj, &clock, observation);
+        if let Action::SendDelete { .. } = decision.action
+            && !ctx.may_send().await
+        {
+            // A replica that lost its lease sends nothing and writes nothing; the leader takes over.
+            warn!("not leading any more: DeleteInstances not sent");
+            return Ok(Requeue::await_change());
+        }
         if obj.status.as_ref() != Some(&decision.status) {
             let mut next = obj.clone();
             next.status = Some(decision.status.clone());
@@ -192,37 +292,55 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
             }
             let status = &decision.status;
             info!(
-                phase = ?status.phase,
-                attempts = status.attempts,
+                phase = status.phase.map(Phase::as_str).unwrap_or(""),
+                reason = status.reason().unwrap_or(""),
+                attempts = status.attempts(),
                 request_id = status.request_id.as_deref().unwrap_or(""),
                 change_order_id = status.change_order_id.as_deref().unwrap_or(""),
                 "status updated"
             );
+            if status.is_terminal() {
+                ctx.observe_terminal(&obj);
+            }
         }
         for event in &decision.events {
             publish(&ctx, &obj, event).await;
         }
-        let spec = &obj.spec;
+        let creds = || credentials.as_ref().map_err(|_| Error::Internal("an SAE call was decided without credentials".into()));
+        let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
         observation = match decision.action {
             Action::Done => return Ok(Requeue::await_change()),
             Action::WaitUntil(t) => return Ok(Requeue::requeue(until(t))),
             Action::SendDelete { instance_ids } => {
-                let creds = credentials.as_ref().map_err(|_| Error::Internal("send decided without credentials".into()))?;
-                info!(instances = instance_ids.len(), "sending DeleteInstances");
-                let result = ctx.sae.delete_instances(creds, &spec.region_id, &spec.app_id, &instance_ids).await;
+                let creds = creds()?;
+                // Fencing, second half: the lease must still be ours at the moment of sending.
+                if !ctx.may_send().await {
+                    warn!("lease lost after recording the attempt: DeleteInstances not sent");
+                    return Ok(Requeue::await_change());
+                }
+                info!(instances = instance_ids.len(), attempt = obj.status.as_ref().map(|s| s.attempts()).unwrap_or(0), "sending DeleteInstances");
+                let result = ctx.timed("DeleteInstances", ctx.sae.delete_instances(creds, &region, &app, &instance_ids)).await;
                 match &result {
                     Ok(ok) => info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted"),
                     Err(err) => warn!(error = %err, class = ?err.class(), "DeleteInstances failed"),
                 }
                 Observation::DeleteResult(result)
             }
-            Action::PollChangeOrder { change_order_id } => {
-                let creds = credentials.as_ref().map_err(|_| Error::Internal("poll decided without credentials".into()))?;
-                Observation::ChangeOrderResult(ctx.sae.describe_change_order(creds, &spec.region_id, &change_order_id).await)
+            Action::PollChangeOrder { change_order_id } => Observation::ChangeOrderResult(
+                ctx.timed("DescribeChangeOrder", ctx.sae.describe_change_order(creds()?, &region, &change_order_id)).await,
+            ),
+            Action::CheckInstances => Observation::DryRunResult(ctx.instance_ids(creds()?, &region, &app).await),
+            Action::ResolveAttempt { .. } => {
+                let evidence = ctx.evidence(creds()?, &obj).await;
+                match &evidence {
+                    Ok(e) => info!(change_orders = e.change_orders.len(), instances = e.existing_instance_ids.len(), "looked for the outcome of a lost attempt"),
+                    Err(err) => warn!(error = %err, "could not look for the outcome of a lost attempt"),
+                }
+                Observation::ResolveResult(evidence)
             }
-            Action::CheckInstances => {
-                let creds = credentials.as_ref().map_err(|_| Error::Internal("check decided without credentials".into()))?;
-                Observation::DryRunResult(ctx.sae.list_all_instance_ids(creds, &spec.region_id, &spec.app_id).await)
+            Action::CheckGone { rejection } => {
+                let existing = ctx.instance_ids(creds()?, &region, &app).await;
+                Observation::GoneCheck { rejection, existing }
             }
         };
     }
@@ -230,36 +348,136 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
     Ok(Requeue::requeue(Duration::from_secs(1)))
 }
 
-fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, _ctx: Arc<Context>) -> Requeue {
+/// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
+/// another object with an attempt in flight or a change order running holds the app; otherwise
+/// the oldest waiting object goes first (creation time, then namespace/name, the same order in
+/// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
+/// hold no place in line.
+pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
+    let order = |o: &SaeInstanceDeletion| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.namespace(), o.name_any());
+    let key = |o: &SaeInstanceDeletion| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+    let mine = order(me);
+    let mut ahead: Option<&SaeInstanceDeletion> = None;
+    for other in objects {
+        let same = other.uid() == me.uid() && other.namespace() == me.namespace() && other.name_any() == me.name_any();
+        if same || other.spec.dry_run || other.spec.app_id != me.spec.app_id || other.spec.region_id != me.spec.region_id {
+            continue;
+        }
+        let status = other.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(Phase::Succeeded | Phase::Failed) => continue,
+            Some(Phase::Submitting | Phase::InProgress) => return AppTurn::Busy { holder: key(other) },
+            _ if status.reason() == Some(Reason::CredentialsNotFound.as_str()) => continue,
+            _ => {
+                if order(other) < mine && ahead.is_none_or(|a| order(other) < order(a)) {
+                    ahead = Some(other);
+                }
+            }
+        }
+    }
+    ahead.map_or(AppTurn::Free, |a| AppTurn::Queued { ahead: key(a) })
+}
+
+/// Reads SAE's zone-less `CreateTime` (`2020-12-17 21:06:45`) in the given offset.
+pub fn parse_create_time(text: &str, offset: jiff::tz::Offset) -> Option<Timestamp> {
+    let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim()).ok()?;
+    civil.to_zoned(jiff::tz::TimeZone::fixed(offset)).ok().map(|z| z.timestamp())
+}
+
+fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -> Requeue {
     warn!(object = %obj.name_any(), error = %err, "reconcile failed; retrying");
+    ctx.metrics.reconcile_error(match err {
+        Error::StatusWrite { .. } => "status_write",
+        Error::Internal(_) => "internal",
+    });
     Requeue::requeue(Duration::from_secs(5))
+}
+
+/// Confirms, right before each DeleteInstances, that this replica still holds the leader Lease:
+/// the lease manager's own view, and a fresh read of the Lease from the API server (holder is us
+/// and the lease has not expired). A replica that cannot confirm sends nothing.
+pub struct LeaderFence {
+    pub leading: tokio::sync::watch::Receiver<bool>,
+    pub leases: Api<Lease>,
+    pub lease_name: String,
+    pub identity: String,
+}
+
+impl LeaderFence {
+    pub async fn confirm(&self) -> bool {
+        if !*self.leading.borrow() {
+            return false;
+        }
+        let lease = match self.leases.get(&self.lease_name).await {
+            Ok(lease) => lease,
+            Err(err) => {
+                warn!(error = %err, "cannot read the leader Lease; not sending");
+                return false;
+            }
+        };
+        let Some(spec) = lease.spec else { return false };
+        let holder_is_us = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        let expires = spec.renew_time.map(|t| t.0).and_then(|renewed| {
+            renewed.checked_add(SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)))).ok()
+        });
+        holder_is_us && expires.is_some_and(|e| e > Timestamp::now())
+    }
 }
 
 /// Runs the controller until the process is asked to stop. `ready` is set once the object cache
 /// has synced (for `/readyz`).
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<std::sync::atomic::AtomicBool>) {
-    let api: Api<SaeInstanceDeletion> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    client: Client,
+    sae: SaeClient,
+    default_credentials: Option<Credentials>,
+    settings: Settings,
+    metrics: Metrics,
+    fence: Option<LeaderFence>,
+    ready: Arc<AtomicBool>,
+) {
+    let api: Api<SaeInstanceDeletion> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
     let controller = Controller::new(api, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let watched = store.clone();
     tokio::spawn(async move {
         // The store's readiness future keeps a single waker and the controller's own runner waits
         // on it too, so a one-off wait here may never be woken: ask again until it answers.
         loop {
-            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-                ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), watched.wait_until_ready()).await {
+                ready.store(true, Ordering::SeqCst);
                 break;
             }
         }
     });
+    let gauge_store = store.clone();
+    let gauge_metrics = metrics.clone();
+    tokio::spawn(async move {
+        // Objects by phase, from the cache: no API calls.
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let mut counts: std::collections::BTreeMap<&'static str, i64> = std::collections::BTreeMap::new();
+            for obj in gauge_store.state() {
+                let phase = obj.status.as_ref().and_then(|s| s.phase).map(Phase::as_str).unwrap_or("New");
+                *counts.entry(phase).or_default() += 1;
+            }
+            gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
+        }
+    });
+    let ctx = Arc::new(Context::new(client, sae, default_credentials, settings, metrics, fence, store));
     controller
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "controller event");
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    Ok(_) => ctx.metrics.reconciled(),
+                    Err(err) => warn!(error = %err, "controller event"),
+                }
             }
         })
         .await;

@@ -277,15 +277,20 @@ impl SaeInstanceDeletionStatus {
 /// conditions' reason).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Phase {
-    /// Nothing has been sent yet (waiting for credentials, or a dry-run check).
+    /// No request is in flight: nothing has been sent yet (waiting for credentials, or a dry-run
+    /// check), or the next attempt waits for the application's turn (reason
+    /// WaitingForApplication); any earlier attempt was refused without being executed.
     Pending,
-    /// A DeleteInstances request is being sent; its outcome is not recorded yet.
+    /// A DeleteInstances request is being sent; its outcome is not recorded yet. With reason
+    /// OutcomeUnknown its answer was lost, and SAE's change orders and instances are being checked
+    /// to learn whether it was executed; it is not sent again meanwhile.
     Submitting,
     /// SAE refused the last request without executing it; another will be sent.
     Retrying,
     /// SAE accepted the request; its change order is being followed.
     InProgress,
-    /// Final: the instances were deleted (or, for a dry run, would be deletable).
+    /// Final: the instances were deleted (or, for a dry run, would be deletable), or were already
+    /// gone before this object's request (reason AlreadyDeleted).
     Succeeded,
     /// Final: the deletion failed, was refused, or its outcome is unknown; see the reason.
     Failed,
@@ -329,8 +334,11 @@ pub enum Reason {
     Submitting,
     Retrying,
     WaitingForChangeOrder,
+    /// Another object holds the application (SAE runs one change order per application), or an
+    /// older one waits for it first.
     WaitingForApplication,
     Succeeded,
+    /// None of the instances existed any more, and no request of this object deleted them.
     AlreadyDeleted,
     DryRunSucceeded,
     ApplicationNotFound,
@@ -341,6 +349,8 @@ pub enum Reason {
     ChangeOrderFailed,
     CredentialsNotFound,
     AuthenticationFailed,
+    /// The answer to a DeleteInstances request was lost. In phase Submitting SAE is being checked
+    /// for its traces; in phase Failed the deadline came first and a human must check.
     OutcomeUnknown,
     /// Any other SAE error code that says the request will never be accepted.
     Rejected,

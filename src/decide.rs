@@ -9,6 +9,51 @@
 //! `Submitting` is written *before* DeleteInstances is sent (write-ahead), so a crash between the
 //! send and the recording of its result is visible as "Submitting at the start of a reconcile" and
 //! is never mistaken for "not sent yet".
+//!
+//! # Lost answers
+//!
+//! DeleteInstances has no idempotency token, so a request whose answer was lost (timeout, 5xx,
+//! crash after the write-ahead) is never simply sent again. The object stays `Submitting` with
+//! reason `OutcomeUnknown` and asks the caller to gather evidence ([`Action::ResolveAttempt`]):
+//! the app's recent CoDeleteInstances change orders and the instance ids it has now. With `t0`
+//! the write-ahead time of the unresolved attempt:
+//!
+//! - a change order created in `[t0 - slack, t0 + resolve_after + slack]` is taken to be ours
+//!   (the earliest, if several) and followed like an accepted request. Later ones cannot be ours:
+//!   `resolve_after` is by definition how long SAE may still act on a send;
+//! - none, and no recorded instance exists: something else removed them; `AlreadyDeleted`;
+//! - none, every recorded instance exists, and `t0 + resolve_after` has passed: the request was
+//!   not executed, so it counts as a refused attempt and is retried after the usual backoff (the
+//!   next start then also waits for the app's turn, see below);
+//! - none, every instance exists, too early: look again once `t0 + resolve_after` has passed;
+//! - none, some instances gone: something else is deleting them; look again, less often;
+//! - at the deadline, still unresolved: `Failed`/`OutcomeUnknown` with what a human must check.
+//!   Nothing is ever sent from here.
+//!
+//! Residual risk: ListChangeOrders rows carry no instance ids, so a deletion of instances of the
+//! same app made outside this controller (console, another tool) inside that window can be taken
+//! for ours and reported as our result. The instance cross-check narrows this (a foreign order is
+//! only adopted when one shows up in the window at all), the caller removes orders other objects
+//! already recorded, and the per-app queue keeps this controller's own objects from overlapping.
+//!
+//! # Already gone
+//!
+//! SAE answers a DeleteInstances naming an instance the app does not have with a Terminal
+//! `InvalidParameter.*` code. Only then does the controller list the app's instances
+//! ([`Action::CheckGone`]): if none of the recorded ids exists, the goal is met and the object
+//! succeeds with `AlreadyDeleted`. Checking only after such a rejection costs no extra call on the
+//! happy path, and it is exactly where a GitOps re-apply of an already finished deletion (a new
+//! object for instances an earlier one removed) ends up on its first attempt. The status is left
+//! untouched until the answer is in, so a crash in between is resolved by the lost-answer path.
+//!
+//! # One change order per app
+//!
+//! SAE runs one change order per application at a time and refuses others with
+//! `Application.ChangerOrderRunning`. The caller tells every start whose turn it is
+//! ([`AppTurn`], computed from all objects' statuses, so it survives restarts); an object that
+//! would write ahead a new attempt while another holds the app, or while an older one waits for
+//! it, waits in `Pending`/`WaitingForApplication` without calling SAE. Dry runs only read and
+//! ignore the queue.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -31,6 +76,46 @@ pub struct Clock {
     pub now: Timestamp,
     /// Uniform in [0, 1), drawn by the caller, for jitter.
     pub jitter: f64,
+    /// How long after a DeleteInstances send SAE may still act on it: the SAE client's total
+    /// timeout plus a margin. After that, an attempt without a change order was not executed.
+    pub resolve_after: SignedDuration,
+}
+
+/// Whether this object may start a DeleteInstances attempt on its app now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppTurn {
+    /// No other object of this controller is using the app, and none is ahead in line.
+    Free,
+    /// Another object has an attempt in flight or a running change order on the same app.
+    Busy {
+        /// "namespace/name" of that object.
+        holder: String,
+    },
+    /// Older objects on the same app wait first (FIFO by creation time).
+    Queued {
+        /// "namespace/name" of the object ahead.
+        ahead: String,
+    },
+}
+
+/// What SAE shows about an attempt whose answer was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// CoDeleteInstances change orders of the app (newest first, first page), minus those that
+    /// other SaeInstanceDeletion objects already recorded as theirs.
+    pub change_orders: Vec<FoundChangeOrder>,
+    /// Every instance id the app has now (all groups).
+    pub existing_instance_ids: Vec<String>,
+}
+
+/// One row of ListChangeOrders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundChangeOrder {
+    pub change_order_id: String,
+    /// SAE's zone-less CreateTime converted by the caller; None when it could not be read (such an
+    /// order is never adopted: its age is unknown).
+    pub created: Option<Timestamp>,
+    pub status: i64,
 }
 
 /// What happened since the last decision.
@@ -40,11 +125,19 @@ pub enum Observation {
     /// (message names the Secret/keys, never values).
     Start {
         credentials: Result<(), String>,
+        app: AppTurn,
     },
     DeleteResult(Result<DeleteAccepted, SaeError>),
     ChangeOrderResult(Result<ChangeOrder, SaeError>),
     /// Dry run: the instance ids that exist in the app (all groups).
     DryRunResult(Result<Vec<String>, SaeError>),
+    /// Answer to [`Action::ResolveAttempt`].
+    ResolveResult(Result<Evidence, SaeError>),
+    /// Answer to [`Action::CheckGone`]: the rejection it carried, and the app's instance ids.
+    GoneCheck {
+        rejection: SaeError,
+        existing: Result<Vec<String>, SaeError>,
+    },
 }
 
 /// What the caller does next.
@@ -60,6 +153,18 @@ pub enum Action {
     },
     /// Dry run: list the app's instances.
     CheckInstances,
+    /// The answer to the recorded attempt was lost: list the app's CoDeleteInstances change
+    /// orders (first page, newest first; drop those other objects recorded as theirs) and all of
+    /// its instance ids, and answer with [`Observation::ResolveResult`]. Never send anything.
+    ResolveAttempt {
+        instance_ids: Vec<String>,
+    },
+    /// SAE rejected DeleteInstances as invalid: list the app's instance ids (all groups) and
+    /// answer with [`Observation::GoneCheck`], passing `rejection` back. The status is unchanged,
+    /// so nothing needs writing first.
+    CheckGone {
+        rejection: SaeError,
+    },
     /// Nothing to do until then (capped at the deadline).
     WaitUntil(Timestamp),
     /// Terminal: never touch the object again.
@@ -87,6 +192,14 @@ const FIRST_POLL_AFTER: SignedDuration = SignedDuration::from_secs(1);
 const MAX_POLL_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 const MIN_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(2);
 const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
+/// A change order's CreateTime has one-second resolution and comes from SAE's clock, the attempt
+/// time from ours; this much either side still counts as "created by that attempt".
+const CREATE_TIME_SLACK: SignedDuration = SignedDuration::from_secs(10);
+/// Looking for a lost attempt's traces costs several calls (change orders, groups, instances).
+const MIN_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(2);
+const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+/// Waiting for the app costs no SAE call, only a look at other objects' statuses.
+const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
 
 /// Decides the next step for `obj` given `observation`. See the module docs for the contract.
 pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation) -> Decision {
@@ -101,10 +214,15 @@ pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation
     let mut step = Step::new(obj, clock, current);
     step.notice_ignored_spec_change();
     let action = match observation {
-        Observation::Start { credentials } => step.start(credentials),
+        Observation::Start { credentials, app } => step.start(credentials, app),
         Observation::DeleteResult(result) => step.after_delete(result),
         Observation::ChangeOrderResult(result) => step.after_poll(result),
         Observation::DryRunResult(result) => step.after_check(result),
+        Observation::ResolveResult(result) => step.after_resolve(result),
+        Observation::GoneCheck {
+            rejection,
+            existing,
+        } => step.after_gone_check(rejection, existing),
     };
     step.finish(action)
 }
@@ -218,6 +336,7 @@ struct Step<'a> {
     obj: &'a SaeInstanceDeletion,
     now: Timestamp,
     jitter: f64,
+    resolve_after: SignedDuration,
     created: Timestamp,
     deadline: Timestamp,
     previous: SaeInstanceDeletionStatus,
@@ -247,6 +366,7 @@ impl<'a> Step<'a> {
             obj,
             now: clock.now,
             jitter: clock.jitter,
+            resolve_after: clock.resolve_after,
             created,
             deadline,
             next: current.clone(),
@@ -293,21 +413,21 @@ impl<'a> Step<'a> {
 
     // ---- Observation::Start -------------------------------------------------------------------
 
-    fn start(&mut self, credentials: Result<(), String>) -> Action {
+    fn start(&mut self, credentials: Result<(), String>, app: AppTurn) -> Action {
         if self.past_deadline() {
             return self.fail_deadline();
         }
         match self.previous.phase {
             None | Some(Phase::Pending) | Some(Phase::Retrying) => {
-                self.start_before_send(credentials)
+                self.start_before_send(credentials, app)
             }
-            Some(Phase::Submitting) => self.send_outcome_lost(),
+            Some(Phase::Submitting) => self.start_submitting(credentials),
             Some(Phase::InProgress) => self.start_in_progress(credentials),
             Some(Phase::Succeeded) | Some(Phase::Failed) => Action::Done,
         }
     }
 
-    fn start_before_send(&mut self, credentials: Result<(), String>) -> Action {
+    fn start_before_send(&mut self, credentials: Result<(), String>, app: AppTurn) -> Action {
         // Honour a scheduled backoff even across controller restarts: it lives in the status.
         if let Some(not_before) = self.previous.next_attempt_time.as_ref().map(|t| t.0)
             && self.now < not_before
@@ -336,7 +456,26 @@ impl<'a> Step<'a> {
             }
             return Action::CheckInstances;
         }
-        self.submit()
+        let waiting_for = match app {
+            AppTurn::Free => return self.submit(),
+            AppTurn::Busy { holder } => {
+                format!("{holder} has a DeleteInstances request or change order in flight on it")
+            }
+            AppTurn::Queued { ahead } => format!("{ahead} was created earlier and goes first"),
+        };
+        self.wait_for_application(waiting_for)
+    }
+
+    /// SAE would refuse a second change order on the app anyway; waiting here spends no quota and
+    /// keeps the objects of one app in creation order.
+    fn wait_for_application(&mut self, waiting_for: String) -> Action {
+        self.next.next_attempt_time = None;
+        let message = format!(
+            "waiting for app {}: {waiting_for} (SAE runs one change order per application at a time)",
+            self.app()
+        );
+        self.set(Phase::Pending, Reason::WaitingForApplication, message);
+        Action::WaitUntil(add(self.now, APP_RECHECK))
     }
 
     /// The write-ahead record of an attempt; the caller sends only once it is persisted.
@@ -360,26 +499,9 @@ impl<'a> Step<'a> {
         Action::SendDelete { instance_ids }
     }
 
-    /// A reconcile found `Submitting`: a DeleteInstances request may have been sent, but its
-    /// result was never recorded (crash, lost status write). Sending again could delete twice.
-    fn send_outcome_lost(&mut self) -> Action {
-        let since = self
-            .next
-            .last_attempt_time
-            .as_ref()
-            .map_or_else(|| "its last attempt".to_string(), |t| t.0.to_string());
-        let why = format!(
-            "DeleteInstances attempt {} for app {} may have been sent, but its result was never recorded \
-             (controller restart or lost status write)",
-            self.next.attempts(),
-            self.app()
-        );
-        self.outcome_unknown(why, &since)
-    }
-
-    /// The one place an unknown DeleteInstances outcome ends up. Today it fails the object with
-    /// instructions for a human; resolving it automatically (looking for the change order in SAE)
-    /// will return a "resolve" action from here instead.
+    /// InProgress without a change order id cannot be written by this controller (the id is
+    /// recorded together with the phase), so there is no attempt time to resolve against; hand it
+    /// to a human rather than guess.
     fn outcome_unknown(&mut self, why: String, since: &str) -> Action {
         let message = format!(
             "{why}. It may or may not have been executed, so it is not sent again. Check in the SAE console \
@@ -441,11 +563,242 @@ impl<'a> Step<'a> {
         )
     }
 
+    // ---- Lost answers (see the module docs) ---------------------------------------------------
+
+    /// A reconcile found `Submitting`: the recorded attempt may have been sent, and its answer was
+    /// never recorded (crash, lost status write), or it is already being resolved.
+    fn start_submitting(&mut self, credentials: Result<(), String>) -> Action {
+        if self.previous_reason() != Some(Reason::OutcomeUnknown) {
+            self.answer_lost("it was never recorded: controller restart or lost status write");
+        }
+        match credentials {
+            Ok(()) => self.resolve_attempt(),
+            Err(why) => {
+                let message = format!(
+                    "cannot check whether DeleteInstances attempt {} was executed: {why}",
+                    self.next.attempts()
+                );
+                self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+                Action::WaitUntil(add(self.now, self.resolve_interval()))
+            }
+        }
+    }
+
+    /// Records that the answer to the current attempt is missing; the attempt may have been
+    /// executed, so it is not sent again before SAE's state says otherwise.
+    fn answer_lost(&mut self, cause: &str) {
+        let message = format!(
+            "the answer to DeleteInstances attempt {} for app {} was lost ({cause}); checking SAE's change orders \
+             and instances to learn whether it was executed before anything is sent again",
+            self.next.attempts(),
+            self.app()
+        );
+        self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+    }
+
+    fn resolve_attempt(&self) -> Action {
+        Action::ResolveAttempt {
+            instance_ids: self.instance_ids(),
+        }
+    }
+
+    /// When the unresolved attempt was written ahead: its send came after this.
+    fn attempt_time(&self) -> Timestamp {
+        self.next
+            .last_attempt_time
+            .as_ref()
+            .map_or(self.created, |t| t.0)
+    }
+
+    /// From here on, an attempt that left no change order was surely not executed.
+    fn proof_time(&self) -> Timestamp {
+        ceil_second(add(self.attempt_time(), self.resolve_after))
+    }
+
+    /// Each look costs several SAE calls; look less often the longer it takes.
+    fn resolve_interval(&self) -> SignedDuration {
+        clamp(
+            self.now.duration_since(self.attempt_time()) / 2,
+            MIN_RESOLVE_INTERVAL,
+            MAX_RESOLVE_INTERVAL,
+        )
+    }
+
+    fn after_resolve(&mut self, result: Result<Evidence, SaeError>) -> Action {
+        let attempt = self.next.attempts();
+        let evidence = match result {
+            Ok(evidence) => evidence,
+            Err(err) => {
+                // Without the RequestId, so that the same failure again causes no status write.
+                let message = format!(
+                    "cannot check whether DeleteInstances attempt {attempt} was executed (checking again): {}",
+                    stable_error_text(&err)
+                );
+                self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+                return Action::WaitUntil(add(self.now, self.resolve_interval()));
+            }
+        };
+        if let Some(order) = self.our_change_order(&evidence.change_orders) {
+            return self.adopt(order.clone());
+        }
+        let existing: BTreeSet<&String> = evidence.existing_instance_ids.iter().collect();
+        let (present, missing): (Vec<String>, Vec<String>) = self
+            .instance_ids()
+            .into_iter()
+            .partition(|id| existing.contains(id));
+        if present.is_empty() {
+            return self.already_deleted(format!(
+                "none of instances {} exists in app {} any more, and SAE lists no change order from \
+                 DeleteInstances attempt {attempt}: they were removed by something else",
+                join(&missing),
+                self.app()
+            ));
+        }
+        if !missing.is_empty() {
+            let message = format!(
+                "the answer to DeleteInstances attempt {attempt} was lost; SAE lists no change order from it, \
+                 but instances {} of app {} are gone while {} still exist: something else is deleting them; \
+                 checking again",
+                join(&missing),
+                self.app(),
+                join(&present)
+            );
+            self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+            return Action::WaitUntil(add(self.now, self.resolve_interval()));
+        }
+        let proof_time = self.proof_time();
+        if self.now >= proof_time {
+            return self.not_executed();
+        }
+        let message = format!(
+            "the answer to DeleteInstances attempt {attempt} was lost; SAE lists no change order from it yet and \
+             all instances still exist; if none appears by {proof_time}, the attempt was not executed and \
+             will be retried"
+        );
+        self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+        Action::WaitUntil(proof_time)
+    }
+
+    /// The earliest change order created while the attempt could have been executed.
+    fn our_change_order<'e>(&self, orders: &'e [FoundChangeOrder]) -> Option<&'e FoundChangeOrder> {
+        let t0 = self.attempt_time();
+        let from = t0.checked_sub(CREATE_TIME_SLACK).unwrap_or(Timestamp::MIN);
+        let until = add(add(t0, self.resolve_after), CREATE_TIME_SLACK);
+        orders
+            .iter()
+            .filter(|o| o.created.is_some_and(|c| from <= c && c <= until))
+            .min_by(|a, b| (a.created, &a.change_order_id).cmp(&(b.created, &b.change_order_id)))
+    }
+
+    /// The lost attempt was accepted after all: from here on it is followed like any other.
+    /// A status that is already final is mapped at once (no extra DescribeChangeOrder call);
+    /// otherwise the next poll follows it.
+    fn adopt(&mut self, order: FoundChangeOrder) -> Action {
+        let id = order.change_order_id;
+        let created = order.created.map(|t| t.to_string()).unwrap_or_default();
+        let adopted = format!(
+            "adopted change order {id} (created {created}) for DeleteInstances attempt {} whose answer was lost",
+            self.next.attempts()
+        );
+        self.next.change_order_id = Some(id.clone());
+        self.next.error_code = None;
+        self.next.next_attempt_time = None;
+        let final_status = matches!(order.status, 2 | 3 | 6 | 10);
+        if !self.obj.spec.wait_for_completion && !final_status {
+            self.next.change_order_status = Some(change_order_status_name(order.status));
+            let message = format!(
+                "{adopted}; not following it (waitForCompletion is false): see the SAE console for its result"
+            );
+            self.set(Phase::Succeeded, Reason::Succeeded, message);
+            return Action::Done;
+        }
+        let action = self.apply_change_order_status(&id, order.status, None, None, None);
+        let followed = self.next.message.take().unwrap_or_default();
+        self.next.message = Some(format!("{adopted}; {followed}"));
+        action
+    }
+
+    /// Proven not executed: the attempt counts as one SAE refused. It goes through Retrying
+    /// (with backoff) rather than straight to a new write-ahead because only a start knows whose
+    /// turn the app is, and because a lost answer usually means SAE was struggling.
+    fn not_executed(&mut self) -> Action {
+        let waited = self.now.duration_since(self.attempt_time()).as_secs();
+        let why = format!(
+            "DeleteInstances attempt {} was not executed: {waited} s after it was sent, SAE lists no change \
+             order from it and instances {} all still exist",
+            self.next.attempts(),
+            join(&self.instance_ids())
+        );
+        self.schedule_retry(why, None, None)
+    }
+
+    fn already_deleted(&mut self, why: String) -> Action {
+        self.next.error_code = None;
+        self.next.next_attempt_time = None;
+        let message = format!("{why}; nothing is left to delete");
+        self.set(Phase::Succeeded, Reason::AlreadyDeleted, message);
+        Action::Done
+    }
+
+    /// Whether a rejection should first be checked for "the instances are already gone".
+    fn worth_checking_gone(&self, err: &SaeError) -> bool {
+        !self.obj.spec.dry_run
+            && !self.past_deadline()
+            && err.class() == ErrorClass::Terminal
+            && terminal_reason(err.code()) == Reason::InvalidParameter
+    }
+
+    fn after_gone_check(
+        &mut self,
+        rejection: SaeError,
+        existing: Result<Vec<String>, SaeError>,
+    ) -> Action {
+        self.record_error(&rejection);
+        let ids = self.instance_ids();
+        let existing = match existing {
+            Ok(existing) => existing.into_iter().collect::<BTreeSet<_>>(),
+            Err(err) => {
+                let detail = format!(
+                    "which of them are missing is unknown: listing the app's instances failed: {}",
+                    stable_error_text(&err)
+                );
+                return self.refused_with(&rejection, Some(detail));
+            }
+        };
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !existing.contains(*id))
+            .cloned()
+            .collect();
+        if !ids.is_empty() && missing.len() == ids.len() {
+            return self.already_deleted(format!(
+                "SAE rejected DeleteInstances ({}) because none of instances {} exists in app {} any more: they \
+                 were removed before this object's request",
+                rejection.code().unwrap_or("invalid parameter"),
+                join(&ids),
+                self.app()
+            ));
+        }
+        let detail = (!missing.is_empty()).then(|| {
+            format!(
+                "instances {} do not exist in app {} (the others do)",
+                join(&missing),
+                self.app()
+            )
+        });
+        self.refused_with(&rejection, detail)
+    }
+
     // ---- Observation::DeleteResult ------------------------------------------------------------
 
     fn after_delete(&mut self, result: Result<DeleteAccepted, SaeError>) -> Action {
         let accepted = match result {
             Ok(accepted) => accepted,
+            // Left unrecorded until the check answers: a crash meanwhile is resolved from SAE's
+            // state by the lost-answer path, which reaches the same conclusion.
+            Err(err) if self.worth_checking_gone(&err) => {
+                return Action::CheckGone { rejection: err };
+            }
             Err(err) => return self.after_sae_error(err),
         };
         let id = accepted.change_order_id.clone();
@@ -475,54 +828,57 @@ impl<'a> Step<'a> {
     }
 
     /// A failed DeleteInstances request or dry-run check, by what SAE can have done with it.
-    fn after_sae_error(&mut self, err: SaeError) -> Action {
+    fn record_error(&mut self, err: &SaeError) {
         if let Some(request_id) = err.request_id() {
             self.next.request_id = Some(request_id.to_string());
         }
         self.next.error_code = err.code().map(str::to_string);
+    }
+
+    fn after_sae_error(&mut self, err: SaeError) -> Action {
+        self.record_error(&err);
         match err.class() {
             ErrorClass::Retryable => self.retry_later(&err),
             // Listing instances changes nothing in SAE, so an unanswered check is simply repeated.
             ErrorClass::Ambiguous if self.obj.spec.dry_run => self.retry_later(&err),
             ErrorClass::Ambiguous => {
-                let why = format!(
-                    "DeleteInstances attempt {} got no usable answer ({err})",
-                    self.next.attempts()
-                );
-                let since = self.since_last_attempt();
-                self.outcome_unknown(why, &since)
+                self.answer_lost(&err.to_string());
+                self.resolve_attempt()
             }
             ErrorClass::Terminal => self.refused(&err),
         }
     }
 
     fn retry_later(&mut self, err: &SaeError) -> Action {
-        let attempts = self.next.attempts();
-        let max = self.obj.spec.retry.max_attempts.max(1);
-        if attempts >= max {
-            return self.retries_exhausted(Some(err));
-        }
-        let delay = backoff_delay(
-            &self.obj.spec.retry,
-            attempts,
-            self.jitter,
-            err.retry_after(),
-        );
-        let not_before = ceil_second(add(self.now, signed(delay)));
-        self.next.next_attempt_time = Some(Time(not_before));
         let what = if self.obj.spec.dry_run {
             "the dry-run check"
         } else {
-            "DeleteInstances"
+            "DeleteInstances without executing it"
         };
-        let executed = if self.obj.spec.dry_run {
-            ""
-        } else {
-            " without executing it"
-        };
-        let message = format!(
-            "SAE refused {what}{executed} (attempt {attempts} of {max}): {err}; trying again at {not_before}"
+        let why = format!(
+            "SAE refused {what} (attempt {} of {}): {err}",
+            self.next.attempts(),
+            self.obj.spec.retry.max_attempts.max(1)
         );
+        self.schedule_retry(why, err.retry_after(), Some(err))
+    }
+
+    /// Retrying after backoff, or RetriesExhausted when no attempt is left. `last` is the error to
+    /// name in the latter case (None: the recorded error code).
+    fn schedule_retry(
+        &mut self,
+        why: String,
+        retry_after: Option<Duration>,
+        last: Option<&SaeError>,
+    ) -> Action {
+        let attempts = self.next.attempts();
+        if attempts >= self.obj.spec.retry.max_attempts.max(1) {
+            return self.retries_exhausted(last);
+        }
+        let delay = backoff_delay(&self.obj.spec.retry, attempts, self.jitter, retry_after);
+        let not_before = ceil_second(add(self.now, signed(delay)));
+        self.next.next_attempt_time = Some(Time(not_before));
+        let message = format!("{why}; trying again at {not_before}");
         self.set(Phase::Retrying, Reason::Retrying, message);
         Action::WaitUntil(not_before)
     }
@@ -556,6 +912,11 @@ impl<'a> Step<'a> {
     }
 
     fn refused(&mut self, err: &SaeError) -> Action {
+        self.refused_with(err, None)
+    }
+
+    /// `detail`: what else is known about the rejection, added to the advice.
+    fn refused_with(&mut self, err: &SaeError, detail: Option<String>) -> Action {
         let reason = terminal_reason(err.code());
         let spec = &self.obj.spec;
         let advice = match reason {
@@ -587,7 +948,10 @@ impl<'a> Step<'a> {
             }
             _ => "SAE refused the request and will not accept it as it is".to_string(),
         };
-        let message = format!("{advice} ({err})");
+        let message = match detail {
+            Some(detail) => format!("{advice}; {detail} ({err})"),
+            None => format!("{advice} ({err})"),
+        };
         self.set(Phase::Failed, reason, message);
         Action::Done
     }
@@ -613,11 +977,30 @@ impl<'a> Step<'a> {
         } else {
             id
         };
-        self.next.change_order_status = Some(change_order_status_name(order.status));
+        self.apply_change_order_status(
+            &id,
+            order.status,
+            order.sub_status,
+            order.error_message.as_deref(),
+            order.request_id,
+        )
+    }
+
+    /// Where a change order's status leaves the object. `request_id` is that of the answer that
+    /// reported it (kept when final).
+    fn apply_change_order_status(
+        &mut self,
+        id: &str,
+        status: i64,
+        sub_status: Option<i64>,
+        error_message: Option<&str>,
+        request_id: Option<String>,
+    ) -> Action {
+        self.next.change_order_status = Some(change_order_status_name(status));
         let instances = join(&self.instance_ids());
-        match order.status {
+        match status {
             2 => {
-                self.next.request_id = order.request_id.clone().or(self.next.request_id.take());
+                self.next.request_id = request_id.or(self.next.request_id.take());
                 let message = format!(
                     "change order {id} finished: instances {instances} of app {} deleted",
                     self.app()
@@ -626,22 +1009,20 @@ impl<'a> Step<'a> {
                 Action::Done
             }
             3 | 6 | 10 => {
-                self.next.request_id = order.request_id.clone().or(self.next.request_id.take());
-                let sae_says = order
-                    .error_message
-                    .as_deref()
+                self.next.request_id = request_id.or(self.next.request_id.take());
+                let sae_says = error_message
                     .filter(|m| !m.is_empty())
                     .unwrap_or("no error message");
                 let message = format!(
                     "change order {id} ended {}: {sae_says}. Some instances may have been deleted: check change \
                      order {id} in the SAE console",
-                    change_order_status_name(order.status)
+                    change_order_status_name(status)
                 );
                 self.set(Phase::Failed, Reason::ChangeOrderFailed, message);
                 Action::Done
             }
             status => {
-                let state = match (status, order.sub_status) {
+                let state = match (status, sub_status) {
                     (1, Some(1)) => {
                         "is executing with an exception: it may need a manual rollback in the SAE console".to_string()
                     }
@@ -702,7 +1083,7 @@ impl<'a> Step<'a> {
     fn fail_deadline(&mut self) -> Action {
         let status = &self.next;
         if status.phase == Some(Phase::Submitting) {
-            return self.send_outcome_lost();
+            return self.unresolved_at_deadline();
         }
         let what = match status.phase {
             Some(Phase::InProgress) => {
@@ -729,13 +1110,20 @@ impl<'a> Step<'a> {
             ),
             _ if self.obj.spec.dry_run => "the dry-run check had not completed".to_string(),
             _ => {
-                let pending = match status.message.as_deref() {
-                    Some(m) if self.previous_reason() == Some(Reason::CredentialsNotFound) => {
-                        format!(" ({m})")
-                    }
-                    _ => String::new(),
+                // Pending after attempts: each was refused or proven not executed.
+                let sent = match status.attempts() {
+                    0 => "DeleteInstances had not been sent".to_string(),
+                    n => format!("none of its {n} DeleteInstances attempts was executed"),
                 };
-                format!("DeleteInstances had not been sent{pending}; no instance was deleted")
+                match status.message.as_deref() {
+                    Some(m) if self.previous_reason() == Some(Reason::WaitingForApplication) => {
+                        format!("{m}; {sent}; no instance was deleted")
+                    }
+                    Some(m) if self.previous_reason() == Some(Reason::CredentialsNotFound) => {
+                        format!("{sent} ({m}); no instance was deleted")
+                    }
+                    _ => format!("{sent}; no instance was deleted"),
+                }
             }
         };
         let message = format!(
@@ -743,6 +1131,23 @@ impl<'a> Step<'a> {
             self.obj.spec.active_deadline_seconds
         );
         self.set(Phase::Failed, Reason::DeadlineExceeded, message);
+        Action::Done
+    }
+
+    /// The deadline came before SAE's state told whether the attempt was executed. Sending now
+    /// could delete twice, so a human decides, with what to look for.
+    fn unresolved_at_deadline(&mut self) -> Action {
+        let since = self.attempt_time();
+        let message = format!(
+            "activeDeadlineSeconds ({} s) passed before it was known whether DeleteInstances attempt {} was \
+             executed; it is not sent again. List the change orders of app {} created since {since} in the SAE \
+             console: if one deleted instances {}, the deletion happened; otherwise nothing was deleted",
+            self.obj.spec.active_deadline_seconds,
+            self.next.attempts(),
+            self.app(),
+            join(&self.instance_ids())
+        );
+        self.set(Phase::Failed, Reason::OutcomeUnknown, message);
         Action::Done
     }
 
@@ -844,7 +1249,8 @@ impl<'a> Step<'a> {
 
     fn transition_event(&self, phase: Phase, reason: String) -> Event {
         let warning = matches!(phase, Phase::Failed | Phase::Retrying)
-            || reason == Reason::CredentialsNotFound.as_str();
+            || reason == Reason::CredentialsNotFound.as_str()
+            || reason == Reason::OutcomeUnknown.as_str();
         let message = self.next.message.clone().unwrap_or_default();
         // Before an answer arrives, the ids in the status belong to an earlier attempt and would
         // mislead; afterwards they are what a human quotes to support.
@@ -930,16 +1336,37 @@ mod tests {
         )
     }
 
+    /// SAE may still act on a send up to 40 s later (client timeout plus margin).
+    const RESOLVE_AFTER: i64 = 40;
+
     fn clock(seconds: i64) -> Clock {
         Clock {
             now: at(seconds),
             jitter: 0.5,
+            resolve_after: SignedDuration::from_secs(RESOLVE_AFTER),
         }
     }
 
     fn start() -> Observation {
+        start_with(AppTurn::Free)
+    }
+
+    fn start_with(app: AppTurn) -> Observation {
         Observation::Start {
             credentials: Ok(()),
+            app,
+        }
+    }
+
+    fn busy() -> AppTurn {
+        AppTurn::Busy {
+            holder: "ns/other".into(),
+        }
+    }
+
+    fn queued() -> AppTurn {
+        AppTurn::Queued {
+            ahead: "ns/older".into(),
         }
     }
 
@@ -948,6 +1375,37 @@ mod tests {
             credentials: Err(
                 "Secret ns/sae-creds not found: create it with keys accessKeyId and accessKeySecret".into(),
             ),
+            app: AppTurn::Free,
+        }
+    }
+
+    fn no_answer() -> Observation {
+        Observation::DeleteResult(Err(SaeError::NoAnswer {
+            operation: "DeleteInstances",
+            detail: "timed out".into(),
+        }))
+    }
+
+    /// A change order row as the caller hands it over: created at T0 + `created` seconds.
+    fn found(id: &str, created: Option<i64>, status: i64) -> FoundChangeOrder {
+        FoundChangeOrder {
+            change_order_id: id.into(),
+            created: created.map(at),
+            status,
+        }
+    }
+
+    fn evidence(orders: Vec<FoundChangeOrder>, existing: &[&str]) -> Observation {
+        Observation::ResolveResult(Ok(Evidence {
+            change_orders: orders,
+            existing_instance_ids: ids(existing),
+        }))
+    }
+
+    fn gone_check(code: &str, existing: Result<&[&str], SaeError>) -> Observation {
+        Observation::GoneCheck {
+            rejection: api_error(code, 400),
+            existing: existing.map(ids),
         }
     }
 
@@ -1039,6 +1497,25 @@ mod tests {
         step(&in_progress(), 20, polled(3))
     }
 
+    /// Attempt 1 (written ahead at t=10) lost its answer at t=11; being resolved.
+    fn unresolved() -> SaeInstanceDeletion {
+        step(&submitting(), 11, no_answer())
+    }
+
+    /// Like `submitting()`, with other spec settings.
+    fn submitting_with(spec: SaeInstanceDeletionSpec) -> SaeInstanceDeletion {
+        step(&object_with(spec, None), 10, start())
+    }
+
+    fn unresolved_with(spec: SaeInstanceDeletionSpec) -> SaeInstanceDeletion {
+        step(&submitting_with(spec), 11, no_answer())
+    }
+
+    /// Retrying, then its backoff ran out while the app was busy (t=15).
+    fn waiting_for_app() -> SaeInstanceDeletion {
+        step(&retrying(), 15, start_with(busy()))
+    }
+
     fn status(obj: &SaeInstanceDeletion) -> &SaeInstanceDeletionStatus {
         obj.status.as_ref().unwrap()
     }
@@ -1073,6 +1550,9 @@ mod tests {
             change_order_id: "co-1".into(),
         };
         let retry_in = |secs: i64| Action::WaitUntil(at(secs));
+        let resolve = Action::ResolveAttempt {
+            instance_ids: ids(&["i-1", "i-2"]),
+        };
         vec![
             // Rule 3: a reconcile starts before anything was sent.
             Row {
@@ -1186,21 +1666,21 @@ mod tests {
                 events: &[(true, "CredentialsNotFound")],
                 message: &["Secret ns/sae-creds"],
             },
-            // Rule 4: a send whose result was never recorded.
+            // Rule 4: a send whose result was never recorded is resolved, never resent.
             Row {
-                name: "start while Submitting: outcome unknown, never resend",
+                name: "start while Submitting (crash after write-ahead): resolve, never resend",
                 obj: submitting(),
                 now: 40,
                 observation: start(),
-                phase: Failed,
+                phase: Submitting,
                 reason: "OutcomeUnknown",
                 attempts: 1,
-                action: Action::Done,
+                action: resolve.clone(),
                 events: &[(true, "OutcomeUnknown")],
                 message: &[
-                    "ListChangeOrders for app app-1 since 2026-01-01T00:00:10Z",
-                    "i-1, i-2",
-                    "not sent again",
+                    "attempt 1 for app app-1 was lost",
+                    "never recorded",
+                    "checking SAE's change orders",
                 ],
             },
             // Rule 5: accepted.
@@ -1345,31 +1825,33 @@ mod tests {
                 message: &["bad endpoint"],
             },
             Row {
-                name: "ambiguous (5xx): OutcomeUnknown, never resend",
+                name: "ambiguous (5xx): Submitting/OutcomeUnknown, resolve at once, never resend",
                 obj: submitting(),
                 now: 11,
                 observation: Observation::DeleteResult(Err(api_error("InternalError", 500))),
-                phase: Failed,
+                phase: Submitting,
                 reason: "OutcomeUnknown",
                 attempts: 1,
-                action: Action::Done,
+                action: resolve.clone(),
                 events: &[(true, "OutcomeUnknown")],
-                message: &["InternalError", "ListChangeOrders", "i-1, i-2"],
+                message: &[
+                    "attempt 1 for app app-1 was lost",
+                    "InternalError",
+                    "req-err",
+                    "checking SAE's change orders",
+                ],
             },
             Row {
-                name: "ambiguous (no answer): OutcomeUnknown",
+                name: "ambiguous (no answer): resolve",
                 obj: submitting(),
                 now: 11,
-                observation: Observation::DeleteResult(Err(SaeError::NoAnswer {
-                    operation: "DeleteInstances",
-                    detail: "timed out".into(),
-                })),
-                phase: Failed,
+                observation: no_answer(),
+                phase: Submitting,
                 reason: "OutcomeUnknown",
                 attempts: 1,
-                action: Action::Done,
+                action: resolve.clone(),
                 events: &[(true, "OutcomeUnknown")],
-                message: &["timed out"],
+                message: &["timed out", "was lost"],
             },
             // Rule 8: following the change order.
             Row {
@@ -1633,7 +2115,11 @@ mod tests {
                 attempts: 1,
                 action: Action::Done,
                 events: &[(true, "OutcomeUnknown")],
-                message: &["ListChangeOrders"],
+                message: &[
+                    "change orders of app app-1 created since 2026-01-01T00:00:10Z",
+                    "i-1, i-2",
+                    "not sent again",
+                ],
             },
             Row {
                 name: "acceptance arriving after the deadline: recorded, then DeadlineExceeded",
@@ -1674,53 +2160,662 @@ mod tests {
         ]
     }
 
+    /// Rows for lost answers (rules a-g), "already gone" and the per-app queue. `unresolved()`
+    /// wrote attempt 1 ahead at t0 = 10; SAE may act on it until t0 + 40 = 50; change orders
+    /// created in [0, 60] can be its.
+    fn recovery_rows() -> Vec<Row> {
+        use Phase::*;
+        let send = Action::SendDelete {
+            instance_ids: ids(&["i-1", "i-2"]),
+        };
+        let resolve = Action::ResolveAttempt {
+            instance_ids: ids(&["i-1", "i-2"]),
+        };
+        let both = &["i-1", "i-2", "i-3"][..];
+        let wait = |secs: i64| Action::WaitUntil(at(secs));
+        let no_wait = SaeInstanceDeletionSpec {
+            wait_for_completion: false,
+            ..spec()
+        };
+        let one_attempt = SaeInstanceDeletionSpec {
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            ..spec()
+        };
+        vec![
+            // Starting while the answer is unknown.
+            Row {
+                name: "start while resolving: resolve again, no write, no event",
+                obj: unresolved(),
+                now: 20,
+                observation: start(),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: resolve.clone(),
+                events: &[],
+                message: &["was lost (SAE DeleteInstances outcome unknown: timed out)"],
+            },
+            Row {
+                name: "start while resolving, app busy: the queue does not matter, resolve",
+                obj: unresolved(),
+                now: 20,
+                observation: start_with(busy()),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: resolve.clone(),
+                events: &[],
+                message: &["was lost"],
+            },
+            Row {
+                name: "start while Submitting without credentials: cannot resolve yet, look again",
+                obj: submitting(),
+                now: 20,
+                observation: no_credentials(),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(25),
+                events: &[(true, "OutcomeUnknown")],
+                message: &[
+                    "cannot check whether DeleteInstances attempt 1 was executed",
+                    "Secret ns/sae-creds not found",
+                ],
+            },
+            // a. A change order from the attempt's window: adopt it.
+            Row {
+                name: "a: a change order in the window: adopted, InProgress, polled as usual",
+                obj: unresolved(),
+                now: 12,
+                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                phase: InProgress,
+                reason: "WaitingForChangeOrder",
+                attempts: 1,
+                action: wait(13),
+                events: &[(false, "WaitingForChangeOrder")],
+                message: &[
+                    "adopted change order co-9 (created 2026-01-01T00:00:11Z) for DeleteInstances attempt 1 \
+                     whose answer was lost",
+                    "is Executing",
+                ],
+            },
+            Row {
+                name: "a: several: the earliest in the window; too old, too late and undated are ignored",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(
+                    vec![
+                        found("co-late", Some(61), 1),
+                        found("co-b", Some(20), 1),
+                        found("co-undated", None, 1),
+                        found("co-a", Some(0), 1),
+                        found("co-old", Some(-1), 2),
+                    ],
+                    both,
+                ),
+                phase: InProgress,
+                reason: "WaitingForChangeOrder",
+                attempts: 1,
+                action: wait(40),
+                events: &[(false, "WaitingForChangeOrder")],
+                message: &["adopted change order co-a (created 2026-01-01T00:00:00Z)"],
+            },
+            Row {
+                name: "a: the latest moment that can still be the attempt's (t0 + resolve_after + slack)",
+                obj: unresolved(),
+                now: 70,
+                observation: evidence(vec![found("co-9", Some(60), 0)], both),
+                phase: InProgress,
+                reason: "WaitingForChangeOrder",
+                attempts: 1,
+                action: wait(100),
+                events: &[(false, "WaitingForChangeOrder")],
+                message: &["adopted change order co-9", "is Preparing"],
+            },
+            Row {
+                name: "a: adopted order already succeeded: Succeeded at once",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(vec![found("co-9", Some(11), 2)], &[]),
+                phase: Succeeded,
+                reason: "Succeeded",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(false, "Succeeded")],
+                message: &[
+                    "adopted change order co-9",
+                    "finished: instances i-1, i-2 of app app-1 deleted",
+                ],
+            },
+            Row {
+                name: "a: adopted order already failed: ChangeOrderFailed at once",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(vec![found("co-9", Some(11), 3)], both),
+                phase: Failed,
+                reason: "ChangeOrderFailed",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "ChangeOrderFailed")],
+                message: &[
+                    "adopted change order co-9",
+                    "ended Failed",
+                    "check change order co-9 in the SAE console",
+                ],
+            },
+            Row {
+                name: "a: adopted, not waiting for completion: Succeeded",
+                obj: unresolved_with(no_wait.clone()),
+                now: 12,
+                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                phase: Succeeded,
+                reason: "Succeeded",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(false, "Succeeded")],
+                message: &["adopted change order co-9", "waitForCompletion is false"],
+            },
+            Row {
+                name: "a: adopted order failed, not waiting for completion: still Failed",
+                obj: unresolved_with(no_wait),
+                now: 12,
+                observation: evidence(vec![found("co-9", Some(11), 10)], both),
+                phase: Failed,
+                reason: "ChangeOrderFailed",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "ChangeOrderFailed")],
+                message: &["co-9 ended SystemFailure"],
+            },
+            // b. Nothing of ours in SAE, and the instances are gone.
+            Row {
+                name: "b: no change order of ours, none of the ids exists: AlreadyDeleted",
+                obj: unresolved(),
+                now: 12,
+                observation: evidence(vec![found("co-old", Some(-30), 2)], &["i-9"]),
+                phase: Succeeded,
+                reason: "AlreadyDeleted",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(false, "AlreadyDeleted")],
+                message: &[
+                    "none of instances i-1, i-2 exists in app app-1",
+                    "removed by something else",
+                    "nothing is left to delete",
+                ],
+            },
+            // c. Proven not executed: a refused attempt.
+            Row {
+                name: "c: no change order, all ids exist, resolve_after passed: Retrying with backoff",
+                obj: unresolved(),
+                now: 50,
+                observation: evidence(vec![found("co-late", Some(61), 1)], both),
+                phase: Retrying,
+                reason: "Retrying",
+                attempts: 1,
+                action: wait(54),
+                events: &[(true, "Retrying")],
+                message: &[
+                    "attempt 1 was not executed",
+                    "40 s after it was sent",
+                    "i-1, i-2 all still exist",
+                    "trying again at 2026-01-01T00:00:54Z",
+                ],
+            },
+            Row {
+                name: "c: proven not executed on the last allowed attempt: RetriesExhausted",
+                obj: unresolved_with(one_attempt),
+                now: 50,
+                observation: evidence(vec![], both),
+                phase: Failed,
+                reason: "RetriesExhausted",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "RetriesExhausted")],
+                message: &["all 1 DeleteInstances attempts", "no instance was deleted"],
+            },
+            // d. Too early to tell.
+            Row {
+                name: "d: no change order yet, all ids exist, too early: wait for t0 + resolve_after",
+                obj: unresolved(),
+                now: 20,
+                observation: evidence(vec![found("co-old", Some(-11), 2)], both),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(50),
+                events: &[],
+                message: &[
+                    "no change order from it yet",
+                    "if none appears by 2026-01-01T00:00:50Z",
+                ],
+            },
+            // e. Some instances gone, no change order of ours.
+            Row {
+                name: "e: some ids gone without a change order of ours: keep checking",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(vec![], &["i-2", "i-3"]),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(40),
+                events: &[],
+                message: &[
+                    "instances i-1 of app app-1 are gone while i-2 still exist",
+                    "something else is deleting them",
+                ],
+            },
+            Row {
+                name: "e: even after resolve_after: keep checking, at most every 30 s, never resend",
+                obj: unresolved(),
+                now: 200,
+                observation: evidence(vec![], &["i-1"]),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(230),
+                events: &[],
+                message: &["instances i-2 of app app-1 are gone"],
+            },
+            // f. The evidence could not be read.
+            Row {
+                name: "f: evidence unreadable: keep checking, interval grows from 2 s",
+                obj: unresolved(),
+                now: 12,
+                observation: Observation::ResolveResult(Err(api_error("Throttling.User", 400))),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(14),
+                events: &[],
+                message: &[
+                    "cannot check whether DeleteInstances attempt 1 was executed (checking again)",
+                    "Throttling.User",
+                ],
+            },
+            Row {
+                name: "f: evidence unreadable for long: at most every 30 s",
+                obj: unresolved(),
+                now: 200,
+                observation: Observation::ResolveResult(Err(SaeError::NoAnswer {
+                    operation: "ListChangeOrders",
+                    detail: "timed out".into(),
+                })),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(230),
+                events: &[],
+                message: &["timed out"],
+            },
+            // g. The deadline while unresolved.
+            Row {
+                name: "g: deadline while resolving: Failed OutcomeUnknown with what to check",
+                obj: unresolved(),
+                now: 3600,
+                observation: start(),
+                phase: Failed,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "OutcomeUnknown")],
+                message: &[
+                    "activeDeadlineSeconds (3600 s) passed",
+                    "List the change orders of app app-1 created since 2026-01-01T00:00:10Z in the SAE console",
+                    "if one deleted instances i-1, i-2, the deletion happened; otherwise nothing was deleted",
+                ],
+            },
+            Row {
+                name: "g: inconclusive evidence arriving at the deadline: Failed OutcomeUnknown",
+                obj: unresolved(),
+                now: 3600,
+                observation: evidence(vec![], &["i-2"]),
+                phase: Failed,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "OutcomeUnknown")],
+                message: &["List the change orders of app app-1"],
+            },
+            Row {
+                name: "g: a lost answer at the deadline: Failed OutcomeUnknown, no resolve",
+                obj: submitting(),
+                now: 3600,
+                observation: no_answer(),
+                phase: Failed,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "OutcomeUnknown")],
+                message: &["otherwise nothing was deleted"],
+            },
+            Row {
+                name: "g: adopted at the deadline: recorded, then DeadlineExceeded naming it",
+                obj: unresolved(),
+                now: 3600,
+                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                phase: Failed,
+                reason: "DeadlineExceeded",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "DeadlineExceeded")],
+                message: &["check change order co-9 in the SAE console"],
+            },
+            Row {
+                name: "g: already deleted at the deadline: still AlreadyDeleted",
+                obj: unresolved(),
+                now: 3600,
+                observation: evidence(vec![], &[]),
+                phase: Succeeded,
+                reason: "AlreadyDeleted",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(false, "AlreadyDeleted")],
+                message: &["none of instances i-1, i-2 exists"],
+            },
+            // Already gone.
+            Row {
+                name: "gone: InvalidParameter: check the app's instances first, status untouched",
+                obj: submitting(),
+                now: 11,
+                observation: refused("InvalidParameter.WithMessage"),
+                phase: Submitting,
+                reason: "Submitting",
+                attempts: 1,
+                action: Action::CheckGone {
+                    rejection: api_error("InvalidParameter.WithMessage", 400),
+                },
+                events: &[],
+                message: &["sending DeleteInstances (attempt 1 of 10)"],
+            },
+            Row {
+                name: "gone: none of the ids exists: AlreadyDeleted",
+                obj: submitting(),
+                now: 11,
+                observation: gone_check("InvalidParameter.WithMessage", Ok(&["i-7"])),
+                phase: Succeeded,
+                reason: "AlreadyDeleted",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(false, "AlreadyDeleted")],
+                message: &[
+                    "SAE rejected DeleteInstances (InvalidParameter.WithMessage)",
+                    "none of instances i-1, i-2 exists in app app-1",
+                    "nothing is left to delete",
+                ],
+            },
+            Row {
+                name: "gone: some ids missing: InvalidParameter naming them",
+                obj: submitting(),
+                now: 11,
+                observation: gone_check("InvalidParameter.Obviously", Ok(&["i-1", "i-7"])),
+                phase: Failed,
+                reason: "InvalidParameter",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "InvalidParameter")],
+                message: &[
+                    "instances i-2 do not exist in app app-1 (the others do)",
+                    "InvalidParameter.Obviously",
+                    "req-err",
+                ],
+            },
+            Row {
+                name: "gone: all ids exist: InvalidParameter as before",
+                obj: submitting(),
+                now: 11,
+                observation: gone_check("InvalidParameter.NotEmpty", Ok(&["i-1", "i-2"])),
+                phase: Failed,
+                reason: "InvalidParameter",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "InvalidParameter")],
+                message: &["check that instances i-1, i-2 belong to app app-1"],
+            },
+            Row {
+                name: "gone: instances not listable: InvalidParameter, says which are missing is unknown",
+                obj: submitting(),
+                now: 11,
+                observation: gone_check(
+                    "InvalidParameter.NotEmpty",
+                    Err(api_error("Throttling.User", 400)),
+                ),
+                phase: Failed,
+                reason: "InvalidParameter",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "InvalidParameter")],
+                message: &["which of them are missing is unknown", "Throttling.User"],
+            },
+            Row {
+                name: "gone: InvalidParameter at the deadline: no check, InvalidParameter",
+                obj: submitting(),
+                now: 3600,
+                observation: refused("InvalidParameter.NotEmpty"),
+                phase: Failed,
+                reason: "InvalidParameter",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "InvalidParameter")],
+                message: &["InvalidParameter.NotEmpty"],
+            },
+            // The per-app queue.
+            Row {
+                name: "queue: fresh object, app busy: Pending/WaitingForApplication, no SAE call",
+                obj: fresh(),
+                now: 10,
+                observation: start_with(busy()),
+                phase: Pending,
+                reason: "WaitingForApplication",
+                attempts: 0,
+                action: wait(15),
+                events: &[(false, "WaitingForApplication")],
+                message: &[
+                    "waiting for app app-1",
+                    "ns/other has a DeleteInstances request or change order in flight on it",
+                ],
+            },
+            Row {
+                name: "queue: fresh object, an older one waits: Pending/WaitingForApplication",
+                obj: fresh(),
+                now: 10,
+                observation: start_with(queued()),
+                phase: Pending,
+                reason: "WaitingForApplication",
+                attempts: 0,
+                action: wait(15),
+                events: &[(false, "WaitingForApplication")],
+                message: &["ns/older was created earlier and goes first"],
+            },
+            Row {
+                name: "queue: Pending (credentials fixed), app busy: WaitingForApplication",
+                obj: pending_credentials(),
+                now: 30,
+                observation: start_with(busy()),
+                phase: Pending,
+                reason: "WaitingForApplication",
+                attempts: 0,
+                action: wait(35),
+                events: &[(false, "WaitingForApplication")],
+                message: &["ns/other"],
+            },
+            Row {
+                name: "queue: still busy: same status, look again in 5 s",
+                obj: waiting_for_app(),
+                now: 16,
+                observation: start_with(busy()),
+                phase: Pending,
+                reason: "WaitingForApplication",
+                attempts: 1,
+                action: wait(21),
+                events: &[],
+                message: &["ns/other"],
+            },
+            Row {
+                name: "queue: Retrying, backoff over, app busy: Pending/WaitingForApplication",
+                obj: retrying(),
+                now: 15,
+                observation: start_with(busy()),
+                phase: Pending,
+                reason: "WaitingForApplication",
+                attempts: 1,
+                action: wait(20),
+                events: &[(false, "WaitingForApplication")],
+                message: &["ns/other"],
+            },
+            Row {
+                name: "queue: Retrying before its backoff ends: the backoff comes first",
+                obj: retrying(),
+                now: 12,
+                observation: start_with(queued()),
+                phase: Retrying,
+                reason: "Retrying",
+                attempts: 1,
+                action: wait(15),
+                events: &[],
+                message: &["Application.ChangerOrderRunning"],
+            },
+            Row {
+                name: "queue: the app is free again: write-ahead the next attempt",
+                obj: waiting_for_app(),
+                now: 20,
+                observation: start(),
+                phase: Submitting,
+                reason: "Submitting",
+                attempts: 2,
+                action: send.clone(),
+                events: &[(false, "Submitting")],
+                message: &["attempt 2 of 10"],
+            },
+            Row {
+                name: "queue: first attempt once the app is free",
+                obj: step(&fresh(), 10, start_with(queued())),
+                now: 15,
+                observation: start(),
+                phase: Submitting,
+                reason: "Submitting",
+                attempts: 1,
+                action: send,
+                events: &[(false, "Submitting")],
+                message: &["attempt 1 of 10"],
+            },
+            Row {
+                name: "queue: dry runs ignore it (read-only)",
+                obj: dry(),
+                now: 10,
+                observation: start_with(busy()),
+                phase: Pending,
+                reason: "Pending",
+                attempts: 0,
+                action: Action::CheckInstances,
+                events: &[(false, "Pending")],
+                message: &["dry run"],
+            },
+            Row {
+                name: "queue: a retrying dry run ignores it too",
+                obj: step(
+                    &step(&dry(), 10, start()),
+                    11,
+                    Observation::DryRunResult(Err(api_error("Throttling", 400))),
+                ),
+                now: 15,
+                observation: start_with(queued()),
+                phase: Retrying,
+                reason: "Retrying",
+                attempts: 1,
+                action: Action::CheckInstances,
+                events: &[],
+                message: &["Throttling"],
+            },
+            Row {
+                name: "queue: deadline while waiting for the app: says so and that nothing ran",
+                obj: waiting_for_app(),
+                now: 3600,
+                observation: start_with(busy()),
+                phase: Failed,
+                reason: "DeadlineExceeded",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(true, "DeadlineExceeded")],
+                message: &[
+                    "passed while waiting for app app-1: ns/other",
+                    "none of its 1 DeleteInstances attempts was executed",
+                    "no instance was deleted",
+                ],
+            },
+        ]
+    }
+
     #[test]
     fn every_transition_in_the_table() {
         for row in rows() {
-            let name = row.name;
-            let before = row.obj.status.clone();
-            let d = decide(&row.obj, &clock(row.now), row.observation);
-            let s = &d.status;
-            assert_eq!(s.phase, Some(row.phase), "{name}: {s:#?}");
-            assert_eq!(s.reason(), Some(row.reason), "{name}");
-            assert_eq!(s.attempts(), row.attempts, "{name}");
-            assert_eq!(d.action, row.action, "{name}");
-            let events: Vec<(bool, &str)> = d
-                .events
-                .iter()
-                .map(|e| (e.warning, e.reason.as_str()))
-                .collect();
-            assert_eq!(events, row.events, "{name}: {:#?}", d.events);
-            let message = s.message.as_deref().unwrap_or_default();
-            for part in row.message {
-                assert!(
-                    message.contains(part),
-                    "{name}: message {message:?} lacks {part:?}"
-                );
-            }
-            // Rule 11 holds on every row.
-            assert_eq!(s.observed_generation, Some(1), "{name}");
-            assert_eq!(
-                s.completion_time.is_some(),
-                row.phase.is_terminal(),
-                "{name}"
+            check_row(row);
+        }
+    }
+
+    #[test]
+    fn every_recovery_transition_in_the_table() {
+        for row in recovery_rows() {
+            check_row(row);
+        }
+    }
+
+    fn check_row(row: Row) {
+        let name = row.name;
+        let before = row.obj.status.clone();
+        let d = decide(&row.obj, &clock(row.now), row.observation);
+        let s = &d.status;
+        assert_eq!(s.phase, Some(row.phase), "{name}: {s:#?}");
+        assert_eq!(s.reason(), Some(row.reason), "{name}");
+        assert_eq!(s.attempts(), row.attempts, "{name}");
+        assert_eq!(d.action, row.action, "{name}");
+        let events: Vec<(bool, &str)> = d
+            .events
+            .iter()
+            .map(|e| (e.warning, e.reason.as_str()))
+            .collect();
+        assert_eq!(events, row.events, "{name}: {:#?}", d.events);
+        let message = s.message.as_deref().unwrap_or_default();
+        for part in row.message {
+            assert!(
+                message.contains(part),
+                "{name}: message {message:?} lacks {part:?}"
             );
-            assert_eq!(s.conditions.len(), 3, "{name}");
-            for c in &s.conditions {
-                assert_eq!(
-                    (c.reason.as_str(), c.message.as_str()),
-                    (row.reason, message),
-                    "{name}: {c:?}"
-                );
-                assert_eq!(c.observed_generation, Some(1), "{name}");
-            }
-            // No event without a visible change, and never a send in a dry run.
-            if d.events.is_empty() {
-                assert_eq!(s.phase, before.as_ref().and_then(|b| b.phase), "{name}");
-            }
-            if row.obj.spec.dry_run {
-                assert!(!matches!(d.action, Action::SendDelete { .. }), "{name}");
-            }
+        }
+        // Rule 11 holds on every row.
+        assert_eq!(s.observed_generation, Some(1), "{name}");
+        assert_eq!(
+            s.completion_time.is_some(),
+            row.phase.is_terminal(),
+            "{name}"
+        );
+        assert_eq!(s.conditions.len(), 3, "{name}");
+        for c in &s.conditions {
+            assert_eq!(
+                (c.reason.as_str(), c.message.as_str()),
+                (row.reason, message),
+                "{name}: {c:?}"
+            );
+            assert_eq!(c.observed_generation, Some(1), "{name}");
+        }
+        // No event without a visible change, and never a send in a dry run.
+        if d.events.is_empty() {
+            assert_eq!(s.phase, before.as_ref().and_then(|b| b.phase), "{name}");
+        }
+        if row.obj.spec.dry_run {
+            assert!(!matches!(d.action, Action::SendDelete { .. }), "{name}");
+        }
+        // A possibly executed attempt is never followed by a send in the same decision.
+        if before.as_ref().and_then(|b| b.phase) == Some(Phase::Submitting) {
+            assert!(!matches!(d.action, Action::SendDelete { .. }), "{name}");
+        }
+        // The gone check is asked for without a status write.
+        if matches!(d.action, Action::CheckGone { .. }) {
+            assert_eq!(Some(s), before.as_ref(), "{name}");
         }
     }
 
@@ -1736,6 +2831,10 @@ mod tests {
             polled(1),
             polled(3),
             Observation::DryRunResult(Ok(vec![])),
+            start_with(busy()),
+            no_answer(),
+            evidence(vec![found("co-9", Some(11), 1)], &[]),
+            gone_check("InvalidParameter.NotEmpty", Ok(&[])),
         ];
         let mut deadline_failed = fresh();
         deadline_failed = step(&deadline_failed, 4000, start());
@@ -1787,6 +2886,7 @@ mod tests {
         let now = Clock {
             now: add(at(10), SignedDuration::from_millis(750)),
             jitter: 0.3,
+            resolve_after: SignedDuration::from_secs(RESOLVE_AFTER),
         };
         let d = decide(&obj, &now, start());
         let round_tripped: SaeInstanceDeletionStatus =
@@ -1810,6 +2910,8 @@ mod tests {
             (retrying(), 12, start()),
             (in_progress(), 12, start()),
             (step(&dry(), 10, start()), 11, start()),
+            (unresolved(), 20, start()),
+            (waiting_for_app(), 16, start_with(busy())),
         ] {
             let d = decide(&obj, &clock(now), observation);
             assert_eq!(Some(&d.status), obj.status.as_ref());
@@ -1841,7 +2943,17 @@ mod tests {
             ("SomethingNew.Undocumented", "Rejected"),
         ];
         for (code, reason) in table {
-            let d = decide(&submitting(), &clock(11), refused(code));
+            let mut d = decide(&submitting(), &clock(11), refused(code));
+            if let Action::CheckGone { rejection } = d.action {
+                // InvalidParameter first asks whether the instances are gone; here they all exist.
+                assert_eq!(reason, "InvalidParameter", "{code}");
+                let existing = Ok(ids(&["i-1", "i-2"]));
+                let observation = Observation::GoneCheck {
+                    rejection,
+                    existing,
+                };
+                d = decide(&submitting(), &clock(11), observation);
+            }
             assert_eq!(d.status.phase, Some(Phase::Failed), "{code}");
             assert_eq!(d.status.reason(), Some(reason), "{code}");
             assert_eq!(d.status.error_code.as_deref(), Some(code));
@@ -2377,5 +3489,445 @@ mod tests {
         let d = decide(&obj, &clock(10), start());
         assert_eq!(d.status.phase, Some(Phase::Submitting));
         assert_eq!(d.status.observed_generation, None);
+    }
+
+    // ---- Lost answers, already gone, the queue: details beyond the table ----------------------
+
+    #[test]
+    fn adopting_records_the_change_order_and_polls_it_next() {
+        let d = decide(
+            &unresolved(),
+            &clock(12),
+            evidence(vec![found("co-9", Some(11), 1)], &["i-1", "i-2"]),
+        );
+        let s = &d.status;
+        assert_eq!(s.change_order_id.as_deref(), Some("co-9"));
+        assert_eq!(s.change_order_status.as_deref(), Some("Executing"));
+        assert_eq!(
+            s.error_code, None,
+            "the lost answer's error no longer applies"
+        );
+        assert_eq!(s.attempts, Some(1));
+        assert!(d.events[0].note.contains("co-9"), "{:?}", d.events);
+        let adopted = apply(&unresolved(), &d);
+        let d = decide(&adopted, &clock(13), start());
+        assert_eq!(
+            d.action,
+            Action::PollChangeOrder {
+                change_order_id: "co-9".into()
+            }
+        );
+        let d = decide(&adopted, &clock(13), polled(2));
+        assert_eq!(d.status.reason(), Some("Succeeded"));
+    }
+
+    #[test]
+    fn a_lost_answer_keeps_its_request_id_and_code_for_support() {
+        let d = decide(
+            &submitting(),
+            &clock(11),
+            Observation::DeleteResult(Err(api_error("InternalError", 500))),
+        );
+        assert_eq!(d.status.request_id.as_deref(), Some("req-err"));
+        assert_eq!(d.status.error_code.as_deref(), Some("InternalError"));
+        assert_eq!(d.status.next_attempt_time, None);
+    }
+
+    #[test]
+    fn resolving_writes_nothing_while_nothing_changes() {
+        // Each resolve ends in a decision whose status equals what the caller already stored, so
+        // repeated looks cost SAE calls but no status writes (and no reconcile loop on our writes).
+        let cases = [
+            (evidence(vec![], &["i-1", "i-2"]), 20, 30),
+            (evidence(vec![], &["i-2"]), 30, 60),
+            (
+                Observation::ResolveResult(Err(api_error("Throttling.User", 400))),
+                30,
+                60,
+            ),
+        ];
+        for (observation, first, later) in cases {
+            let once = step(&unresolved(), first, observation.clone());
+            let restarted = decide(&once, &clock(later), start());
+            assert_eq!(
+                Some(&restarted.status),
+                once.status.as_ref(),
+                "{observation:?}"
+            );
+            assert!(
+                matches!(restarted.action, Action::ResolveAttempt { .. }),
+                "{observation:?}"
+            );
+            let mut repeated = observation.clone();
+            if let Observation::ResolveResult(Err(SaeError::Api { request_id, .. })) = &mut repeated
+            {
+                *request_id = Some("req-other".into());
+            }
+            let again = decide(&once, &clock(later), repeated);
+            assert_eq!(Some(&again.status), once.status.as_ref(), "{observation:?}");
+            assert!(again.events.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_proof_time_is_rounded_up_and_follows_resolve_after() {
+        let late = Clock {
+            resolve_after: SignedDuration::from_millis(30_500),
+            ..clock(20)
+        };
+        let d = decide(&unresolved(), &late, evidence(vec![], &["i-1", "i-2"]));
+        assert_eq!(d.action, Action::WaitUntil(at(41)));
+        // One second before it: still waiting; at it: not executed.
+        let at_40 = Clock {
+            now: at(40),
+            ..late
+        };
+        let d = decide(&unresolved(), &at_40, evidence(vec![], &["i-1", "i-2"]));
+        assert_eq!(d.status.phase, Some(Phase::Submitting));
+        let at_41 = Clock {
+            now: at(41),
+            ..late
+        };
+        let d = decide(&unresolved(), &at_41, evidence(vec![], &["i-1", "i-2"]));
+        assert_eq!(d.status.phase, Some(Phase::Retrying));
+        // The window for adoption moves with resolve_after too: 10 + 30.5 + 10 s.
+        let d = decide(
+            &unresolved(),
+            &at_41,
+            evidence(vec![found("co-9", Some(50), 1)], &["i-1", "i-2"]),
+        );
+        assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
+        let d = decide(
+            &unresolved(),
+            &at_41,
+            evidence(vec![found("co-9", Some(51), 1)], &["i-1", "i-2"]),
+        );
+        assert_eq!(d.status.change_order_id, None);
+    }
+
+    #[test]
+    fn proven_not_executed_retries_through_the_queue() {
+        let retry = step(&unresolved(), 50, evidence(vec![], &["i-1", "i-2"]));
+        assert_eq!(status(&retry).next_attempt_time, Some(Time(at(54))));
+        // Backoff over but the app is busy: wait for it, no send.
+        let waiting = step(&retry, 54, start_with(busy()));
+        assert_eq!(status(&waiting).reason(), Some("WaitingForApplication"));
+        assert_eq!(status(&waiting).next_attempt_time, None);
+        let d = decide(&waiting, &clock(60), start());
+        assert_eq!(
+            d.action,
+            Action::SendDelete {
+                instance_ids: ids(&["i-1", "i-2"])
+            }
+        );
+        assert_eq!(d.status.attempts, Some(2));
+        assert_eq!(d.status.last_attempt_time, Some(Time(at(60))));
+    }
+
+    #[test]
+    fn a_crash_during_the_gone_check_reaches_the_same_conclusion() {
+        let obj = submitting();
+        let d = decide(&obj, &clock(11), refused("InvalidParameter.NotEmpty"));
+        assert!(matches!(d.action, Action::CheckGone { .. }));
+        assert_eq!(Some(&d.status), obj.status.as_ref(), "nothing to write");
+        // The process dies here; the next reconcile finds Submitting and resolves it instead.
+        let d = decide(&obj, &clock(30), start());
+        assert!(matches!(d.action, Action::ResolveAttempt { .. }));
+        let d = decide(&apply(&obj, &d), &clock(30), evidence(vec![], &["i-8"]));
+        assert_eq!(d.status.reason(), Some("AlreadyDeleted"));
+    }
+
+    #[test]
+    fn waiting_for_the_app_keeps_the_error_of_the_refused_attempt() {
+        let waiting = waiting_for_app();
+        let s = status(&waiting);
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(s.attempts, Some(1));
+        assert_eq!(
+            s.error_code.as_deref(),
+            Some("Application.ChangerOrderRunning")
+        );
+        assert_eq!(s.next_attempt_time, None);
+    }
+
+    // ---- Stories against a stand-in for SAE ---------------------------------------------------
+
+    /// How one DeleteInstances send fares.
+    #[derive(Clone, Copy, Debug)]
+    enum Fate {
+        Answered,
+        /// Timed out before SAE saw it.
+        LostBeforeSae,
+        /// SAE executed it, the answer never arrived.
+        LostAfterSae,
+        /// The answer never arrived and SAE executes it 20 s later (inside resolve_after).
+        ExecutedLate,
+        /// Refused: another change order runs.
+        AppBusy,
+        /// 5xx from the gateway, SAE did not execute it.
+        GatewayErrorBeforeSae,
+    }
+
+    /// Just enough of SAE's side of one app to drive `decide` the way the controller does. A
+    /// change order it opens finishes at once.
+    struct FakeSae {
+        instances: Vec<String>,
+        orders: Vec<FoundChangeOrder>,
+        fates: Vec<Fate>,
+        executed: usize,
+        /// Sends SAE will still execute: (when, ids).
+        in_flight: Vec<(i64, Vec<String>)>,
+    }
+
+    impl FakeSae {
+        fn new(instances: &[&str], fates: &[Fate]) -> Self {
+            Self {
+                instances: ids(instances),
+                orders: vec![],
+                fates: fates.to_vec(),
+                executed: 0,
+                in_flight: vec![],
+            }
+        }
+
+        /// Lets SAE execute what was due by `now`.
+        fn tick(&mut self, now: i64) {
+            let (due, later) = self.in_flight.drain(..).partition(|(t, _)| *t <= now);
+            self.in_flight = later;
+            for (t, ids) in due {
+                let _ = self.execute(&ids, t);
+            }
+        }
+
+        fn execute(&mut self, ids: &[String], now: i64) -> Result<String, SaeError> {
+            if ids.iter().any(|id| !self.instances.contains(id)) {
+                return Err(api_error("InvalidParameter.WithMessage", 400));
+            }
+            self.executed += 1;
+            let id = format!("co-{}", self.executed);
+            self.instances.retain(|i| !ids.contains(i));
+            self.orders.insert(0, found(&id, Some(now), 2));
+            Ok(id)
+        }
+
+        fn delete(&mut self, ids: &[String], now: i64) -> Result<DeleteAccepted, SaeError> {
+            let fate = if self.fates.is_empty() {
+                Fate::Answered
+            } else {
+                self.fates.remove(0)
+            };
+            let lost = SaeError::NoAnswer {
+                operation: "DeleteInstances",
+                detail: "timed out".into(),
+            };
+            match fate {
+                Fate::LostBeforeSae => return Err(lost),
+                Fate::GatewayErrorBeforeSae => return Err(api_error("ServiceUnavailable", 503)),
+                Fate::AppBusy => return Err(api_error("Application.ChangerOrderRunning", 400)),
+                Fate::ExecutedLate => {
+                    self.in_flight.push((now + 20, ids.to_vec()));
+                    return Err(lost);
+                }
+                Fate::Answered | Fate::LostAfterSae => {}
+            }
+            let id = self.execute(ids, now)?;
+            match fate {
+                Fate::LostAfterSae => Err(lost),
+                _ => Ok(DeleteAccepted {
+                    change_order_id: id,
+                    request_id: Some("req-ok".into()),
+                    trace_id: None,
+                }),
+            }
+        }
+
+        fn describe(&self, id: &str) -> Result<ChangeOrder, SaeError> {
+            let found = self.orders.iter().find(|o| o.change_order_id == id);
+            Ok(ChangeOrder {
+                change_order_id: id.into(),
+                status: found.map_or(0, |o| o.status),
+                sub_status: None,
+                co_type_code: Some("CoDeleteInstances".into()),
+                error_message: None,
+                create_time: None,
+                request_id: Some("req-poll".into()),
+            })
+        }
+
+        fn evidence(&self) -> Evidence {
+            Evidence {
+                change_orders: self.orders.clone(),
+                existing_instance_ids: self.instances.clone(),
+            }
+        }
+    }
+
+    /// Runs reconciles the way the controller does (write, act, feed back; sleep on WaitUntil)
+    /// until the object is final. Returns it and the actions taken.
+    fn drive(
+        mut obj: SaeInstanceDeletion,
+        sae: &mut FakeSae,
+        mut now: i64,
+    ) -> (SaeInstanceDeletion, Vec<&'static str>) {
+        let mut trail = vec![];
+        let mut observation = start();
+        for _ in 0..200 {
+            let d = decide(&obj, &clock(now), observation);
+            obj = apply(&obj, &d);
+            sae.tick(now);
+            observation = match d.action {
+                Action::Done => return (obj, trail),
+                Action::WaitUntil(t) => {
+                    trail.push("wait");
+                    now = now.max(t.as_second() - at(0).as_second());
+                    start()
+                }
+                Action::SendDelete { instance_ids } => {
+                    trail.push("send");
+                    Observation::DeleteResult(sae.delete(&instance_ids, now))
+                }
+                Action::ResolveAttempt { .. } => {
+                    trail.push("resolve");
+                    Observation::ResolveResult(Ok(sae.evidence()))
+                }
+                Action::PollChangeOrder { change_order_id } => {
+                    trail.push("poll");
+                    Observation::ChangeOrderResult(sae.describe(&change_order_id))
+                }
+                Action::CheckGone { rejection } => {
+                    trail.push("check-gone");
+                    Observation::GoneCheck {
+                        rejection,
+                        existing: Ok(sae.instances.clone()),
+                    }
+                }
+                Action::CheckInstances => panic!("not a dry run"),
+            };
+        }
+        panic!("no final phase after 200 decisions: {trail:?}");
+    }
+
+    #[test]
+    fn story_a_lost_answer_proven_not_executed_is_sent_once_more() {
+        let mut sae = FakeSae::new(&["i-1", "i-2", "i-3"], &[Fate::LostBeforeSae]);
+        let (obj, trail) = drive(fresh(), &mut sae, 10);
+        assert_eq!(
+            trail,
+            vec![
+                "send",    // t=10, answer lost
+                "resolve", // nothing yet, too early
+                "wait",    // until t0 + resolve_after = 50
+                "resolve", // still nothing: not executed
+                "wait",    // backoff
+                "send",    // attempt 2, accepted
+                "wait", "poll",
+            ]
+        );
+        let s = status(&obj);
+        assert_eq!(
+            (s.phase, s.reason()),
+            (Some(Phase::Succeeded), Some("Succeeded"))
+        );
+        assert_eq!(s.attempts, Some(2));
+        assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
+        assert_eq!(sae.executed, 1, "at most one accepted DeleteInstances");
+        assert_eq!(sae.instances, ids(&["i-3"]));
+    }
+
+    #[test]
+    fn story_a_lost_answer_executed_by_sae_is_adopted_not_resent() {
+        let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::LostAfterSae]);
+        let (obj, trail) = drive(fresh(), &mut sae, 10);
+        assert_eq!(trail, vec!["send", "resolve"]);
+        let s = status(&obj);
+        assert_eq!(
+            (s.phase, s.reason()),
+            (Some(Phase::Succeeded), Some("Succeeded"))
+        );
+        assert_eq!(s.attempts, Some(1));
+        assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
+        assert_eq!(sae.executed, 1);
+    }
+
+    #[test]
+    fn story_an_attempt_sae_executes_late_is_found_not_resent() {
+        let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::ExecutedLate]);
+        let (obj, trail) = drive(fresh(), &mut sae, 10);
+        // Nothing at first (too early), then SAE's change order from t=30 shows up.
+        assert_eq!(trail, vec!["send", "resolve", "wait", "resolve"]);
+        let s = status(&obj);
+        assert_eq!(
+            (s.phase, s.reason()),
+            (Some(Phase::Succeeded), Some("Succeeded"))
+        );
+        assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
+        assert_eq!(sae.executed, 1);
+    }
+
+    #[test]
+    fn story_a_crash_after_the_write_ahead_sends_at_most_once() {
+        // The process died after writing attempt 1 ahead; the send happened or it did not.
+        for sent_before_crash in [false, true] {
+            let mut sae = FakeSae::new(&["i-1", "i-2"], &[]);
+            if sent_before_crash {
+                sae.delete(&ids(&["i-1", "i-2"]), 10).unwrap();
+            }
+            let (obj, _) = drive(submitting(), &mut sae, 30);
+            let s = status(&obj);
+            assert_eq!(s.phase, Some(Phase::Succeeded), "sent {sent_before_crash}");
+            assert_eq!(sae.executed, 1, "sent {sent_before_crash}");
+            assert_eq!(s.attempts, Some(if sent_before_crash { 1 } else { 2 }));
+        }
+    }
+
+    #[test]
+    fn every_mix_of_lost_and_refused_sends_deletes_exactly_once() {
+        use Fate::*;
+        let fates = [
+            Answered,
+            LostBeforeSae,
+            LostAfterSae,
+            ExecutedLate,
+            AppBusy,
+            GatewayErrorBeforeSae,
+        ];
+        for first in fates {
+            for second in fates {
+                for third in fates {
+                    let plan = [first, second, third];
+                    let mut sae = FakeSae::new(&["i-1", "i-2"], &plan);
+                    let (obj, trail) = drive(fresh(), &mut sae, 10);
+                    let s = status(&obj);
+                    assert_eq!(sae.executed, 1, "{plan:?}: {trail:?}");
+                    assert_eq!(s.phase, Some(Phase::Succeeded), "{plan:?}: {s:#?}");
+                    assert_eq!(s.reason(), Some("Succeeded"), "{plan:?}");
+                    assert!(sae.instances.is_empty(), "{plan:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn story_instances_already_gone_succeed_without_deleting_anything() {
+        use Fate::*;
+        // A re-applied object for instances an earlier one removed: rejected, checked, done.
+        for first in [Answered, LostBeforeSae, AppBusy, GatewayErrorBeforeSae] {
+            let mut sae = FakeSae::new(&["i-3"], &[first]);
+            let (obj, trail) = drive(fresh(), &mut sae, 10);
+            let s = status(&obj);
+            assert_eq!(
+                (s.phase, s.reason()),
+                (Some(Phase::Succeeded), Some("AlreadyDeleted")),
+                "{first:?}: {trail:?}"
+            );
+            assert_eq!(sae.executed, 0, "{first:?}");
+        }
+        let mut sae = FakeSae::new(&["i-3"], &[]);
+        let (_, trail) = drive(fresh(), &mut sae, 10);
+        assert_eq!(
+            trail,
+            vec!["send", "check-gone"],
+            "one extra call, only here"
+        );
     }
 }

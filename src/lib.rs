@@ -5,10 +5,12 @@
 //! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
 //! - [`decide`]: the pure decision function at the centre of the controller.
 //! - [`controller`]: the thin Kubernetes wiring around `decide`.
+//! - [`metrics`]: the Prometheus metrics served on `/metrics`.
 //! - [`simulator`]: a local stand-in for SAE used by tests and `make demo`.
 
 pub mod controller;
 pub mod crd;
 pub mod decide;
+pub mod metrics;
 pub mod sae;
 pub mod simulator;

@@ -194,7 +194,7 @@ async fn happy_path_deletes_once_and_reports_the_change_order() {
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0]["params"]["InstanceIds"], "i-1,i-2");
     assert_eq!(sent[0]["changeOrderId"], change_order.as_str());
-    let app_state = w.sim.admin_get("/_sim/apps/app-happy").await.to_string();
+    let app_state = w.sim.admin_get("/_sim/apps/app-happy").await["groups"].to_string();
     assert!(!app_state.contains("\"i-1\"") && !app_state.contains("\"i-2\"") && app_state.contains("\"i-3\""), "{app_state}");
 
     // What users do with kubectl works.
@@ -247,12 +247,15 @@ async fn terminal_codes_fail_at_once_with_their_reason() {
     w.fault("app-nd", json!([{ "kind": "error", "code": "Application.NotDeployYet", "times": 1 }])).await;
     let cases = [
         ("unknown-app", "app-missing", "i-1", "ApplicationNotFound", "InvalidApplication.NotFound"),
-        ("unknown-instance", "app-ip", "i-404", "InvalidParameter", ""),
+        ("unknown-instance", "app-ip", "i-404", "InvalidParameter", "InvalidParameter.WithMessage"),
         ("quota", "app-q", "i-1", "QuotaExceeded", "NoComputeResourceQuota.Exceed"),
         ("not-deployed", "app-nd", "i-1", "Rejected", "Application.NotDeployYet"),
     ];
     for (name, app_id, id, _, _) in cases {
-        w.create(name, app_id, &[id], fast_retry());
+        // i-1 exists in every app: an id SAE rejects next to one that exists is a real InvalidParameter,
+        // not "already gone".
+        let ids: Vec<&str> = if id == "i-1" { vec![id] } else { vec!["i-1", id] };
+        w.create(name, app_id, &ids, fast_retry());
     }
     for (name, app_id, _, want_reason, want_code) in cases {
         let s = w.wait_terminal(name, Duration::from_secs(60)).await;
@@ -267,6 +270,19 @@ async fn terminal_codes_fail_at_once_with_their_reason() {
         assert_eq!(w.delete_requests(app_id).await.len(), 1, "{name}");
         assert_eq!(w.committed_deletes(app_id).await, 0, "{name}");
     }
+    assert!(w.status("unknown-instance").await["message"].as_str().unwrap().contains("i-404"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_already_gone_end_already_deleted_without_a_deletion() {
+    let w = World::start("gone", vec![app("app-gone", &["i-1"])]).await;
+    // As when GitOps re-creates an object that succeeded long ago: its instances no longer exist.
+    w.create("gone", "app-gone", &["i-old-1", "i-old-2"], json!({}));
+    let s = w.wait_terminal("gone", Duration::from_secs(60)).await;
+    assert_eq!(s["phase"], "Succeeded", "{s:#}");
+    assert_eq!(reason(&s), "AlreadyDeleted");
+    assert_eq!(w.committed_deletes("app-gone").await, 0);
+    assert_eq!(w.delete_requests("app-gone").await.len(), 1, "one rejected send, no retry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

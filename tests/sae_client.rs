@@ -380,11 +380,17 @@ async fn ambiguous_dropped_connection_after_commit() {
     );
 
     let ledger = h.sim.ledger();
-    let record = ledger
+    let deletes: Vec<_> = ledger
         .requests
         .iter()
-        .find(|r| r.operation == "DeleteInstances")
-        .unwrap();
+        .filter(|r| r.operation == "DeleteInstances")
+        .collect();
+    assert_eq!(
+        deletes.len(),
+        1,
+        "the client must not resend a non-idempotent call by itself"
+    );
+    let record = deletes[0];
     assert!(record.committed, "{record:?}");
     assert_eq!(record.code, "NoAnswer");
     // What the controller does next: find the change order the lost call created.

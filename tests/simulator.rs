@@ -459,7 +459,7 @@ async fn deletion_lifecycle_follows_the_clock() {
     assert_eq!(data["Status"], 1);
     assert_eq!(data["CoTypeCode"], "CoDeleteInstances");
     assert_eq!(data["AppId"], "app-1");
-    assert_eq!(data["CreateTime"], "2025-03-01 12:00:00");
+    assert_eq!(data["CreateTime"], "2025-03-01 20:00:00");
     assert_eq!(data["Pipelines"], json!([]));
 
     h.clock.advance(SignedDuration::from_secs(2));

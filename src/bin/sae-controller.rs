@@ -10,7 +10,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
-use sae_controller::controller::{self, Context};
+use sae_controller::controller::{self, LeaderFence, Settings};
+use sae_controller::metrics::Metrics;
 use sae_controller::sae::{Credentials, SaeClient, SaeClientConfig, SignatureVersion};
 use tracing_subscriber::EnvFilter;
 
@@ -52,6 +53,37 @@ struct RunArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Elect one active replica through a Lease; the others stand by.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace, else sae-system).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "sae-controller")]
+    leader_election_lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal; a standby takes over after that.
+    #[arg(long, default_value_t = 15)]
+    leader_election_lease_seconds: u64,
+    /// UTC offset in which SAE writes change-order CreateTime (it names no zone). Used to match a
+    /// change order to an attempt whose answer was lost.
+    #[arg(long, default_value = "+08:00", value_parser = parse_offset)]
+    sae_create_time_offset: jiff::tz::Offset,
+}
+
+fn parse_offset(s: &str) -> Result<jiff::tz::Offset, String> {
+    let bad = || format!("{s:?} is not a UTC offset like +08:00");
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    jiff::tz::Offset::from_seconds(sign * (h * 3600 + m * 60)).map_err(|_| bad())
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -94,11 +126,67 @@ async fn serve_probes(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Resul
     Ok(())
 }
 
-async fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    let app = Router::new().route("/metrics", get(|| async { "" }));
+async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Waits until this replica holds the leader Lease; returns the fence that guards every send.
+/// Losing the lease later ends the process: a fresh start re-reads everything from the API server
+/// and the recorded attempts, which is the one path we trust after a split.
+async fn become_leader(client: &kube::Client, args: &RunArgs, metrics: &Metrics) -> anyhow::Result<LeaderFence> {
+    let namespace = args.leader_election_namespace.clone().unwrap_or_else(|| "sae-system".into());
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("sae-controller-{}", uuid::Uuid::new_v4().simple()));
+    let seconds = args.leader_election_lease_seconds.max(2);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_field_manager(&identity)
+        .with_duration(seconds)
+        .with_grace(seconds / 3 + 1)
+        .build()
+        .await
+        .context("setting up leader election")?;
+    let (mut leading, _task) = manager.watch().await;
+    tracing::info!(%identity, lease = %args.leader_election_lease_name, %namespace, "waiting to become leader");
+    metrics.set_leader(false);
+    while !*leading.borrow_and_update() {
+        leading.changed().await.context("leader election stopped")?;
+    }
+    tracing::info!(%identity, "became leader");
+    metrics.set_leader(true);
+    let mut watch = leading.clone();
+    tokio::spawn(async move {
+        while watch.changed().await.is_ok() {
+            if !*watch.borrow_and_update() {
+                break;
+            }
+        }
+        tracing::error!("lost the leader Lease; exiting so a fresh start can take over cleanly");
+        std::process::exit(1);
+    });
+    Ok(LeaderFence {
+        leading,
+        leases: kube::Api::namespaced(client.clone(), &namespace),
+        lease_name: args.leader_election_lease_name.clone(),
+        identity,
+    })
 }
 
 #[tokio::main]
@@ -128,13 +216,32 @@ async fn main() -> anyhow::Result<()> {
         "starting sae-controller"
     );
     let ready = Arc::new(AtomicBool::new(false));
+    let metrics = Metrics::new();
+    metrics.set_leader(!args.leader_elect);
     let probes = tokio::spawn(serve_probes(args.health_probe_bind_address, ready.clone()));
-    let metrics = tokio::spawn(serve_metrics(args.metrics_bind_address));
-    let ctx = Arc::new(Context::new(client, sae, default_credentials));
+    let metrics_server = tokio::spawn(serve_metrics(args.metrics_bind_address, metrics.clone()));
+    let fence = if args.leader_elect {
+        // Standby replicas are ready (they serve probes) but do not watch or act.
+        ready.store(true, Ordering::SeqCst);
+        let fence = tokio::select! {
+            fence = become_leader(&client, &args, &metrics) => Some(fence?),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        ready.store(false, Ordering::SeqCst);
+        fence
+    } else {
+        None
+    };
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        // SAE may still act on a request until the client gives up on it; allow a margin on top.
+        resolve_after: jiff::SignedDuration::from_secs(args.sae_timeout_seconds.max(1) as i64 + 10),
+        create_time_offset: args.sae_create_time_offset,
+    };
     tokio::select! {
-        _ = controller::run(ctx, args.namespace, ready) => {}
+        _ = controller::run(client, sae, default_credentials, settings, metrics, fence, ready) => {}
         r = probes => r??,
-        r = metrics => r??,
+        r = metrics_server => r??,
     }
     tracing::info!("stopped");
     Ok(())

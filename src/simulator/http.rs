@@ -482,16 +482,15 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
         Ok(body) => body,
         Err(message) => return admin_error(StatusCode::PAYLOAD_TOO_LARGE, message),
     };
-    fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Body>> {
-        serde_json::from_slice(body)
-            .map_err(|e| admin_error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
     }
     let bad_request = |message: String| admin_error(StatusCode::BAD_REQUEST, message);
     tracing::debug!(method, path, "admin call");
-    let response = match (method, path) {
+    match (method, path) {
         ("GET", "/_sim/healthz") => admin_json(StatusCode::OK, json!({"status": "ok"})),
         ("POST", "/_sim/apps") => match parse::<AppsBody>(&body) {
-            Err(resp) => resp,
+            Err(message) => bad_request(message),
             Ok(AppsBody { apps }) => {
                 let ids: Vec<String> = apps.iter().map(|a| a.app_id.clone()).collect();
                 match sim.with_model(|model, now| {
@@ -504,7 +503,7 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
             }
         },
         ("POST", "/_sim/faults") => match parse::<AppFaults>(&body) {
-            Err(resp) => resp,
+            Err(message) => bad_request(message),
             Ok(faults) => {
                 let (app_id, added) = (faults.app_id.clone(), faults.faults.len());
                 match sim.with_model(|model, now| model.add_faults(faults, now)) {
@@ -514,7 +513,7 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
             }
         },
         ("POST", "/_sim/access-keys") => match parse::<AccessKeySpec>(&body) {
-            Err(resp) => resp,
+            Err(message) => bad_request(message),
             Ok(key) => {
                 let id = key.access_key_id.clone();
                 match sim.with_model(|model, _| model.upsert_access_key(key)) {
@@ -524,7 +523,7 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
             }
         },
         ("POST", "/_sim/seed") => match parse::<Seed>(&body) {
-            Err(resp) => resp,
+            Err(message) => bad_request(message),
             Ok(seed) => match sim.with_model(|model, now| model.apply_seed(seed, now)) {
                 Ok(()) => admin_json(StatusCode::OK, json!({"status": "seeded"})),
                 Err(message) => bad_request(message),
@@ -540,7 +539,7 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
         }
         ("GET", "/_sim/config") => admin_json(StatusCode::OK, config_view(sim)),
         ("POST", "/_sim/config") => match parse::<ConfigBody>(&body) {
-            Err(resp) => resp,
+            Err(message) => bad_request(message),
             Ok(update) => match apply_config(sim, update) {
                 Ok(()) => admin_json(StatusCode::OK, config_view(sim)),
                 Err(message) => bad_request(message),
@@ -559,8 +558,7 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
             StatusCode::NOT_FOUND,
             format!("no admin endpoint {method} {path}"),
         ),
-    };
-    response
+    }
 }
 
 fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {

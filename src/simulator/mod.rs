@@ -24,7 +24,7 @@
 //!
 //! Choices where SAE's documentation leaves room:
 //! - The quota is a sliding 60-second window per AccessKeyId; throttled calls are not counted.
-//! - `CreateTime` is rendered in UTC.
+//! - `CreateTime` is rendered in UTC+08:00 (China Standard Time), without a zone, like SAE.
 //! - An unknown `ChangeOrderId` is `InvalidParameter.WithMessage` (HTTP 400).
 //! - Routing comes first (unknown path or method: 404 `InvalidApi.NotFound`), then authentication,
 //!   then quota, then the operation. A request without a nonce is accepted (ROA v1 does not require

@@ -526,9 +526,11 @@ impl ChangeOrder {
     }
 }
 
-/// SAE's `CreateTime`: `YYYY-MM-DD HH:MM:SS`, one-second resolution, no zone. The simulator uses UTC.
+/// SAE's `CreateTime`: `YYYY-MM-DD HH:MM:SS`, one-second resolution, no zone written. Like SAE's
+/// console, the simulator renders it in China Standard Time (UTC+08:00); the controller's
+/// `--sae-create-time-offset` states that assumption on its side.
 pub fn sae_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8))).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// A successful operation: its `Data`, and the change order it created, if any.
@@ -1417,7 +1419,7 @@ mod tests {
         assert_eq!(data["ChangeOrderList"][1]["Status"], 2);
         assert_eq!(
             data["ChangeOrderList"][1]["CreateTime"],
-            "2024-05-01 10:00:00"
+            "2024-05-01 18:00:00"
         );
         let page2 = list(&mut m, &[("CurrentPage", "2"), ("PageSize", "1")]);
         assert_eq!(page2["ChangeOrderList"][0]["ChangeOrderId"], first.as_str());

@@ -1,0 +1,565 @@
+//! The packaging around the binary: the Argo CD health check (run with a real Lua interpreter),
+//! the kustomize base and overlays (built with the real `kubectl kustomize`), the optional
+//! examples, and the Dockerfile's static build.
+//!
+//! Needs `kubectl` (>= 1.27, for kustomize v5) and `lua5.4` on PATH, or `KUBECTL` / `LUA` naming
+//! them. A missing tool fails the test with the command that installs it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    let path = repo().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Runs a tool, failing the test with `install_hint` when it is not there at all.
+fn run(program: &str, args: &[&str], install_hint: &str) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); {install_hint}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("tool output is UTF-8")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argo CD health check
+
+fn lua() -> String {
+    std::env::var("LUA").unwrap_or_else(|_| "lua5.4".to_owned())
+}
+
+/// A JSON value as a Lua table constructor, the way Argo CD hands a resource to a health script
+/// (JSON null becomes an absent field).
+fn lua_literal(value: &Value) -> String {
+    match value {
+        Value::Null => "nil".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let mut quoted = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '\\' => quoted.push_str("\\\\"),
+                    '"' => quoted.push_str("\\\""),
+                    '\n' => quoted.push_str("\\n"),
+                    '\r' => quoted.push_str("\\r"),
+                    c => quoted.push(c),
+                }
+            }
+            quoted.push('"');
+            quoted
+        }
+        Value::Array(items) => format!(
+            "{{{}}}",
+            items.iter().map(lua_literal).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(fields) => format!(
+            "{{{}}}",
+            fields
+                .iter()
+                .map(|(k, v)| format!(
+                    "[{}] = {}",
+                    lua_literal(&Value::String(k.clone())),
+                    lua_literal(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Runs `script` as Argo CD would, with `obj` set, and returns (status, message).
+fn health_of(script: &Path, object: &Value) -> (String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = dir.path().join("harness.lua");
+    let body = format!(
+        "obj = {}\nlocal hs = dofile({})\nio.write(tostring(hs.status), \"\\n\", tostring(hs.message), \"\\n\")\n",
+        lua_literal(object),
+        lua_literal(&Value::String(script.display().to_string())),
+    );
+    std::fs::write(&harness, body).expect("writing the harness");
+    let out = run(
+        &lua(),
+        &[harness.to_str().expect("UTF-8 path")],
+        "apt-get install lua5.4",
+    );
+    let mut lines = out.lines();
+    let status = lines.next().expect("a status line").to_owned();
+    let message = lines.next().expect("a message line").to_owned();
+    (status, message)
+}
+
+fn deletion(status: Option<Value>) -> Value {
+    let mut object = json!({
+        "apiVersion": "sae.ops.dev/v1alpha1",
+        "kind": "SaeInstanceDeletion",
+        "metadata": {"name": "scale-in", "namespace": "team-a", "generation": 1},
+        "spec": {"regionId": "cn-hangzhou", "appId": "app-1", "instanceIds": ["i-1"]},
+    });
+    if let Some(status) = status {
+        object["status"] = status;
+    }
+    object
+}
+
+fn with_reason(phase: &str, reason: &str, message: &str) -> Value {
+    json!({
+        "phase": phase,
+        "observedGeneration": 1,
+        "message": message,
+        "conditions": [
+            {"type": "Ready", "status": if phase == "Succeeded" { "True" } else { "False" }, "reason": reason, "message": message},
+            {"type": "Reconciling", "status": "False", "reason": reason, "message": message},
+        ],
+    })
+}
+
+#[test]
+fn argocd_health_follows_the_phase() {
+    let script = repo().join("deploy/argocd/health.lua");
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            deletion(Some(with_reason(
+                "Succeeded",
+                "Deleted",
+                "2 instances deleted by change order co-1",
+            ))),
+            "Healthy",
+            "Deleted: 2 instances deleted by change order co-1",
+        ),
+        (
+            deletion(Some(with_reason(
+                "Failed",
+                "ApplicationNotFound",
+                "SAE has no application app-1",
+            ))),
+            "Degraded",
+            "ApplicationNotFound: SAE has no application app-1",
+        ),
+        (
+            // A status without conditions still yields its message.
+            deletion(Some(
+                json!({"phase": "Failed", "message": "change order co-9 failed"}),
+            )),
+            "Degraded",
+            "change order co-9 failed",
+        ),
+        (
+            deletion(Some(json!({"phase": "Failed"}))),
+            "Degraded",
+            "Deletion failed",
+        ),
+        (
+            deletion(Some(with_reason(
+                "InProgress",
+                "ChangeOrderRunning",
+                "change order co-1 is Executing",
+            ))),
+            "Progressing",
+            "InProgress: ChangeOrderRunning: change order co-1 is Executing",
+        ),
+        (
+            deletion(Some(with_reason(
+                "Retrying",
+                "ChangeOrderRunning",
+                "another change order is running",
+            ))),
+            "Progressing",
+            "Retrying: ChangeOrderRunning: another change order is running",
+        ),
+        (
+            deletion(Some(json!({"phase": "Pending"}))),
+            "Progressing",
+            "Pending: deletion under way",
+        ),
+        (
+            deletion(Some(json!({"phase": "Submitting"}))),
+            "Progressing",
+            "Submitting: deletion under way",
+        ),
+        (
+            deletion(None),
+            "Progressing",
+            "Waiting for the controller to pick up the deletion",
+        ),
+        (
+            deletion(Some(json!({}))),
+            "Progressing",
+            "Waiting for the controller to pick up the deletion",
+        ),
+    ];
+    for (object, want_status, want_message) in cases {
+        let (status, message) = health_of(&script, &object);
+        assert_eq!(
+            (status.as_str(), message.as_str()),
+            (want_status, want_message),
+            "for status {}",
+            object["status"]
+        );
+    }
+}
+
+#[test]
+fn argocd_health_waits_for_a_new_generation_unless_final() {
+    let script = repo().join("deploy/argocd/health.lua");
+    let mut stale = deletion(Some(json!({"phase": "Retrying", "observedGeneration": 1})));
+    stale["metadata"]["generation"] = json!(2);
+    let (status, message) = health_of(&script, &stale);
+    assert_eq!(status, "Progressing");
+    assert!(message.contains("generation 2"), "{message}");
+
+    // Final phases are final: the controller never writes the status again.
+    let mut done = deletion(Some(json!({"phase": "Succeeded", "observedGeneration": 1})));
+    done["metadata"]["generation"] = json!(2);
+    assert_eq!(health_of(&script, &done).0, "Healthy");
+}
+
+#[test]
+fn argocd_cm_patch_carries_the_same_script() {
+    let patch: Value =
+        serde_saphyr::from_str(&read("deploy/argocd/argocd-cm-patch.yaml")).expect("patch is YAML");
+    assert_eq!(patch["kind"], "ConfigMap");
+    assert_eq!(patch["metadata"]["name"], "argocd-cm");
+    let embedded = patch["data"]["resource.customizations.health.sae.ops.dev_SaeInstanceDeletion"]
+        .as_str()
+        .expect("the health customization key for group sae.ops.dev, kind SaeInstanceDeletion");
+    assert_eq!(
+        embedded,
+        read("deploy/argocd/health.lua"),
+        "argocd-cm-patch.yaml is out of date with health.lua"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// kustomize
+
+fn kustomize(dir: &str) -> Vec<Value> {
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let yaml = run(
+        &kubectl,
+        &["kustomize", dir],
+        "install kubectl >= 1.27 (kustomize v5)",
+    );
+    serde_saphyr::from_multiple(&yaml)
+        .unwrap_or_else(|e| panic!("kubectl kustomize {dir} printed invalid YAML: {e}"))
+}
+
+fn kinds(objects: &[Value]) -> Vec<&str> {
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().expect("every object has a kind"))
+        .collect()
+}
+
+fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind}, got {:?}",
+        kinds(objects)
+    );
+    found[0]
+}
+
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(deployment: &Value) -> Vec<&str> {
+    container(deployment)["args"]
+        .as_array()
+        .expect("container args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg"))
+        .collect()
+}
+
+fn is_namespaced(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
+    )
+}
+
+#[test]
+fn base_builds_with_cluster_wide_rbac() {
+    let base = kustomize("deploy/");
+    for kind in [
+        "CustomResourceDefinition",
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    ] {
+        one(&base, kind);
+    }
+    let deployment = one(&base, "Deployment");
+    assert_eq!(deployment["metadata"]["namespace"], "sae-system");
+    assert!(
+        !args(deployment)
+            .iter()
+            .any(|a| a.starts_with("--namespace")),
+        "the base watches all namespaces"
+    );
+}
+
+#[test]
+fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
+    let objects = kustomize("deploy/overlays/single-namespace");
+    let kinds = kinds(&objects);
+    assert!(
+        !kinds.contains(&"ClusterRole") && !kinds.contains(&"ClusterRoleBinding"),
+        "{kinds:?}"
+    );
+    let role = one(&objects, "Role");
+    let binding = one(&objects, "RoleBinding");
+    let deployment = one(&objects, "Deployment");
+    let namespace = one(&objects, "Namespace")["metadata"]["name"]
+        .as_str()
+        .expect("namespace name");
+    assert_ne!(
+        namespace, "sae-system",
+        "the overlay picks its own namespace"
+    );
+
+    for object in objects
+        .iter()
+        .filter(|o| is_namespaced(o["kind"].as_str().unwrap()))
+    {
+        assert_eq!(
+            object["metadata"]["namespace"], namespace,
+            "{} {} is elsewhere",
+            object["kind"], object["metadata"]["name"]
+        );
+    }
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": deployment["spec"]["template"]["spec"]["serviceAccountName"], "namespace": namespace}])
+    );
+
+    // Same permissions as the base grants cluster-wide, so the two cannot drift apart.
+    let base = kustomize("deploy/");
+    assert_eq!(
+        role["rules"],
+        one(&base, "ClusterRole")["rules"],
+        "Role and base ClusterRole rules differ"
+    );
+
+    // The controller watches the namespace it runs in, taken from the Downward API.
+    assert!(
+        args(deployment).contains(&"--namespace=$(POD_NAMESPACE)"),
+        "{:?}",
+        args(deployment)
+    );
+    let env = container(deployment)["env"].as_array().expect("env");
+    let pod_namespace = env
+        .iter()
+        .find(|e| e["name"] == "POD_NAMESPACE")
+        .expect("POD_NAMESPACE env, for $(POD_NAMESPACE)");
+    assert_eq!(
+        pod_namespace["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    // The CRD still comes along (cluster-scoped, installed once).
+    one(&objects, "CustomResourceDefinition");
+}
+
+#[test]
+fn ha_overlay_runs_two_replicas_with_leader_election_and_a_budget() {
+    let objects = kustomize("deploy/overlays/ha");
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let args = args(deployment);
+    assert!(args.contains(&"--leader-elect"), "{args:?}");
+    assert!(
+        args.contains(&"--leader-election-namespace=sae-system"),
+        "{args:?}"
+    );
+    one(&objects, "ClusterRole");
+
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    assert_selects_pods(&pdb["spec"]["selector"]["matchLabels"], deployment);
+}
+
+/// Every label of `selector` is on the Deployment's pod template.
+fn assert_selects_pods(selector: &Value, deployment: &Value) {
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selector = selector.as_object().expect("matchLabels");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(
+            &pod_labels[key], value,
+            "pod template lacks {key}={value}: {pod_labels}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optional examples
+
+fn example(file: &str) -> Value {
+    serde_saphyr::from_str(&read(&format!("deploy/examples/{file}")))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn ports(rules: &Value) -> BTreeSet<i64> {
+    rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .flat_map(|rule| {
+            rule["ports"]
+                .as_array()
+                .expect("every rule names its ports")
+                .iter()
+        })
+        .map(|p| p["port"].as_i64().expect("numeric port"))
+        .collect()
+}
+
+#[test]
+fn example_network_policy_opens_only_what_the_controller_uses() {
+    let base = kustomize("deploy/");
+    let deployment = one(&base, "Deployment");
+    let policy = example("networkpolicy.yaml");
+    assert_eq!(policy["kind"], "NetworkPolicy");
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    assert_selects_pods(&policy["spec"]["podSelector"]["matchLabels"], deployment);
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+
+    let container_ports: BTreeSet<i64> = container(deployment)["ports"]
+        .as_array()
+        .expect("container ports")
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ports(&policy["spec"]["ingress"]),
+        container_ports,
+        "ingress must be the metrics and probe ports"
+    );
+    assert_eq!(
+        ports(&policy["spec"]["egress"]),
+        BTreeSet::from([53, 443, 6443]),
+        "egress: DNS and HTTPS only"
+    );
+}
+
+#[test]
+fn example_service_monitor_scrapes_the_metrics_port() {
+    let base = kustomize("deploy/");
+    let deployment = one(&base, "Deployment");
+    let service = example("service.yaml");
+    let monitor = example("servicemonitor.yaml");
+
+    assert_selects_pods(&service["spec"]["selector"], deployment);
+    let service_port = &service["spec"]["ports"][0];
+    let named_port = container(deployment)["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == service_port["targetPort"])
+        .unwrap_or_else(|| panic!("no container port named {}", service_port["targetPort"]));
+    assert_eq!(named_port["containerPort"], service_port["port"]);
+    assert!(
+        args(deployment).contains(
+            &format!(
+                "--metrics-bind-address=0.0.0.0:{}",
+                named_port["containerPort"]
+            )
+            .as_str()
+        ),
+        "the metrics port is where the controller serves /metrics"
+    );
+
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"],
+        json!([service["metadata"]["namespace"]])
+    );
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(
+            &service["metadata"]["labels"][key], value,
+            "Service lacks label {key}"
+        );
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service_port["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dockerfile and the static build
+
+#[test]
+fn dockerfile_ships_the_checked_static_binary_as_nonroot() {
+    let dockerfile = read("Dockerfile");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "builder and runtime stages: {stages:?}");
+    assert!(
+        stages[1].contains("distroless/static") || stages[1] == "FROM scratch",
+        "{}",
+        stages[1]
+    );
+    assert!(
+        dockerfile.contains("hack/check-static.sh"),
+        "the image must be built by the script `make static-check` runs"
+    );
+    let instructions: Vec<&str> = dockerfile.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        instructions.contains(&"USER 65532:65532"),
+        "runs as the nonroot user the Deployment expects"
+    );
+    assert!(instructions.contains(&r#"ENTRYPOINT ["/sae-controller"]"#));
+
+    let ignored: Vec<String> = read(".dockerignore").lines().map(str::to_owned).collect();
+    for path in ["/target", "/.git"] {
+        assert!(
+            ignored.iter().any(|l| l == path),
+            ".dockerignore must exclude {path}"
+        );
+    }
+    // The script runs in the builder: it must be executable and valid shell.
+    let script = repo().join("hack/check-static.sh");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&script).expect("script").permissions(),
+    );
+    assert!(mode & 0o111 != 0, "hack/check-static.sh is not executable");
+    run("bash", &["-n", "hack/check-static.sh"], "bash is required");
+}
