@@ -77,7 +77,7 @@ echo "== applying deploy/samples"
 "$KUBECTL" apply -k deploy/samples/
 echo
 for _ in $(seq 60); do
-  clear 2>/dev/null || true
+  [[ -t 1 ]] && { clear 2>/dev/null || true; }
   echo "kubectl get saedel -o wide   ($(date +%T))"
   "$KUBECTL" get saedel -o wide
   pending=$("$KUBECTL" get saedel -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -cvE '^(Succeeded|Failed)$' || true)
