@@ -20,8 +20,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -424,6 +424,35 @@ impl LeaderFence {
     }
 }
 
+/// Whether the watch on SaeInstanceDeletion objects is making progress, for `/healthz`: it is
+/// unhealthy once its errors have gone on, without a single success, for longer than `tolerance`.
+/// An idle watch (no events at all) is healthy.
+#[derive(Clone)]
+pub struct WatchHealth {
+    failing_since: Arc<std::sync::Mutex<Option<Instant>>>,
+    tolerance: Duration,
+}
+
+impl WatchHealth {
+    pub fn new(tolerance: Duration) -> Self {
+        Self { failing_since: Arc::default(), tolerance }
+    }
+
+    fn record(&self, ok: bool) {
+        let mut since = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        match (ok, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        let since = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.is_none_or(|t| t.elapsed() < self.tolerance)
+    }
+}
+
 /// Runs the controller until the process is asked to stop. `ready` is set once the object cache
 /// has synced (for `/readyz`).
 #[allow(clippy::too_many_arguments)]
@@ -435,13 +464,28 @@ pub async fn run(
     metrics: Metrics,
     fence: Option<LeaderFence>,
     ready: Arc<AtomicBool>,
+    health: WatchHealth,
 ) {
     let api: Api<SaeInstanceDeletion> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // The cache keeps only what decisions read: managedFields and the last-applied annotation
+    // can be most of an object's size, and a status PUT ignores metadata anyway.
+    let (store, writer) = reflector::store();
+    let watch_health = health.clone();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .inspect(move |event| watch_health.record(event.is_ok()))
+        .modify(|obj: &mut SaeInstanceDeletion| {
+            obj.metadata.managed_fields = None;
+            if let Some(annotations) = obj.metadata.annotations.as_mut() {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
+    let controller = Controller::for_stream(stream, store.clone());
     let watched = store.clone();
     tokio::spawn(async move {
         // The store's readiness future keeps a single waker and the controller's own runner waits

@@ -6,11 +6,13 @@
 //! - [`decide`]: the pure decision function at the centre of the controller.
 //! - [`controller`]: the thin Kubernetes wiring around `decide`.
 //! - [`metrics`]: the Prometheus metrics served on `/metrics`.
+//! - [`quota`]: the per-AccessKey request budget every SAE call waits on.
 //! - [`simulator`]: a local stand-in for SAE used by tests and `make demo`.
 
 pub mod controller;
 pub mod crd;
 pub mod decide;
 pub mod metrics;
+pub mod quota;
 pub mod sae;
 pub mod simulator;

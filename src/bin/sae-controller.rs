@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
-use sae_controller::controller::{self, LeaderFence, Settings};
+use sae_controller::controller::{self, LeaderFence, Settings, WatchHealth};
 use sae_controller::metrics::Metrics;
 use sae_controller::sae::{Credentials, SaeClient, SaeClientConfig, SignatureVersion};
 use tracing_subscriber::EnvFilter;
@@ -105,9 +105,21 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve_probes(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn serve_probes(addr: SocketAddr, ready: Arc<AtomicBool>, health: WatchHealth) -> anyhow::Result<()> {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    if health.healthy() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "watch failing")
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -218,7 +230,8 @@ async fn main() -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = Metrics::new();
     metrics.set_leader(!args.leader_elect);
-    let probes = tokio::spawn(serve_probes(args.health_probe_bind_address, ready.clone()));
+    let health = WatchHealth::new(Duration::from_secs(120));
+    let probes = tokio::spawn(serve_probes(args.health_probe_bind_address, ready.clone(), health.clone()));
     let metrics_server = tokio::spawn(serve_metrics(args.metrics_bind_address, metrics.clone()));
     let fence = if args.leader_elect {
         // Standby replicas are ready (they serve probes) but do not watch or act.
@@ -239,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
         create_time_offset: args.sae_create_time_offset,
     };
     tokio::select! {
-        _ = controller::run(client, sae, default_credentials, settings, metrics, fence, ready) => {}
+        _ = controller::run(client, sae, default_credentials, settings, metrics, fence, ready, health) => {}
         r = probes => r??,
         r = metrics_server => r??,
     }
