@@ -258,6 +258,8 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
         "reconcile",
         object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
         app_id = %obj.spec.app_id,
+        change_order_id = obj.status.as_ref().and_then(|s| s.change_order_id.as_deref()).unwrap_or(""),
+        request_id = obj.status.as_ref().and_then(|s| s.request_id.as_deref()).unwrap_or(""),
     );
     reconcile_steps((*obj).clone(), ctx).instrument(span).await
 }
@@ -563,5 +565,348 @@ mod tests {
         bad.data.as_mut().unwrap().insert("accessKeyId".into(), ByteString(vec![0xff, 0xfe]));
         let err = credentials_from_secret(&bad, "ns").unwrap_err();
         assert!(err.contains("not UTF-8") && !err.contains("SK-VALUE"), "{err}");
+    }
+}
+
+/// The reconciler against a fake kube-apiserver (tower-test) and an in-process SAE simulator:
+/// the two orderings that make DeleteInstances at-most-once, checked where no real API server can
+/// be made to fail on cue. The simulator's ledger is the witness of what reached SAE.
+#[cfg(test)]
+mod fake_api_tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use http::{Method, Request, Response};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::client::Body;
+    use kube::runtime::reflector;
+    use serde_json::{Value, json};
+
+    use crate::crd::{RetryPolicy, SaeInstanceDeletionSpec, SaeInstanceDeletionStatus};
+    use crate::sae::SaeClientConfig;
+    use crate::simulator::{
+        self, AccessKeySpec, AppSpec, GroupSpec, ModelConfig, Seed, Simulator, SimulatorConfig,
+    };
+
+    const NAMESPACE: &str = "ns";
+    const NAME: &str = "del";
+    const APP: &str = "app-1";
+    const STATUS_PATH: &str =
+        "/apis/sae.ops.dev/v1alpha1/namespaces/ns/saeinstancedeletions/del/status";
+    const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+
+    /// How the fake answers one status PUT.
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        /// Stores the object with a new resourceVersion and returns it.
+        Store,
+        /// 409: someone else changed the object since it was read.
+        Conflict,
+        /// 500: the API server could not write it.
+        Fail,
+    }
+
+    /// What the fake API server saw, shared with the test.
+    #[derive(Default)]
+    struct Seen {
+        /// Every status PUT body, in order, whatever the answer.
+        status_puts: Vec<SaeInstanceDeletionStatus>,
+        /// The object as last stored (what a re-read would return).
+        stored: Option<SaeInstanceDeletion>,
+        events: usize,
+        unexpected: Vec<String>,
+    }
+
+    struct FakeApi {
+        seen: Arc<Mutex<Seen>>,
+        client: Client,
+    }
+
+    impl FakeApi {
+        /// Status PUTs get `script` in order, then `Store`. Event creates succeed. Anything else
+        /// is answered 404 and recorded as unexpected.
+        fn start(script: Vec<Answer>) -> Self {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let shared = seen.clone();
+            let mut script = VecDeque::from(script);
+            tokio::spawn(async move {
+                let mut version = 100;
+                while let Some((request, reply)) = handle.next_request().await {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect_bytes().await.expect("request body");
+                    let (code, answer) = match (&parts.method, parts.uri.path()) {
+                        (&Method::PUT, STATUS_PATH) => {
+                            let mut obj: SaeInstanceDeletion =
+                                serde_json::from_slice(&body).expect("status PUT body");
+                            let mut seen = shared.lock().unwrap();
+                            seen.status_puts
+                                .push(obj.status.clone().unwrap_or_default());
+                            match script.pop_front().unwrap_or(Answer::Store) {
+                                Answer::Store => {
+                                    version += 1;
+                                    obj.metadata.resource_version = Some(version.to_string());
+                                    seen.stored = Some(obj.clone());
+                                    (200, serde_json::to_value(&obj).unwrap())
+                                }
+                                Answer::Conflict => (409, api_status(409, "Conflict")),
+                                Answer::Fail => (500, api_status(500, "InternalError")),
+                            }
+                        }
+                        (&Method::POST, EVENTS_PATH) => {
+                            shared.lock().unwrap().events += 1;
+                            (201, serde_json::from_slice(&body).expect("event body"))
+                        }
+                        (method, path) => {
+                            shared
+                                .lock()
+                                .unwrap()
+                                .unexpected
+                                .push(format!("{method} {path}"));
+                            (404, api_status(404, "NotFound"))
+                        }
+                    };
+                    let response = Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                        .unwrap();
+                    reply.send_response(response);
+                }
+            });
+            Self {
+                seen,
+                client: Client::new(service, "default"),
+            }
+        }
+
+        fn seen<R>(&self, f: impl FnOnce(&Seen) -> R) -> R {
+            f(&self.seen.lock().unwrap())
+        }
+    }
+
+    fn api_status(code: u16, reason: &str) -> Value {
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("fake API server says {reason}"), "reason": reason, "code": code,
+        })
+    }
+
+    /// An SAE simulator with one app (i-1, i-2), no quota, and change orders that finish at once.
+    async fn sae() -> (Arc<Simulator>, SaeClient) {
+        let config = SimulatorConfig {
+            model: ModelConfig {
+                change_order_duration: SignedDuration::ZERO,
+                requests_per_minute: 0,
+                ..ModelConfig::default()
+            },
+            access_keys: vec![AccessKeySpec::parse_pair("AK:SK").unwrap()],
+            seed: Some(Seed {
+                apps: vec![AppSpec {
+                    app_id: APP.into(),
+                    groups: vec![GroupSpec {
+                        group_id: "g-1".into(),
+                        group_name: None,
+                        instance_ids: vec!["i-1".into(), "i-2".into()],
+                    }],
+                }],
+                ..Seed::default()
+            }),
+            ..SimulatorConfig::default()
+        };
+        let sim = Arc::new(Simulator::new(config).unwrap());
+        let addr = simulator::spawn(sim.clone()).await.unwrap();
+        let client = SaeClient::new(SaeClientConfig {
+            endpoint: format!("http://{addr}"),
+            timeout: Duration::from_secs(2),
+            ..SaeClientConfig::default()
+        })
+        .unwrap();
+        (sim, client)
+    }
+
+    fn context(
+        client: Client,
+        sae: SaeClient,
+    ) -> (Arc<Context>, reflector::store::Writer<SaeInstanceDeletion>) {
+        let (store, writer) = reflector::store();
+        let settings = Settings {
+            namespace: Some(NAMESPACE.into()),
+            resolve_after: SignedDuration::from_secs(12),
+            create_time_offset: jiff::tz::Offset::constant(8),
+        };
+        let credentials = Some(Credentials::new("AK", "SK", None));
+        let ctx = Context::new(
+            client,
+            sae,
+            credentials,
+            settings,
+            Metrics::new(),
+            None,
+            store,
+        );
+        (Arc::new(ctx), writer)
+    }
+
+    fn new_object() -> SaeInstanceDeletion {
+        let mut obj = SaeInstanceDeletion::new(
+            NAME,
+            SaeInstanceDeletionSpec {
+                region_id: "cn-hangzhou".into(),
+                app_id: APP.into(),
+                instance_ids: vec!["i-1".into()],
+                credentials_ref: None,
+                retry: RetryPolicy::default(),
+                active_deadline_seconds: 3600,
+                wait_for_completion: true,
+                dry_run: false,
+            },
+        );
+        obj.metadata.namespace = Some(NAMESPACE.into());
+        obj.metadata.uid = Some("uid-1".into());
+        obj.metadata.resource_version = Some("1".into());
+        obj.metadata.creation_timestamp = Some(Time(Timestamp::now()));
+        obj
+    }
+
+    fn delete_requests(sim: &Simulator) -> Vec<crate::simulator::RequestRecord> {
+        sim.ledger()
+            .requests
+            .into_iter()
+            .filter(|r| r.operation == "DeleteInstances")
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_conflict_on_the_write_ahead_sends_nothing() {
+        let (sim, sae) = sae().await;
+        let api = FakeApi::start(vec![Answer::Conflict]);
+        let (ctx, _writer) = context(api.client.clone(), sae);
+
+        let result = reconcile(Arc::new(new_object()), ctx).await;
+
+        assert!(
+            result.is_ok(),
+            "a conflict is not an error, the object is re-read: {result:?}"
+        );
+        api.seen(|seen| {
+            assert_eq!(
+                seen.status_puts.len(),
+                1,
+                "one write-ahead attempt, not retried on 409"
+            );
+            assert_eq!(seen.status_puts[0].phase, Some(Phase::Submitting));
+            assert!(seen.unexpected.is_empty(), "{:?}", seen.unexpected);
+        });
+        assert!(
+            sim.ledger().requests.is_empty(),
+            "no SAE call of any kind: {:?}",
+            sim.ledger().requests
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_ahead_that_keeps_failing_sends_nothing() {
+        let (sim, sae) = sae().await;
+        let api = FakeApi::start(vec![Answer::Fail; 10]);
+        let (ctx, _writer) = context(api.client.clone(), sae);
+
+        let result = reconcile(Arc::new(new_object()), ctx).await;
+
+        assert!(
+            matches!(result, Err(Error::StatusWrite { .. })),
+            "{result:?}"
+        );
+        api.seen(|seen| {
+            assert!(seen.status_puts.len() > 1, "a 500 is retried a few times");
+            assert!(
+                seen.status_puts
+                    .iter()
+                    .all(|s| s.phase == Some(Phase::Submitting))
+            );
+        });
+        assert!(
+            sim.ledger().requests.is_empty(),
+            "{:?}",
+            sim.ledger().requests
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_status_write_after_sae_accepted_is_resolved_by_adopting_never_by_resending() {
+        let (sim, sae) = sae().await;
+        // The write-ahead lands; every write of the accepted result fails (the client's retries
+        // included), as if the API server went away right after SAE answered.
+        let mut script = vec![Answer::Store];
+        script.extend([Answer::Fail; 5]);
+        let api = FakeApi::start(script);
+        let (ctx, _writer) = context(api.client.clone(), sae);
+
+        let first = reconcile(Arc::new(new_object()), ctx.clone()).await;
+
+        assert!(matches!(first, Err(Error::StatusWrite { .. })), "{first:?}");
+        let sent = delete_requests(&sim);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].committed, "SAE executed it");
+        let change_order = sent[0]
+            .change_order_id
+            .clone()
+            .expect("change order of the accepted send");
+        let stored = api.seen(|seen| {
+            let last = seen.status_puts.last().unwrap();
+            assert_eq!(
+                last.phase,
+                Some(Phase::InProgress),
+                "the write that was lost"
+            );
+            assert_eq!(last.change_order_id.as_deref(), Some(change_order.as_str()));
+            seen.stored.clone().expect("the write-ahead was stored")
+        });
+        let stored_status = stored.status.clone().unwrap();
+        assert_eq!(
+            stored_status.phase,
+            Some(Phase::Submitting),
+            "the API server still has the write-ahead"
+        );
+        assert_eq!(stored_status.change_order_id, None);
+
+        // The next reconcile sees only what the API server kept: an attempt with no answer.
+        let second = reconcile(Arc::new(stored), ctx).await;
+
+        assert!(second.is_ok(), "{second:?}");
+        assert_eq!(delete_requests(&sim).len(), 1, "never sent again");
+        let operations: Vec<String> = sim
+            .ledger()
+            .requests
+            .iter()
+            .map(|r| r.operation.clone())
+            .collect();
+        assert!(
+            operations.iter().any(|o| o == "ListChangeOrders"),
+            "looked for its change order: {operations:?}"
+        );
+        api.seen(|seen| {
+            let last = seen.stored.as_ref().and_then(|o| o.status.clone()).unwrap();
+            assert_eq!(
+                last.change_order_id.as_deref(),
+                Some(change_order.as_str()),
+                "{last:?}"
+            );
+            assert_eq!(last.phase, Some(Phase::Succeeded), "{last:?}");
+            assert_eq!(
+                last.attempts,
+                Some(1),
+                "the lost answer is not a new attempt"
+            );
+            assert!(
+                seen.status_puts
+                    .iter()
+                    .any(|s| s.reason() == Some(Reason::OutcomeUnknown.as_str())),
+                "the lost answer was recorded before SAE was asked"
+            );
+            assert!(seen.events > 0, "events were published");
+            assert!(seen.unexpected.is_empty(), "{:?}", seen.unexpected);
+        });
     }
 }
