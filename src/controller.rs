@@ -28,7 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::crd::{Phase, Reason, SaeInstanceDeletion};
 use crate::decide::{Action, AppTurn, Clock, Evidence, FoundChangeOrder, Observation, decide};
 use crate::metrics::Metrics;
-use crate::sae::{Credentials, SaeClient, SaeError};
+use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
 pub const CONTROLLER_NAME: &str = "sae-controller";
@@ -48,13 +48,46 @@ pub struct Settings {
     pub create_time_offset: jiff::tz::Offset,
 }
 
+/// The controller's own credentials, used for objects without `spec.credentialsRef`. RRSA wins
+/// over an AccessKey in the environment (see docs/credentials.md).
+#[derive(Clone, Debug, Default)]
+pub enum DefaultCredentials {
+    #[default]
+    None,
+    /// `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` (/ `_SECURITY_TOKEN`).
+    Static(Credentials),
+    /// STS credentials from the pod's OIDC token, cached and refreshed.
+    Rrsa(RrsaProvider),
+}
+
+impl From<Option<Credentials>> for DefaultCredentials {
+    fn from(credentials: Option<Credentials>) -> Self {
+        credentials.map_or(Self::None, Self::Static)
+    }
+}
+
+impl DefaultCredentials {
+    /// Credentials to sign with; errors are messages for the object's status.
+    pub async fn get(&self) -> Result<Credentials, String> {
+        match self {
+            Self::Static(credentials) => Ok(credentials.clone()),
+            Self::Rrsa(provider) => provider.credentials().await.map_err(|why| format!("RRSA: {why}")),
+            Self::None => Err("spec.credentialsRef is not set and the controller has no credentials of its own: \
+                 set credentialsRef to a Secret with keys accessKeyId and accessKeySecret, or give the controller \
+                 RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE) or \
+                 ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+                .to_string()),
+        }
+    }
+}
+
 /// What the reconciler needs, shared by all reconciles.
 pub struct Context {
     pub client: Client,
     pub sae: SaeClient,
     pub recorder: Recorder,
-    /// Credentials from the controller's environment, used when an object names no Secret.
-    pub default_credentials: Option<Credentials>,
+    /// The controller's own credentials (RRSA or environment), used when an object names no Secret.
+    pub default_credentials: DefaultCredentials,
     pub settings: Settings,
     pub metrics: Metrics,
     /// Present when leader election is on: checked right before every DeleteInstances.
@@ -69,12 +102,13 @@ impl Context {
     pub fn new(
         client: Client,
         sae: SaeClient,
-        default_credentials: Option<Credentials>,
+        default_credentials: impl Into<DefaultCredentials>,
         settings: Settings,
         metrics: Metrics,
         fence: Option<LeaderFence>,
         store: Store<SaeInstanceDeletion>,
     ) -> Self {
+        let default_credentials = default_credentials.into();
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: std::env::var("POD_NAME").ok() };
         Self { recorder: Recorder::new(client.clone(), reporter), client, sae, default_credentials, settings, metrics, fence, store }
     }
@@ -139,17 +173,14 @@ impl Context {
         self.metrics.observe_terminal(&outcome, age);
     }
 
-    /// Credentials for one object, read fresh on every reconcile so a rotated or newly created
-    /// Secret is used by the next attempt. Errors are messages for the status (never a value).
+    /// Credentials for one object: its `credentialsRef` Secret when set (then the controller's own
+    /// RRSA or environment credentials are never used), else those. The Secret is read fresh on
+    /// every reconcile so a rotated or newly created one is used by the next attempt. Errors are
+    /// messages for the status (never a value).
     async fn credentials_for(&self, obj: &SaeInstanceDeletion) -> Result<Credentials, String> {
         let namespace = obj.namespace().unwrap_or_default();
         let Some(reference) = &obj.spec.credentials_ref else {
-            return self.default_credentials.clone().ok_or_else(|| {
-                "spec.credentialsRef is not set and the controller has no default credentials \
-                 (ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET): set credentialsRef \
-                 to a Secret with keys accessKeyId and accessKeySecret"
-                    .to_string()
-            });
+            return self.default_credentials.get().await;
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         match secrets.get_opt(&reference.name).await {
@@ -461,7 +492,7 @@ impl WatchHealth {
 pub async fn run(
     client: Client,
     sae: SaeClient,
-    default_credentials: Option<Credentials>,
+    default_credentials: impl Into<DefaultCredentials>,
     settings: Settings,
     metrics: Metrics,
     fence: Option<LeaderFence>,

@@ -406,7 +406,8 @@ impl<'a> Step<'a> {
     fn credentials_source(&self) -> String {
         match &self.obj.spec.credentials_ref {
             Some(r) => format!("Secret {}/{}", self.namespace(), r.name),
-            None => "the controller's own credentials (ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET)"
+            None => "the controller's own credentials (its RRSA role, or ALIBABA_CLOUD_ACCESS_KEY_ID / \
+                     ALIBABA_CLOUD_ACCESS_KEY_SECRET)"
                 .to_string(),
         }
     }

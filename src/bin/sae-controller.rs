@@ -10,9 +10,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
-use sae_controller::controller::{self, LeaderFence, Settings, WatchHealth};
+use sae_controller::controller::{self, DefaultCredentials, LeaderFence, Settings, WatchHealth};
 use sae_controller::metrics::Metrics;
-use sae_controller::sae::{Credentials, SaeClient, SaeClientConfig, SignatureVersion};
+use sae_controller::sae::{Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig, SignatureVersion};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -69,6 +69,25 @@ struct RunArgs {
     /// change order to an attempt whose answer was lost.
     #[arg(long, default_value = "+08:00", value_parser = parse_offset)]
     sae_create_time_offset: jiff::tz::Offset,
+    /// STS endpoint for RRSA's AssumeRoleWithOIDC (a URL, or a host name for https). Used only when
+    /// ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE are set.
+    #[arg(long, env = "ALIBABA_CLOUD_STS_ENDPOINT", default_value = sae_controller::sae::rrsa::DEFAULT_STS_ENDPOINT)]
+    sts_endpoint: String,
+}
+
+/// The controller's own credentials: RRSA when configured, else an AccessKey from the environment.
+fn default_credentials(args: &RunArgs) -> anyhow::Result<DefaultCredentials> {
+    if let Some(config) = RrsaConfig::from_env(Some(args.sts_endpoint.clone())) {
+        let timeout = Duration::from_secs(args.sae_timeout_seconds.max(1));
+        let provider = RrsaProvider::new(config, Duration::from_secs(5), timeout)
+            .map_err(|why| anyhow::anyhow!(why))
+            .context("configuring RRSA")?;
+        if Credentials::from_env().is_some() {
+            tracing::warn!("both RRSA and ALIBABA_CLOUD_ACCESS_KEY_ID are set: using RRSA");
+        }
+        return Ok(DefaultCredentials::Rrsa(provider));
+    }
+    Ok(Credentials::from_env().into())
 }
 
 fn parse_offset(s: &str) -> Result<jiff::tz::Offset, String> {
@@ -219,12 +238,26 @@ async fn main() -> anyhow::Result<()> {
     })
     .context("configuring the SAE client")?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
-    let default_credentials = Credentials::from_env();
+    let default_credentials = default_credentials(&args)?;
+    let credentials_source = match &default_credentials {
+        DefaultCredentials::None => "<none>".to_string(),
+        DefaultCredentials::Static(c) => format!("environment AccessKey {}", c.access_key_id()),
+        DefaultCredentials::Rrsa(p) => format!("RRSA role {} via {}", p.config().role_arn, p.config().sts_endpoint),
+    };
+    if let DefaultCredentials::Rrsa(provider) = &default_credentials {
+        // Exchange once now so a broken RRSA setup shows in the log at start, not at the first object.
+        let provider = provider.clone();
+        tokio::spawn(async move {
+            if let Err(why) = provider.credentials().await {
+                tracing::warn!(error = %why, "RRSA credentials are not available yet");
+            }
+        });
+    }
     tracing::info!(
         endpoint = %args.sae_endpoint,
         signature_version = %args.signature_version,
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
-        default_credentials = default_credentials.as_ref().map(|c| c.access_key_id().to_string()).unwrap_or_else(|| "<none>".into()),
+        default_credentials = %credentials_source,
         "starting sae-controller"
     );
     let ready = Arc::new(AtomicBool::new(false));

@@ -23,6 +23,9 @@ const RETRYABLE_CODES: &[&str] = &[
     "Throttling",
     "Throttling.User",
     "Throttling.Api",
+    // Temporary (STS) credentials expired between signing and checking: refused, not executed;
+    // the next attempt signs with refreshed ones.
+    "InvalidSecurityToken.Expired",
 ];
 
 /// The class of an SAE error answer, from its code and HTTP status. 5xx is Ambiguous whatever the
@@ -144,6 +147,7 @@ mod tests {
             ("SignatureNonceUsed", 400, Terminal),
             ("SomethingNew.Undocumented", 409, Terminal),
             ("HTTP429", 429, Retryable),
+            ("InvalidSecurityToken.Expired", 400, Retryable),
             ("InternalError", 500, Ambiguous),
             ("ServiceUnavailable", 503, Ambiguous),
             ("Application.ChangerOrderRunning", 502, Ambiguous),

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod rrsa;
 pub mod sign;
 
 pub use client::{
@@ -11,4 +12,5 @@ pub use client::{
 };
 pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};
+pub use rrsa::{RrsaConfig, RrsaProvider};
 pub use sign::SignatureVersion;

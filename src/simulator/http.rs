@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 use super::Simulator;
 use super::auth::{self, ReceivedRequest};
 use super::state::{
-    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, Operation, Outcome, RequestRecord, Seed,
+    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, OidcTokenSpec, Operation, Outcome,
+    Params, RequestRecord, Seed,
 };
 
 /// Longest query string accepted; SAE's are a few hundred bytes.
@@ -296,6 +297,11 @@ fn decode_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
             "The query string is longer than {MAX_QUERY_BYTES} bytes."
         )));
     }
+    decode_pairs(raw)
+}
+
+/// `k=v&k2=v2`, as in a query string or an `application/x-www-form-urlencoded` body.
+fn decode_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     raw.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -329,15 +335,16 @@ async fn call(
     record: &mut RequestRecord,
 ) -> Result<Reply, ApiError> {
     let query = decode_query(parts.uri.query().unwrap_or(""))?;
-    for (k, v) in &query {
-        record.params.entry(k.clone()).or_insert_with(|| v.clone());
-    }
+    record_params(record, &query);
     // `+` is literal in a path, unlike in a query.
     let path = percent_encoding::percent_decode_str(parts.uri.path())
         .decode_utf8()
         .map_err(|_| malformed("The path is not valid UTF-8."))?
         .into_owned();
     record.path = path.clone();
+    if parts.method == http::Method::POST && path == "/" {
+        return sts_call(sim, parts, body, query, record).await;
+    }
     let op = Operation::route(parts.method.as_str(), &path)?;
     record.operation = op.name().into();
     let body = read_body(body, &parts.headers, MAX_BODY_BYTES)
@@ -436,6 +443,68 @@ async fn call(
     Ok(reply)
 }
 
+/// Parameters that are credentials: never kept in the ledger.
+const SECRET_PARAMS: &[&str] = &["OIDCToken"];
+
+fn record_params(record: &mut RequestRecord, params: &[(String, String)]) {
+    for (k, v) in params {
+        if !SECRET_PARAMS.contains(&k.as_str()) {
+            record.params.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+/// STS on the same listener: `POST /` with `Action=AssumeRoleWithOIDC`, parameters in the query
+/// or the form body. Unsigned, like the real call: the OIDC token is the proof. No quota applies
+/// (STS is not SAE). The ledger line carries the issued key id and never the token.
+async fn sts_call(
+    sim: &Simulator,
+    parts: &Parts,
+    body: Incoming,
+    mut params: Vec<(String, String)>,
+    record: &mut RequestRecord,
+) -> Result<Reply, ApiError> {
+    let body = read_body(body, &parts.headers, MAX_BODY_BYTES)
+        .await
+        .map_err(malformed)?;
+    let form =
+        std::str::from_utf8(&body).map_err(|_| malformed("The request body is not UTF-8 text."))?;
+    let form = decode_pairs(form)?;
+    record_params(record, &form);
+    params.extend(form);
+    match Params(&params).get("Action") {
+        Some("AssumeRoleWithOIDC") => {}
+        Some(other) => {
+            return Err(ApiError::gateway(
+                "InvalidAction.NotFound",
+                format!(
+                    "Specified api {other} is not found; this STS serves AssumeRoleWithOIDC only."
+                ),
+            ));
+        }
+        None => {
+            return Err(ApiError::gateway(
+                "InvalidApi.NotFound",
+                "Specified api is not found, please check your url and method.",
+            ));
+        }
+    }
+    record.operation = "AssumeRoleWithOIDC".into();
+    let issued = sim.with_model(|model, now| model.assume_role_with_oidc(&params, now))?;
+    record.verified = true;
+    record.access_key_id = Some(issued.access_key_id);
+    let request_id = record.request_id.clone();
+    let mut answer = issued.body;
+    answer["RequestId"] = Value::String(request_id.clone());
+    Ok(Reply {
+        status: 200,
+        code: "OK".into(),
+        request_id,
+        retry_after_secs: None,
+        body: ReplyBody::Json(answer),
+    })
+}
+
 fn admin_json(status: StatusCode, value: Value) -> Response<Body> {
     let mut resp = Response::new(Body::from(value.to_string()));
     *resp.status_mut() = status;
@@ -518,6 +587,19 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 let id = key.access_key_id.clone();
                 match sim.with_model(|model, _| model.upsert_access_key(key)) {
                     Ok(()) => admin_json(StatusCode::OK, json!({"accessKeyId": id})),
+                    Err(message) => bad_request(message),
+                }
+            }
+        },
+        ("POST", "/_sim/oidc") => match parse::<OidcTokenSpec>(&body) {
+            Err(message) => bad_request(message),
+            Ok(spec) => {
+                let role_arn = spec.role_arn.clone();
+                match sim.with_model(|model, _| model.register_oidc_token(spec)) {
+                    Ok(()) => admin_json(
+                        StatusCode::OK,
+                        json!({"registered": true, "roleArn": role_arn}),
+                    ),
                     Err(message) => bad_request(message),
                 }
             }

@@ -29,6 +29,8 @@
 //! - Routing comes first (unknown path or method: 404 `InvalidApi.NotFound`), then authentication,
 //!   then quota, then the operation. A request without a nonce is accepted (ROA v1 does not require
 //!   one); a nonce, when sent, may not repeat within the skew window.
+//! - `POST /` is STS: `Action=AssumeRoleWithOIDC` (query or form) exchanges a token registered
+//!   through `/_sim/oidc` for a fresh `STS.` key that SAE calls can sign with until it expires.
 //! - Authentication, quota and routing errors have the POP gateway's body
 //!   (`RequestId, HostId, Code, Message`); SAE's own errors add `ErrorCode`, `Success:false`, `TraceId`.
 
@@ -46,7 +48,8 @@ pub use auth::{
 pub use http::{MAX_BODY_BYTES, MAX_QUERY_BYTES, serve, spawn};
 pub use state::{
     AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, DeletionRecord, FaultSpec, GroupSpec,
-    Ledger, Model, ModelConfig, Operation, Outcome, RequestRecord, Seed, Success, sae_time,
+    Ledger, Model, ModelConfig, OidcTokenSpec, Operation, Outcome, RequestRecord, Seed, StsIssued,
+    Success, sae_time,
 };
 
 /// Where the simulator reads the time. One clock for everything lazy (change orders, quota,
@@ -155,6 +158,12 @@ impl Simulator {
 
     pub fn apply_seed(&self, seed: Seed) -> Result<(), ConfigError> {
         self.with_model(|model, now| model.apply_seed(seed, now))
+            .map_err(ConfigError)
+    }
+
+    /// Lets the simulated STS accept `spec.token` in `AssumeRoleWithOIDC` (see docs/simulator.md).
+    pub fn register_oidc_token(&self, spec: OidcTokenSpec) -> Result<(), ConfigError> {
+        self.with_model(|model, _| model.register_oidc_token(spec))
             .map_err(ConfigError)
     }
 

@@ -227,6 +227,40 @@ impl AccessKeySpec {
     }
 }
 
+/// An OIDC token the simulated STS accepts, standing in for the token ACK projects into a pod.
+/// With `role_arn` the token may assume only that role. Debug never shows the token.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcTokenSpec {
+    pub token: String,
+    #[serde(default)]
+    pub role_arn: Option<String>,
+}
+
+impl fmt::Debug for OidcTokenSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcTokenSpec")
+            .field("token", &"<redacted>")
+            .field("role_arn", &self.role_arn)
+            .finish()
+    }
+}
+
+/// STS credentials issued by [`Model::assume_role_with_oidc`]: the answer's body and the new key id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StsIssued {
+    pub access_key_id: String,
+    pub body: Value,
+}
+
+/// STS's session limits for `AssumeRoleWithOIDC`, in seconds.
+pub const STS_MIN_DURATION_SECONDS: u32 = 900;
+pub const STS_MAX_DURATION_SECONDS: u32 = 43_200;
+const STS_DEFAULT_DURATION_SECONDS: u32 = 3600;
+/// Issued STS keys are forgotten this long after they expire (until then they answer
+/// `InvalidSecurityToken.Expired`, after that `InvalidAccessKeyId.NotFound`).
+const STS_KEY_RETENTION: SignedDuration = SignedDuration::from_hours(1);
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupSpec {
@@ -624,6 +658,9 @@ struct Group {
 pub struct Model {
     config: ModelConfig,
     access_keys: HashMap<String, AccessKeySpec>,
+    /// When each STS key issued by `assume_role_with_oidc` expires.
+    sts_expirations: HashMap<String, Timestamp>,
+    oidc_tokens: Vec<OidcTokenSpec>,
     apps: BTreeMap<String, Vec<Group>>,
     /// Oldest first.
     change_orders: Vec<ChangeOrder>,
@@ -646,6 +683,8 @@ impl Model {
         Self {
             config,
             access_keys: HashMap::new(),
+            sts_expirations: HashMap::new(),
+            oidc_tokens: Vec::new(),
             apps: BTreeMap::new(),
             change_orders: Vec::new(),
             faults: HashMap::new(),
@@ -664,10 +703,13 @@ impl Model {
         &mut self.config
     }
 
-    /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys and settings.
+    /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys
+    /// (issued STS keys included), OIDC tokens and settings.
     pub fn reset(&mut self) {
         *self = Self {
             access_keys: std::mem::take(&mut self.access_keys),
+            sts_expirations: std::mem::take(&mut self.sts_expirations),
+            oidc_tokens: std::mem::take(&mut self.oidc_tokens),
             ..Self::new(self.config.clone())
         };
     }
@@ -680,8 +722,142 @@ impl Model {
             security_token: key.security_token.filter(|t| !t.is_empty()),
             ..key
         };
+        self.sts_expirations.remove(&key.access_key_id);
         self.access_keys.insert(key.access_key_id.clone(), key);
         Ok(())
+    }
+
+    /// Adds an OIDC token STS accepts, or replaces the role restriction of a known one.
+    pub fn register_oidc_token(&mut self, spec: OidcTokenSpec) -> Result<(), String> {
+        if spec.token.trim().is_empty() {
+            return Err("token must not be empty".into());
+        }
+        let spec = OidcTokenSpec {
+            token: spec.token.trim().to_string(),
+            role_arn: spec.role_arn.filter(|r| !r.trim().is_empty()),
+        };
+        self.oidc_tokens.retain(|t| t.token != spec.token);
+        self.oidc_tokens.push(spec);
+        Ok(())
+    }
+
+    /// STS `AssumeRoleWithOIDC`: checks the parameters and the token, then issues a fresh STS key
+    /// (`STS.` id, secret, security token) that SAE calls may sign with until `Expiration`.
+    /// The secret and token carry recognisable prefixes (`simSTSsecret`, `CAISsimSTStoken`) so tests
+    /// can search logs for them.
+    pub fn assume_role_with_oidc(
+        &mut self,
+        params: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<StsIssued, ApiError> {
+        let params = Params(params);
+        let missing = |name: &str| {
+            ApiError::gateway(
+                "MissingParameter",
+                format!(
+                    "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+                ),
+            )
+        };
+        let role_arn = params.get("RoleArn").ok_or_else(|| missing("RoleArn"))?;
+        params
+            .get("OIDCProviderArn")
+            .ok_or_else(|| missing("OIDCProviderArn"))?;
+        let token = params
+            .get("OIDCToken")
+            .ok_or_else(|| missing("OIDCToken"))?;
+        let duration = match params.get("DurationSeconds") {
+            None => STS_DEFAULT_DURATION_SECONDS,
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (STS_MIN_DURATION_SECONDS..=STS_MAX_DURATION_SECONDS).contains(d))
+                .ok_or_else(|| {
+                    ApiError::gateway(
+                        "InvalidParameter.DurationSeconds",
+                        format!(
+                            "DurationSeconds must be an integer from {STS_MIN_DURATION_SECONDS} to {STS_MAX_DURATION_SECONDS}, got {raw:?}."
+                        ),
+                    )
+                })?,
+        };
+        let session = params
+            .get("RoleSessionName")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "session-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                )
+            });
+        // Compared in constant time: the simulator checks credentials the way a gateway should.
+        let known = self
+            .oidc_tokens
+            .iter()
+            .find(|t| auth::constant_time_eq(t.token.as_bytes(), token.as_bytes()))
+            .ok_or_else(|| {
+                ApiError::gateway(
+                    "InvalidParameter.OIDCToken",
+                    "The OIDC token is invalid or was not registered with the simulator.",
+                )
+            })?;
+        if let Some(allowed) = known.role_arn.as_deref()
+            && allowed != role_arn
+        {
+            return Err(ApiError::gateway(
+                "AuthenticationFail.NoPermission",
+                format!("The OIDC token may not assume the role {role_arn}."),
+            ));
+        }
+
+        // Forget long-expired STS keys so a long run does not accumulate them.
+        let stale: Vec<String> = self
+            .sts_expirations
+            .iter()
+            .filter(|(_, expires)| now.duration_since(**expires) > STS_KEY_RETENTION)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.sts_expirations.remove(&id);
+            self.access_keys.remove(&id);
+        }
+
+        let access_key_id = format!("STS.{}", uuid::Uuid::new_v4().simple());
+        let secret = format!("simSTSsecret{}", uuid::Uuid::new_v4().simple());
+        let security_token = format!(
+            "CAISsimSTStoken{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let expiration = now
+            .saturating_add(SignedDuration::from_secs(duration.into()))
+            .unwrap_or(now);
+        self.access_keys.insert(
+            access_key_id.clone(),
+            AccessKeySpec {
+                access_key_id: access_key_id.clone(),
+                access_key_secret: secret.clone(),
+                security_token: Some(security_token.clone()),
+            },
+        );
+        self.sts_expirations
+            .insert(access_key_id.clone(), expiration);
+        let body = json!({
+            "AssumedRoleUser": {
+                "AssumedRoleId": format!("3{}:{session}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+                "Arn": format!("{role_arn}/{session}"),
+            },
+            "Credentials": {
+                "AccessKeyId": access_key_id,
+                "AccessKeySecret": secret,
+                "SecurityToken": security_token,
+                "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            },
+        });
+        Ok(StsIssued {
+            access_key_id,
+            body,
+        })
     }
 
     pub fn access_key_ids(&self) -> Vec<String> {
@@ -795,6 +971,16 @@ impl Model {
             return Err(ApiError::gateway(
                 "InvalidSecurityToken.MismatchWithAccessKey",
                 "The security token does not belong to this access key.",
+            ));
+        }
+        if self
+            .sts_expirations
+            .get(ak)
+            .is_some_and(|expires| now >= *expires)
+        {
+            return Err(ApiError::gateway(
+                "InvalidSecurityToken.Expired",
+                "Specified SecurityToken is expired.",
             ));
         }
         if let Some(nonce) = req.header("x-acs-signature-nonce") {
