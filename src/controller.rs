@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
@@ -28,6 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::crd::{Phase, Reason, SaeInstanceDeletion};
 use crate::decide::{Action, AppTurn, Clock, Evidence, FoundChangeOrder, Observation, decide};
 use crate::metrics::Metrics;
+use crate::quota::{Priority, QuotaPlanner};
 use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
@@ -95,6 +96,10 @@ pub struct Context {
     /// Every watched object as last seen: the per-app queue and the change orders other objects
     /// own are read from here, so both survive a restart.
     store: Store<SaeInstanceDeletion>,
+    /// Every SAE call takes a token of its AccessKey's bucket first (unlimited unless set).
+    quota: QuotaPlanner,
+    /// Reconciles the next object in line when one releases its app (set by [`run`]).
+    wake: Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SaeInstanceDeletion>>>,
 }
 
 impl Context {
@@ -110,7 +115,42 @@ impl Context {
     ) -> Self {
         let default_credentials = default_credentials.into();
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, sae, default_credentials, settings, metrics, fence, store }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            sae,
+            default_credentials,
+            settings,
+            metrics,
+            fence,
+            store,
+            quota: QuotaPlanner::new(0, None),
+            wake: None,
+        }
+    }
+
+    /// Plans every SAE call into `requests_per_minute` per AccessKey (0: no client-side limit).
+    pub fn with_quota(mut self, requests_per_minute: u32) -> Self {
+        self.quota = QuotaPlanner::new(requests_per_minute, Some(self.metrics.clone()));
+        self
+    }
+
+    /// When `released` has just let go of its app, reconcile the object next in line at once
+    /// instead of letting it find out at its next periodic check.
+    fn wake_next_in_line(&self, released: &SaeInstanceDeletion) {
+        let Some(wake) = &self.wake else { return };
+        let order = |o: &SaeInstanceDeletion| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.namespace(), o.name_any());
+        let next = self
+            .store
+            .state()
+            .into_iter()
+            .filter(|o| o.uid() != released.uid() && !o.spec.dry_run)
+            .filter(|o| o.spec.app_id == released.spec.app_id && o.spec.region_id == released.spec.region_id)
+            .filter(|o| matches!(o.status.as_ref().and_then(|s| s.phase), None | Some(Phase::Pending) | Some(Phase::Retrying)))
+            .min_by_key(|o| order(o));
+        if let Some(next) = next {
+            let _ = wake.unbounded_send(ObjectRef::from_obj(&*next));
+        }
     }
 
     async fn may_send(&self) -> bool {
@@ -120,16 +160,31 @@ impl Context {
         }
     }
 
-    /// Runs one SAE call, recording its result code and duration.
-    async fn timed<T>(&self, operation: &str, call: impl Future<Output = Result<T, SaeError>>) -> Result<T, SaeError> {
+    /// Runs one SAE call: waits for a token of the AccessKey's quota (by priority), pauses that
+    /// bucket when SAE says it is throttling, and records the result code and duration.
+    async fn timed<T>(
+        &self,
+        operation: &str,
+        creds: &Credentials,
+        priority: Priority,
+        call: impl Future<Output = Result<T, SaeError>>,
+    ) -> Result<T, SaeError> {
+        self.quota.acquire(creds.access_key_id(), priority).await;
         let started = Instant::now();
         let result = call.await;
         self.metrics.observe_sae_result(operation, &result, started.elapsed());
+        self.quota.note_result(creds.access_key_id(), &result);
         result
     }
 
-    async fn instance_ids(&self, creds: &Credentials, region: &str, app: &str) -> Result<Vec<String>, SaeError> {
-        self.timed("ListInstances", self.sae.list_all_instance_ids(creds, region, app)).await
+    async fn instance_ids(
+        &self,
+        creds: &Credentials,
+        priority: Priority,
+        region: &str,
+        app: &str,
+    ) -> Result<Vec<String>, SaeError> {
+        self.timed("ListInstances", creds, priority, self.sae.list_all_instance_ids(creds, region, app)).await
     }
 
     /// What SAE shows about a lost attempt: the app's recent CoDeleteInstances change orders that
@@ -137,7 +192,12 @@ impl Context {
     async fn evidence(&self, creds: &Credentials, obj: &SaeInstanceDeletion) -> Result<Evidence, SaeError> {
         let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
         let page = self
-            .timed("ListChangeOrders", self.sae.list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50))
+            .timed(
+                "ListChangeOrders",
+                creds,
+                Priority::Resolve,
+                self.sae.list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50),
+            )
             .await?;
         let claimed: HashSet<String> = self
             .store
@@ -157,7 +217,7 @@ impl Context {
                 status: co.status,
             })
             .collect();
-        let existing_instance_ids = self.instance_ids(creds, region, app).await?;
+        let existing_instance_ids = self.instance_ids(creds, Priority::Resolve, region, app).await?;
         Ok(Evidence { change_orders, existing_instance_ids })
     }
 
@@ -316,8 +376,14 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
         if obj.status.as_ref() != Some(&decision.status) {
             let mut next = obj.clone();
             next.status = Some(decision.status.clone());
+            let held_app = holds_app(&obj);
             match write_status(&ctx, &next).await? {
-                Written::Ok(updated) => obj = updated,
+                Written::Ok(updated) => {
+                    obj = updated;
+                    if held_app && !holds_app(&obj) {
+                        ctx.wake_next_in_line(&obj);
+                    }
+                }
                 Written::Conflict => {
                     info!("status write conflicted: the object changed meanwhile; re-reading");
                     return Ok(Requeue::requeue(CONFLICT_REQUEUE));
@@ -352,7 +418,9 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
                     return Ok(Requeue::await_change());
                 }
                 info!(instances = instance_ids.len(), attempt = obj.status.as_ref().map(|s| s.attempts()).unwrap_or(0), "sending DeleteInstances");
-                let result = ctx.timed("DeleteInstances", ctx.sae.delete_instances(creds, &region, &app, &instance_ids)).await;
+                let result = ctx
+                    .timed("DeleteInstances", creds, Priority::Delete, ctx.sae.delete_instances(creds, &region, &app, &instance_ids))
+                    .await;
                 match &result {
                     Ok(ok) => info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted"),
                     Err(err) => warn!(error = %err, class = ?err.class(), "DeleteInstances failed"),
@@ -360,9 +428,10 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
                 Observation::DeleteResult(result)
             }
             Action::PollChangeOrder { change_order_id } => Observation::ChangeOrderResult(
-                ctx.timed("DescribeChangeOrder", ctx.sae.describe_change_order(creds()?, &region, &change_order_id)).await,
+                ctx.timed("DescribeChangeOrder", creds()?, Priority::Poll, ctx.sae.describe_change_order(creds()?, &region, &change_order_id))
+                    .await,
             ),
-            Action::CheckInstances => Observation::DryRunResult(ctx.instance_ids(creds()?, &region, &app).await),
+            Action::CheckInstances => Observation::DryRunResult(ctx.instance_ids(creds()?, Priority::Poll, &region, &app).await),
             Action::ResolveAttempt { .. } => {
                 let evidence = ctx.evidence(creds()?, &obj).await;
                 match &evidence {
@@ -372,7 +441,7 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
                 Observation::ResolveResult(evidence)
             }
             Action::CheckGone { rejection } => {
-                let existing = ctx.instance_ids(creds()?, &region, &app).await;
+                let existing = ctx.instance_ids(creds()?, Priority::Resolve, &region, &app).await;
                 Observation::GoneCheck { rejection, existing }
             }
         };
@@ -409,6 +478,11 @@ pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) 
         }
     }
     ahead.map_or(AppTurn::Free, |a| AppTurn::Queued { ahead: key(a) })
+}
+
+/// An attempt in flight or a change order running: the object has its app to itself.
+fn holds_app(obj: &SaeInstanceDeletion) -> bool {
+    matches!(obj.status.as_ref().and_then(|s| s.phase), Some(Phase::Submitting | Phase::InProgress))
 }
 
 /// Reads SAE's zone-less `CreateTime` (`2020-12-17 21:06:45`) in the given offset.
@@ -498,6 +572,7 @@ pub async fn run(
     fence: Option<LeaderFence>,
     ready: Arc<AtomicBool>,
     health: WatchHealth,
+    requests_per_minute: u32,
 ) {
     let api: Api<SaeInstanceDeletion> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -544,8 +619,13 @@ pub async fn run(
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
         }
     });
-    let ctx = Arc::new(Context::new(client, sae, default_credentials, settings, metrics, fence, store));
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let mut ctx = Context::new(client, sae, default_credentials, settings, metrics, fence, store)
+        .with_quota(requests_per_minute);
+    ctx.wake = Some(wake);
+    let ctx = Arc::new(ctx);
     controller
+        .reconcile_on(woken)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| {

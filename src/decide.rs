@@ -469,12 +469,20 @@ impl<'a> Step<'a> {
 
     /// SAE would refuse a second change order on the app anyway; waiting here spends no quota and
     /// keeps the objects of one app in creation order.
+    ///
+    /// The message names what the object first waited for and is then left alone: rewriting it
+    /// each time the app changes hands would cost every waiting object a status write per
+    /// deletion ahead of it.
     fn wait_for_application(&mut self, waiting_for: String) -> Action {
         self.next.next_attempt_time = None;
-        let message = format!(
-            "waiting for app {}: {waiting_for} (SAE runs one change order per application at a time)",
-            self.app()
-        );
+        let message = match (self.previous_reason(), self.previous.message.clone()) {
+            (Some(Reason::WaitingForApplication), Some(kept)) => kept,
+            _ => format!(
+                "waiting for app {}: {waiting_for} (SAE runs one change order per application at a time; \
+                 objects take turns, oldest first)",
+                self.app()
+            ),
+        };
         self.set(Phase::Pending, Reason::WaitingForApplication, message);
         Action::WaitUntil(add(self.now, APP_RECHECK))
     }

@@ -374,6 +374,14 @@ mod tests {
         assert_eq!(since(start), Duration::ZERO, "the burst is free");
     }
 
+    #[test]
+    fn waiting_for_a_token_can_move_between_threads() {
+        // The controller's reconcilers run on a multi-threaded runtime.
+        fn assert_send<T: Send>(_: &T) {}
+        let planner = QuotaPlanner::new(60, None);
+        assert_send(&planner.acquire(KEY, Priority::Poll));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_virtual_minute_serves_the_limit_within_one_burst() {
         for rpm in [60, 120, 600, 7] {
@@ -396,7 +404,7 @@ mod tests {
                 "rpm {rpm}: {in_minute} calls in a minute"
             );
             let interval = Duration::from_nanos(60_000_000_000 / u64::from(rpm));
-            if interval.subsec_nanos() % 1_000_000 == 0 {
+            if interval.subsec_nanos().is_multiple_of(1_000_000) {
                 // Whole milliseconds are exact on tokio's timer: the burst at 0, then one per
                 // interval, the one at 60 s falling outside the minute.
                 assert_eq!(in_minute, burst + rpm - 1, "rpm {rpm}");

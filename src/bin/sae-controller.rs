@@ -53,6 +53,10 @@ struct RunArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// SAE calls per minute per AccessKey this controller allows itself (SAE's own quota is about
+    /// 60 for all SAE APIs of an account together); 0 turns client-side planning off.
+    #[arg(long, default_value_t = 60)]
+    sae_requests_per_minute: u32,
     /// Elect one active replica through a Lease; the others stand by.
     #[arg(long)]
     leader_elect: bool,
@@ -285,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
         create_time_offset: args.sae_create_time_offset,
     };
     tokio::select! {
-        _ = controller::run(client, sae, default_credentials, settings, metrics, fence, ready, health) => {}
+        _ = controller::run(client, sae, default_credentials, settings, metrics, fence, ready, health, args.sae_requests_per_minute) => {}
         r = probes => r??,
         r = metrics_server => r??,
     }

@@ -33,17 +33,24 @@
 //!   [`Controller::terminate`] (SIGTERM), [`Controller::logs`]; killed on drop. A test that panics keeps
 //!   the logs and prints their tail.
 //!
+//! # Scenario worlds
+//! [`world::World`] bundles a namespace, a simulator and a controller for one scenario, with helpers
+//! to create objects, inject faults, wait for phases and read the ledger (see its module docs).
+//!
 //! The harness blocks (std::process, sleeps) instead of spawning tasks: each `#[tokio::test]` has its own
 //! runtime, and a task bound to the first test's runtime would die with that test.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 mod binaries;
 mod process;
+pub mod world;
 
 #[allow(unused_imports)] // re-exports for the test binaries that use them
 pub use binaries::{Controller, Simulator};
 #[allow(unused_imports)]
 pub use process::free_port;
+#[allow(unused_imports)]
+pub use world::{Setup, World};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
