@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::{Phase, Reason, SaeInstanceDeletion};
+use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{Action, AppTurn, Clock, Evidence, FoundChangeOrder, Observation, decide};
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
@@ -480,6 +480,25 @@ pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) 
     ahead.map_or(AppTurn::Free, |a| AppTurn::Queued { ahead: key(a) })
 }
 
+/// Cuts an object down to what decisions read before it enters the cache: with thousands of
+/// finished objects, managedFields, labels, annotations and old messages would be most of the
+/// controller's memory. Safe because a status PUT takes only `status` from what we send (the API
+/// server copies everything else from the stored object), and a terminal object is never written
+/// again: of those, the queue and the lost-answer check read only the phase and the change order.
+pub fn slim_for_cache(obj: &mut SaeInstanceDeletion) {
+    obj.metadata.managed_fields = None;
+    obj.metadata.annotations = None;
+    obj.metadata.labels = None;
+    if let Some(status) = obj.status.as_mut().filter(|s| s.is_terminal()) {
+        *status = SaeInstanceDeletionStatus {
+            phase: status.phase,
+            change_order_id: status.change_order_id.take(),
+            ..Default::default()
+        };
+        obj.spec.instance_ids = Vec::new();
+    }
+}
+
 /// An attempt in flight or a change order running: the object has its app to itself.
 fn holds_app(obj: &SaeInstanceDeletion) -> bool {
     matches!(obj.status.as_ref().and_then(|s| s.phase), Some(Phase::Submitting | Phase::InProgress))
@@ -578,19 +597,12 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    // The cache keeps only what decisions read: managedFields and the last-applied annotation
-    // can be most of an object's size, and a status PUT ignores metadata anyway.
     let (store, writer) = reflector::store();
     let watch_health = health.clone();
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .inspect(move |event| watch_health.record(event.is_ok()))
-        .modify(|obj: &mut SaeInstanceDeletion| {
-            obj.metadata.managed_fields = None;
-            if let Some(annotations) = obj.metadata.annotations.as_mut() {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
+        .modify(slim_for_cache)
         .reflect(writer)
         .touched_objects();
     let controller = Controller::for_stream(stream, store.clone());
@@ -651,6 +663,44 @@ mod tests {
         s.metadata.name = Some("creds".into());
         s.data = Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect::<BTreeMap<_, _>>());
         s
+    }
+
+    #[test]
+    fn the_cache_keeps_what_decisions_read_and_drops_the_rest() {
+        use crate::crd::{RetryPolicy, SaeInstanceDeletionSpec};
+        let spec = SaeInstanceDeletionSpec {
+            region_id: "cn-hangzhou".into(),
+            app_id: "app".into(),
+            instance_ids: vec!["i-1".into()],
+            credentials_ref: None,
+            retry: RetryPolicy::default(),
+            active_deadline_seconds: 3600,
+            wait_for_completion: true,
+            dry_run: false,
+        };
+        let mut obj = SaeInstanceDeletion::new("x", spec);
+        obj.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        obj.metadata.annotations = Some([("big".to_string(), "x".repeat(10_000))].into());
+        obj.status = Some(SaeInstanceDeletionStatus {
+            phase: Some(Phase::InProgress),
+            change_order_id: Some("co-1".into()),
+            message: Some("following".into()),
+            ..Default::default()
+        });
+        let mut running = obj.clone();
+        slim_for_cache(&mut running);
+        assert_eq!(running.metadata.annotations, None);
+        assert_eq!(running.metadata.labels, None);
+        assert_eq!(running.status, obj.status, "a live object keeps its whole status");
+        assert_eq!(running.spec, obj.spec);
+
+        let mut done = obj.clone();
+        done.status.as_mut().unwrap().phase = Some(Phase::Succeeded);
+        slim_for_cache(&mut done);
+        let status = done.status.unwrap();
+        assert_eq!((status.phase, status.change_order_id.as_deref(), status.message), (Some(Phase::Succeeded), Some("co-1"), None));
+        assert!(done.spec.instance_ids.is_empty());
+        assert_eq!(done.spec.app_id, "app", "the queue still reads the app");
     }
 
     #[test]
