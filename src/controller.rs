@@ -114,7 +114,10 @@ impl Context {
         store: Store<SaeInstanceDeletion>,
     ) -> Self {
         let default_credentials = default_credentials.into();
-        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: std::env::var("POD_NAME").ok() };
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -139,14 +142,27 @@ impl Context {
     /// instead of letting it find out at its next periodic check.
     fn wake_next_in_line(&self, released: &SaeInstanceDeletion) {
         let Some(wake) = &self.wake else { return };
-        let order = |o: &SaeInstanceDeletion| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.namespace(), o.name_any());
+        let order = |o: &SaeInstanceDeletion| {
+            (
+                o.metadata.creation_timestamp.clone().map(|t| t.0),
+                o.namespace(),
+                o.name_any(),
+            )
+        };
         let next = self
             .store
             .state()
             .into_iter()
             .filter(|o| o.uid() != released.uid() && !o.spec.dry_run)
-            .filter(|o| o.spec.app_id == released.spec.app_id && o.spec.region_id == released.spec.region_id)
-            .filter(|o| matches!(o.status.as_ref().and_then(|s| s.phase), None | Some(Phase::Pending) | Some(Phase::Retrying)))
+            .filter(|o| {
+                o.spec.app_id == released.spec.app_id && o.spec.region_id == released.spec.region_id
+            })
+            .filter(|o| {
+                matches!(
+                    o.status.as_ref().and_then(|s| s.phase),
+                    None | Some(Phase::Pending) | Some(Phase::Retrying)
+                )
+            })
             .min_by_key(|o| order(o));
         if let Some(next) = next {
             let _ = wake.unbounded_send(ObjectRef::from_obj(&*next));
@@ -172,7 +188,8 @@ impl Context {
         self.quota.acquire(creds.access_key_id(), priority).await;
         let started = Instant::now();
         let result = call.await;
-        self.metrics.observe_sae_result(operation, &result, started.elapsed());
+        self.metrics
+            .observe_sae_result(operation, &result, started.elapsed());
         self.quota.note_result(creds.access_key_id(), &result);
         result
     }
@@ -184,19 +201,30 @@ impl Context {
         region: &str,
         app: &str,
     ) -> Result<Vec<String>, SaeError> {
-        self.timed("ListInstances", creds, priority, self.sae.list_all_instance_ids(creds, region, app)).await
+        self.timed(
+            "ListInstances",
+            creds,
+            priority,
+            self.sae.list_all_instance_ids(creds, region, app),
+        )
+        .await
     }
 
     /// What SAE shows about a lost attempt: the app's recent CoDeleteInstances change orders that
     /// no other object has claimed, and the instances the app still has.
-    async fn evidence(&self, creds: &Credentials, obj: &SaeInstanceDeletion) -> Result<Evidence, SaeError> {
+    async fn evidence(
+        &self,
+        creds: &Credentials,
+        obj: &SaeInstanceDeletion,
+    ) -> Result<Evidence, SaeError> {
         let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
         let page = self
             .timed(
                 "ListChangeOrders",
                 creds,
                 Priority::Resolve,
-                self.sae.list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50),
+                self.sae
+                    .list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50),
             )
             .await?;
         let claimed: HashSet<String> = self
@@ -209,21 +237,37 @@ impl Context {
         let change_orders = page
             .change_orders
             .into_iter()
-            .filter(|co| co.co_type_code.as_deref().is_none_or(|t| t == "CoDeleteInstances"))
+            .filter(|co| {
+                co.co_type_code
+                    .as_deref()
+                    .is_none_or(|t| t == "CoDeleteInstances")
+            })
             .filter(|co| !claimed.contains(&co.change_order_id))
             .map(|co| FoundChangeOrder {
-                created: co.create_time.as_deref().and_then(|t| parse_create_time(t, self.settings.create_time_offset)),
+                created: co
+                    .create_time
+                    .as_deref()
+                    .and_then(|t| parse_create_time(t, self.settings.create_time_offset)),
                 change_order_id: co.change_order_id,
                 status: co.status,
             })
             .collect();
-        let existing_instance_ids = self.instance_ids(creds, Priority::Resolve, region, app).await?;
-        Ok(Evidence { change_orders, existing_instance_ids })
+        let existing_instance_ids = self
+            .instance_ids(creds, Priority::Resolve, region, app)
+            .await?;
+        Ok(Evidence {
+            change_orders,
+            existing_instance_ids,
+        })
     }
 
     fn observe_terminal(&self, obj: &SaeInstanceDeletion) {
         let Some(status) = &obj.status else { return };
-        let outcome = format!("{}/{}", status.phase.map(Phase::as_str).unwrap_or(""), status.reason().unwrap_or(""));
+        let outcome = format!(
+            "{}/{}",
+            status.phase.map(Phase::as_str).unwrap_or(""),
+            status.reason().unwrap_or("")
+        );
         let age = obj
             .metadata
             .creation_timestamp
@@ -254,7 +298,10 @@ impl Context {
                 "the controller may not read Secret {namespace}/{}: grant its ServiceAccount `get` on secrets",
                 reference.name
             )),
-            Err(err) => Err(format!("cannot read Secret {namespace}/{}: {err}", reference.name)),
+            Err(err) => Err(format!(
+                "cannot read Secret {namespace}/{}: {err}",
+                reference.name
+            )),
         }
     }
 }
@@ -264,20 +311,31 @@ impl Context {
 pub fn credentials_from_secret(secret: &Secret, namespace: &str) -> Result<Credentials, String> {
     let name = secret.metadata.name.as_deref().unwrap_or_default();
     let read = |key: &str| -> Result<Option<String>, String> {
-        let from_data = secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.clone());
-        let from_string = secret.string_data.as_ref().and_then(|d| d.get(key)).map(|v| v.clone().into_bytes());
+        let from_data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| v.0.clone());
+        let from_string = secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| v.clone().into_bytes());
         match from_data.or(from_string) {
             None => Ok(None),
             Some(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| format!("Secret {namespace}/{name} key {key} is not UTF-8 text"))?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    format!("Secret {namespace}/{name} key {key} is not UTF-8 text")
+                })?;
                 let text = text.trim().to_string();
                 Ok((!text.is_empty()).then_some(text))
             }
         }
     };
     let missing = |key: &str| {
-        format!("Secret {namespace}/{name} has no non-empty key {key}: it needs accessKeyId and accessKeySecret")
+        format!(
+            "Secret {namespace}/{name} has no non-empty key {key}: it needs accessKeyId and accessKeySecret"
+        )
     };
     let id = read("accessKeyId")?.ok_or_else(|| missing("accessKeyId"))?;
     let secret_value = read("accessKeySecret")?.ok_or_else(|| missing("accessKeySecret"))?;
@@ -302,9 +360,13 @@ enum Written {
 /// PUTs the status with the resourceVersion it was decided from. Transient API errors are retried
 /// a few times (backon); a 409 is returned as `Conflict`, never retried.
 async fn write_status(ctx: &Context, obj: &SaeInstanceDeletion) -> Result<Written, Error> {
-    let api: Api<SaeInstanceDeletion> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<SaeInstanceDeletion> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let object = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    let attempt = || async { api.replace_status(&obj.name_any(), &PostParams::default(), obj).await };
+    let attempt = || async {
+        api.replace_status(&obj.name_any(), &PostParams::default(), obj)
+            .await
+    };
     let result = attempt
         .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(4))
         .when(|e| !matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 404 || s.code == 403 || s.code == 422))
@@ -318,7 +380,11 @@ async fn write_status(ctx: &Context, obj: &SaeInstanceDeletion) -> Result<Writte
 
 async fn publish(ctx: &Context, obj: &SaeInstanceDeletion, event: &crate::decide::Event) {
     let ev = KubeEvent {
-        type_: if event.warning { EventType::Warning } else { EventType::Normal },
+        type_: if event.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: event.reason.clone(),
         note: Some(event.note.chars().take(1000).collect()),
         action: "Reconcile".into(),
@@ -337,7 +403,9 @@ fn is_terminal(obj: &SaeInstanceDeletion) -> bool {
 /// Requeue delay until `t`, at least a short moment so a clock at the boundary cannot spin.
 fn until(t: Timestamp) -> Duration {
     let d = t.duration_since(Timestamp::now());
-    Duration::try_from(d).unwrap_or_default().max(Duration::from_millis(200))
+    Duration::try_from(d)
+        .unwrap_or_default()
+        .max(Duration::from_millis(200))
 }
 
 async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -355,7 +423,10 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     reconcile_steps((*obj).clone(), ctx).instrument(span).await
 }
 
-async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Result<Requeue, Error> {
+async fn reconcile_steps(
+    mut obj: SaeInstanceDeletion,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
     let credentials = ctx.credentials_for(&obj).await;
     let mut observation = Observation::Start {
         credentials: credentials.as_ref().map(|_| ()).map_err(Clone::clone),
@@ -364,7 +435,11 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
     // Each decision leads to at most one SAE step; a handful of rounds covers
     // send → accepted → first wait, or resolve → adopt → poll.
     for _ in 0..8 {
-        let clock = Clock { now: Timestamp::now(), jitter: fastrand::f64(), resolve_after: ctx.settings.resolve_after };
+        let clock = Clock {
+            now: Timestamp::now(),
+            jitter: fastrand::f64(),
+            resolve_after: ctx.settings.resolve_after,
+        };
         let decision = decide(&obj, &clock, observation);
         if let Action::SendDelete { .. } = decision.action
             && !ctx.may_send().await
@@ -405,7 +480,11 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
         for event in &decision.events {
             publish(&ctx, &obj, event).await;
         }
-        let creds = || credentials.as_ref().map_err(|_| Error::Internal("an SAE call was decided without credentials".into()));
+        let creds = || {
+            credentials
+                .as_ref()
+                .map_err(|_| Error::Internal("an SAE call was decided without credentials".into()))
+        };
         let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
         observation = match decision.action {
             Action::Done => return Ok(Requeue::await_change()),
@@ -417,32 +496,64 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
                     warn!("lease lost after recording the attempt: DeleteInstances not sent");
                     return Ok(Requeue::await_change());
                 }
-                info!(instances = instance_ids.len(), attempt = obj.status.as_ref().map(|s| s.attempts()).unwrap_or(0), "sending DeleteInstances");
+                info!(
+                    instances = instance_ids.len(),
+                    attempt = obj.status.as_ref().map(|s| s.attempts()).unwrap_or(0),
+                    "sending DeleteInstances"
+                );
                 let result = ctx
-                    .timed("DeleteInstances", creds, Priority::Delete, ctx.sae.delete_instances(creds, &region, &app, &instance_ids))
+                    .timed(
+                        "DeleteInstances",
+                        creds,
+                        Priority::Delete,
+                        ctx.sae
+                            .delete_instances(creds, &region, &app, &instance_ids),
+                    )
                     .await;
                 match &result {
-                    Ok(ok) => info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted"),
+                    Ok(ok) => {
+                        info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted")
+                    }
                     Err(err) => warn!(error = %err, class = ?err.class(), "DeleteInstances failed"),
                 }
                 Observation::DeleteResult(result)
             }
             Action::PollChangeOrder { change_order_id } => Observation::ChangeOrderResult(
-                ctx.timed("DescribeChangeOrder", creds()?, Priority::Poll, ctx.sae.describe_change_order(creds()?, &region, &change_order_id))
+                ctx.timed(
+                    "DescribeChangeOrder",
+                    creds()?,
+                    Priority::Poll,
+                    ctx.sae
+                        .describe_change_order(creds()?, &region, &change_order_id),
+                )
+                .await,
+            ),
+            Action::CheckInstances => Observation::DryRunResult(
+                ctx.instance_ids(creds()?, Priority::Poll, &region, &app)
                     .await,
             ),
-            Action::CheckInstances => Observation::DryRunResult(ctx.instance_ids(creds()?, Priority::Poll, &region, &app).await),
             Action::ResolveAttempt { .. } => {
                 let evidence = ctx.evidence(creds()?, &obj).await;
                 match &evidence {
-                    Ok(e) => info!(change_orders = e.change_orders.len(), instances = e.existing_instance_ids.len(), "looked for the outcome of a lost attempt"),
-                    Err(err) => warn!(error = %err, "could not look for the outcome of a lost attempt"),
+                    Ok(e) => info!(
+                        change_orders = e.change_orders.len(),
+                        instances = e.existing_instance_ids.len(),
+                        "looked for the outcome of a lost attempt"
+                    ),
+                    Err(err) => {
+                        warn!(error = %err, "could not look for the outcome of a lost attempt")
+                    }
                 }
                 Observation::ResolveResult(evidence)
             }
             Action::CheckGone { rejection } => {
-                let existing = ctx.instance_ids(creds()?, Priority::Resolve, &region, &app).await;
-                Observation::GoneCheck { rejection, existing }
+                let existing = ctx
+                    .instance_ids(creds()?, Priority::Resolve, &region, &app)
+                    .await;
+                Observation::GoneCheck {
+                    rejection,
+                    existing,
+                }
             }
         };
     }
@@ -456,19 +567,34 @@ async fn reconcile_steps(mut obj: SaeInstanceDeletion, ctx: Arc<Context>) -> Res
 /// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
 /// hold no place in line.
 pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
-    let order = |o: &SaeInstanceDeletion| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.namespace(), o.name_any());
-    let key = |o: &SaeInstanceDeletion| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+    let order = |o: &SaeInstanceDeletion| {
+        (
+            o.metadata.creation_timestamp.clone().map(|t| t.0),
+            o.namespace(),
+            o.name_any(),
+        )
+    };
+    let key =
+        |o: &SaeInstanceDeletion| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
     let mine = order(me);
     let mut ahead: Option<&SaeInstanceDeletion> = None;
     for other in objects {
-        let same = other.uid() == me.uid() && other.namespace() == me.namespace() && other.name_any() == me.name_any();
-        if same || other.spec.dry_run || other.spec.app_id != me.spec.app_id || other.spec.region_id != me.spec.region_id {
+        let same = other.uid() == me.uid()
+            && other.namespace() == me.namespace()
+            && other.name_any() == me.name_any();
+        if same
+            || other.spec.dry_run
+            || other.spec.app_id != me.spec.app_id
+            || other.spec.region_id != me.spec.region_id
+        {
             continue;
         }
         let status = other.status.clone().unwrap_or_default();
         match status.phase {
             Some(Phase::Succeeded | Phase::Failed) => continue,
-            Some(Phase::Submitting | Phase::InProgress) => return AppTurn::Busy { holder: key(other) },
+            Some(Phase::Submitting | Phase::InProgress) => {
+                return AppTurn::Busy { holder: key(other) };
+            }
             _ if status.reason() == Some(Reason::CredentialsNotFound.as_str()) => continue,
             _ => {
                 if order(other) < mine && ahead.is_none_or(|a| order(other) < order(a)) {
@@ -501,13 +627,19 @@ pub fn slim_for_cache(obj: &mut SaeInstanceDeletion) {
 
 /// An attempt in flight or a change order running: the object has its app to itself.
 fn holds_app(obj: &SaeInstanceDeletion) -> bool {
-    matches!(obj.status.as_ref().and_then(|s| s.phase), Some(Phase::Submitting | Phase::InProgress))
+    matches!(
+        obj.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Submitting | Phase::InProgress)
+    )
 }
 
 /// Reads SAE's zone-less `CreateTime` (`2020-12-17 21:06:45`) in the given offset.
 pub fn parse_create_time(text: &str, offset: jiff::tz::Offset) -> Option<Timestamp> {
     let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim()).ok()?;
-    civil.to_zoned(jiff::tz::TimeZone::fixed(offset)).ok().map(|z| z.timestamp())
+    civil
+        .to_zoned(jiff::tz::TimeZone::fixed(offset))
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -> Requeue {
@@ -544,7 +676,11 @@ impl LeaderFence {
         let Some(spec) = lease.spec else { return false };
         let holder_is_us = spec.holder_identity.as_deref() == Some(self.identity.as_str());
         let expires = spec.renew_time.map(|t| t.0).and_then(|renewed| {
-            renewed.checked_add(SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)))).ok()
+            renewed
+                .checked_add(SignedDuration::from_secs(i64::from(
+                    spec.lease_duration_seconds.unwrap_or(0),
+                )))
+                .ok()
         });
         holder_is_us && expires.is_some_and(|e| e > Timestamp::now())
     }
@@ -561,7 +697,10 @@ pub struct WatchHealth {
 
 impl WatchHealth {
     pub fn new(tolerance: Duration) -> Self {
-        Self { failing_since: Arc::default(), tolerance }
+        Self {
+            failing_since: Arc::default(),
+            tolerance,
+        }
     }
 
     fn record(&self, ok: bool) {
@@ -611,7 +750,9 @@ pub async fn run(
         // The store's readiness future keeps a single waker and the controller's own runner waits
         // on it too, so a one-off wait here may never be woken: ask again until it answers.
         loop {
-            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), watched.wait_until_ready()).await {
+            if let Ok(Ok(())) =
+                tokio::time::timeout(Duration::from_millis(500), watched.wait_until_ready()).await
+            {
                 ready.store(true, Ordering::SeqCst);
                 break;
             }
@@ -623,17 +764,31 @@ pub async fn run(
         // Objects by phase, from the cache: no API calls.
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            let mut counts: std::collections::BTreeMap<&'static str, i64> = std::collections::BTreeMap::new();
+            let mut counts: std::collections::BTreeMap<&'static str, i64> =
+                std::collections::BTreeMap::new();
             for obj in gauge_store.state() {
-                let phase = obj.status.as_ref().and_then(|s| s.phase).map(Phase::as_str).unwrap_or("New");
+                let phase = obj
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .map(Phase::as_str)
+                    .unwrap_or("New");
                 *counts.entry(phase).or_default() += 1;
             }
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let mut ctx = Context::new(client, sae, default_credentials, settings, metrics, fence, store)
-        .with_quota(requests_per_minute);
+    let mut ctx = Context::new(
+        client,
+        sae,
+        default_credentials,
+        settings,
+        metrics,
+        fence,
+        store,
+    )
+    .with_quota(requests_per_minute);
     ctx.wake = Some(wake);
     let ctx = Arc::new(ctx);
     controller
@@ -661,7 +816,11 @@ mod tests {
     fn secret(data: &[(&str, &str)]) -> Secret {
         let mut s = Secret::default();
         s.metadata.name = Some("creds".into());
-        s.data = Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect::<BTreeMap<_, _>>());
+        s.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect::<BTreeMap<_, _>>(),
+        );
         s
     }
 
@@ -691,24 +850,45 @@ mod tests {
         slim_for_cache(&mut running);
         assert_eq!(running.metadata.annotations, None);
         assert_eq!(running.metadata.labels, None);
-        assert_eq!(running.status, obj.status, "a live object keeps its whole status");
+        assert_eq!(
+            running.status, obj.status,
+            "a live object keeps its whole status"
+        );
         assert_eq!(running.spec, obj.spec);
 
         let mut done = obj.clone();
         done.status.as_mut().unwrap().phase = Some(Phase::Succeeded);
         slim_for_cache(&mut done);
         let status = done.status.unwrap();
-        assert_eq!((status.phase, status.change_order_id.as_deref(), status.message), (Some(Phase::Succeeded), Some("co-1"), None));
+        assert_eq!(
+            (
+                status.phase,
+                status.change_order_id.as_deref(),
+                status.message
+            ),
+            (Some(Phase::Succeeded), Some("co-1"), None)
+        );
         assert!(done.spec.instance_ids.is_empty());
         assert_eq!(done.spec.app_id, "app", "the queue still reads the app");
     }
 
     #[test]
     fn secret_with_both_keys_gives_trimmed_credentials() {
-        let c = credentials_from_secret(&secret(&[("accessKeyId", "AK\n"), ("accessKeySecret", "SK\n")]), "ns").unwrap();
-        assert_eq!((c.access_key_id(), c.access_key_secret(), c.security_token()), ("AK", "SK", None));
         let c = credentials_from_secret(
-            &secret(&[("accessKeyId", "STS.x"), ("accessKeySecret", "SK"), ("securityToken", "tok")]),
+            &secret(&[("accessKeyId", "AK\n"), ("accessKeySecret", "SK\n")]),
+            "ns",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.access_key_id(), c.access_key_secret(), c.security_token()),
+            ("AK", "SK", None)
+        );
+        let c = credentials_from_secret(
+            &secret(&[
+                ("accessKeyId", "STS.x"),
+                ("accessKeySecret", "SK"),
+                ("securityToken", "tok"),
+            ]),
             "ns",
         )
         .unwrap();
@@ -717,15 +897,29 @@ mod tests {
 
     #[test]
     fn incomplete_secret_names_the_missing_key_and_never_a_value() {
-        let err = credentials_from_secret(&secret(&[("accessKeyId", "AK-VALUE")]), "ns").unwrap_err();
-        assert!(err.contains("ns/creds") && err.contains("accessKeySecret"), "{err}");
+        let err =
+            credentials_from_secret(&secret(&[("accessKeyId", "AK-VALUE")]), "ns").unwrap_err();
+        assert!(
+            err.contains("ns/creds") && err.contains("accessKeySecret"),
+            "{err}"
+        );
         assert!(!err.contains("AK-VALUE"), "{err}");
-        let err = credentials_from_secret(&secret(&[("accessKeyId", "AK"), ("accessKeySecret", "   ")]), "ns").unwrap_err();
+        let err = credentials_from_secret(
+            &secret(&[("accessKeyId", "AK"), ("accessKeySecret", "   ")]),
+            "ns",
+        )
+        .unwrap_err();
         assert!(err.contains("accessKeySecret"), "{err}");
         let mut bad = secret(&[("accessKeySecret", "SK-VALUE")]);
-        bad.data.as_mut().unwrap().insert("accessKeyId".into(), ByteString(vec![0xff, 0xfe]));
+        bad.data
+            .as_mut()
+            .unwrap()
+            .insert("accessKeyId".into(), ByteString(vec![0xff, 0xfe]));
         let err = credentials_from_secret(&bad, "ns").unwrap_err();
-        assert!(err.contains("not UTF-8") && !err.contains("SK-VALUE"), "{err}");
+        assert!(
+            err.contains("not UTF-8") && !err.contains("SK-VALUE"),
+            "{err}"
+        );
     }
 }
 

@@ -406,9 +406,11 @@ impl<'a> Step<'a> {
     fn credentials_source(&self) -> String {
         match &self.obj.spec.credentials_ref {
             Some(r) => format!("Secret {}/{}", self.namespace(), r.name),
-            None => "the controller's own credentials (its RRSA role, or ALIBABA_CLOUD_ACCESS_KEY_ID / \
+            None => {
+                "the controller's own credentials (its RRSA role, or ALIBABA_CLOUD_ACCESS_KEY_ID / \
                      ALIBABA_CLOUD_ACCESS_KEY_SECRET)"
-                .to_string(),
+                    .to_string()
+            }
         }
     }
 
@@ -3216,12 +3218,12 @@ mod tests {
             );
             // Preparing and Executing are not recorded (InProgress says as much, and each would
             // cost a status write); every other status is.
-            let recorded = if matches!(code, 0 | 1) { None } else { Some(name) };
-            assert_eq!(
-                s.change_order_status.as_deref(),
-                recorded,
-                "status {code}"
-            );
+            let recorded = if matches!(code, 0 | 1) {
+                None
+            } else {
+                Some(name)
+            };
+            assert_eq!(s.change_order_status.as_deref(), recorded, "status {code}");
             assert!(
                 s.message.as_deref().unwrap().contains(part),
                 "status {code}: {:?}",

@@ -39,7 +39,12 @@ fn setup(change_order_seconds: &str) -> Setup {
             "--requests-per-minute",
             "0",
         ]),
-        controller_args: strings(&["--sae-timeout-seconds", "2", "--sae-requests-per-minute", "0"]),
+        controller_args: strings(&[
+            "--sae-timeout-seconds",
+            "2",
+            "--sae-requests-per-minute",
+            "0",
+        ]),
     }
 }
 

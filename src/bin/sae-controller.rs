@@ -12,11 +12,17 @@ use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
 use sae_controller::controller::{self, DefaultCredentials, LeaderFence, Settings, WatchHealth};
 use sae_controller::metrics::Metrics;
-use sae_controller::sae::{Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig, SignatureVersion};
+use sae_controller::sae::{
+    Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig, SignatureVersion,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "sae-controller", version, about = "Deletes Alibaba Cloud SAE instances, at most once, from SaeInstanceDeletion objects")]
+#[command(
+    name = "sae-controller",
+    version,
+    about = "Deletes Alibaba Cloud SAE instances, at most once, from SaeInstanceDeletion objects"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -33,7 +39,11 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// SAE endpoint; `{regionId}` is replaced by the object's spec.regionId.
-    #[arg(long, env = "SAE_ENDPOINT", default_value = "https://sae.{regionId}.aliyuncs.com")]
+    #[arg(
+        long,
+        env = "SAE_ENDPOINT",
+        default_value = "https://sae.{regionId}.aliyuncs.com"
+    )]
     sae_endpoint: String,
     /// Request signature scheme: v1 (ROA HMAC-SHA1) or v3 (ACS3-HMAC-SHA256).
     #[arg(long, default_value = "v1", value_parser = parse_signature_version)]
@@ -121,14 +131,20 @@ fn parse_signature_version(s: &str) -> Result<SignatureVersion, String> {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-async fn serve_probes(addr: SocketAddr, ready: Arc<AtomicBool>, health: WatchHealth) -> anyhow::Result<()> {
+async fn serve_probes(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    health: WatchHealth,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route(
             "/healthz",
@@ -156,7 +172,9 @@ async fn serve_probes(addr: SocketAddr, ready: Arc<AtomicBool>, health: WatchHea
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -168,13 +186,18 @@ async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<()>
             let metrics = metrics.clone();
             async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     metrics.encode(),
                 )
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -182,22 +205,32 @@ async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<()>
 /// Waits until this replica holds the leader Lease; returns the fence that guards every send.
 /// Losing the lease later ends the process: a fresh start re-reads everything from the API server
 /// and the recorded attempts, which is the one path we trust after a split.
-async fn become_leader(client: &kube::Client, args: &RunArgs, metrics: &Metrics) -> anyhow::Result<LeaderFence> {
-    let namespace = args.leader_election_namespace.clone().unwrap_or_else(|| "sae-system".into());
+async fn become_leader(
+    client: &kube::Client,
+    args: &RunArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<LeaderFence> {
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .unwrap_or_else(|| "sae-system".into());
     let identity = std::env::var("POD_NAME")
         .ok()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("sae-controller-{}", uuid::Uuid::new_v4().simple()));
     let seconds = args.leader_election_lease_seconds.max(2);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease_name)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_field_manager(&identity)
-        .with_duration(seconds)
-        .with_grace(seconds / 3 + 1)
-        .build()
-        .await
-        .context("setting up leader election")?;
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(
+        client.clone(),
+        &args.leader_election_lease_name,
+    )
+    .with_namespace(&namespace)
+    .with_identity(&identity)
+    .with_field_manager(&identity)
+    .with_duration(seconds)
+    .with_grace(seconds / 3 + 1)
+    .build()
+    .await
+    .context("setting up leader election")?;
     let (mut leading, _task) = manager.watch().await;
     tracing::info!(%identity, lease = %args.leader_election_lease_name, %namespace, "waiting to become leader");
     metrics.set_leader(false);
@@ -241,12 +274,18 @@ async fn main() -> anyhow::Result<()> {
         ..SaeClientConfig::default()
     })
     .context("configuring the SAE client")?;
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
     let default_credentials = default_credentials(&args)?;
     let credentials_source = match &default_credentials {
         DefaultCredentials::None => "<none>".to_string(),
         DefaultCredentials::Static(c) => format!("environment AccessKey {}", c.access_key_id()),
-        DefaultCredentials::Rrsa(p) => format!("RRSA role {} via {}", p.config().role_arn, p.config().sts_endpoint),
+        DefaultCredentials::Rrsa(p) => format!(
+            "RRSA role {} via {}",
+            p.config().role_arn,
+            p.config().sts_endpoint
+        ),
     };
     if let DefaultCredentials::Rrsa(provider) = &default_credentials {
         // Exchange once now so a broken RRSA setup shows in the log at start, not at the first object.
@@ -268,7 +307,11 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::new();
     metrics.set_leader(!args.leader_elect);
     let health = WatchHealth::new(Duration::from_secs(120));
-    let probes = tokio::spawn(serve_probes(args.health_probe_bind_address, ready.clone(), health.clone()));
+    let probes = tokio::spawn(serve_probes(
+        args.health_probe_bind_address,
+        ready.clone(),
+        health.clone(),
+    ));
     let metrics_server = tokio::spawn(serve_metrics(args.metrics_bind_address, metrics.clone()));
     let fence = if args.leader_elect {
         // Standby replicas are ready (they serve probes) but do not watch or act.

@@ -57,7 +57,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("access_key_secret", &"<redacted>")
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -84,6 +87,9 @@ mod tests {
 
     #[test]
     fn empty_token_counts_as_none() {
-        assert_eq!(Credentials::new("a", "b", Some(String::new())).security_token(), None);
+        assert_eq!(
+            Credentials::new("a", "b", Some(String::new())).security_token(),
+            None
+        );
     }
 }

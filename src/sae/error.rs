@@ -33,7 +33,10 @@ const RETRYABLE_CODES: &[&str] = &[
 pub fn classify(code: &str, http_status: u16) -> ErrorClass {
     if http_status >= 500 {
         ErrorClass::Ambiguous
-    } else if RETRYABLE_CODES.contains(&code) || code.starts_with("Throttling.") || http_status == 429 {
+    } else if RETRYABLE_CODES.contains(&code)
+        || code.starts_with("Throttling.")
+        || http_status == 429
+    {
         // 429 without an SAE code comes from a proxy in front of SAE: refused, not executed.
         ErrorClass::Retryable
     } else {
@@ -63,24 +66,38 @@ pub enum SaeError {
     /// The request never left this process or was refused before the connection was made
     /// (DNS, TCP connect, TLS handshake): SAE cannot have seen it.
     #[error("SAE {operation} not sent: cannot connect to {endpoint}: {detail}")]
-    NotSent { operation: &'static str, endpoint: String, detail: String },
+    NotSent {
+        operation: &'static str,
+        endpoint: String,
+        detail: String,
+    },
     /// The request was (or may have been) sent but no usable answer came back: timeout,
     /// connection lost, a 5xx without an SAE error, a body that does not parse.
     #[error("SAE {operation} outcome unknown: {detail}")]
-    NoAnswer { operation: &'static str, detail: String },
+    NoAnswer {
+        operation: &'static str,
+        detail: String,
+    },
     /// The request could not be built (for example a malformed endpoint); nothing was sent.
     #[error("SAE {operation} not sent: {detail}")]
-    InvalidRequest { operation: &'static str, detail: String },
+    InvalidRequest {
+        operation: &'static str,
+        detail: String,
+    },
 }
 
 fn request_suffix(request_id: Option<&str>) -> String {
-    request_id.map(|id| format!(" (RequestId {id})")).unwrap_or_default()
+    request_id
+        .map(|id| format!(" (RequestId {id})"))
+        .unwrap_or_default()
 }
 
 impl SaeError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            SaeError::Api { code, http_status, .. } => classify(code, *http_status),
+            SaeError::Api {
+                code, http_status, ..
+            } => classify(code, *http_status),
             SaeError::NotSent { .. } => ErrorClass::Retryable,
             SaeError::NoAnswer { .. } => ErrorClass::Ambiguous,
             SaeError::InvalidRequest { .. } => ErrorClass::Terminal,
@@ -168,12 +185,22 @@ mod tests {
 
     #[test]
     fn transport_failures_have_their_class() {
-        let not_sent = SaeError::NotSent { operation: "DeleteInstances", endpoint: "x".into(), detail: "refused".into() };
+        let not_sent = SaeError::NotSent {
+            operation: "DeleteInstances",
+            endpoint: "x".into(),
+            detail: "refused".into(),
+        };
         assert_eq!(not_sent.class(), ErrorClass::Retryable);
-        let lost = SaeError::NoAnswer { operation: "DeleteInstances", detail: "timed out".into() };
+        let lost = SaeError::NoAnswer {
+            operation: "DeleteInstances",
+            detail: "timed out".into(),
+        };
         assert_eq!(lost.class(), ErrorClass::Ambiguous);
         assert!(lost.to_string().contains("timed out"));
-        let bad = SaeError::InvalidRequest { operation: "DeleteInstances", detail: "bad url".into() };
+        let bad = SaeError::InvalidRequest {
+            operation: "DeleteInstances",
+            detail: "bad url".into(),
+        };
         assert_eq!(bad.class(), ErrorClass::Terminal);
     }
 }

@@ -7,8 +7,8 @@ pub mod rrsa;
 pub mod sign;
 
 pub use client::{
-    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted, InstancePage, SaeClient,
-    SaeClientConfig,
+    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
+    InstancePage, SaeClient, SaeClientConfig,
 };
 pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};

@@ -35,7 +35,9 @@ impl FromStr for SignatureVersion {
         match s.to_ascii_lowercase().as_str() {
             "v1" => Ok(Self::V1),
             "v3" => Ok(Self::V3),
-            other => Err(format!("unknown signature version {other:?}: expected v1 or v3")),
+            other => Err(format!(
+                "unknown signature version {other:?}: expected v1 or v3"
+            )),
         }
     }
 }
@@ -55,7 +57,11 @@ pub const V3_ALGORITHM: &str = "ACS3-HMAC-SHA256";
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (space is `%20`).
-const RFC3986: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encodes a query name or value as Alibaba's gateways expect (`a,b` becomes `a%2Cb`).
 pub fn encode_rfc3986(s: &str) -> String {
@@ -64,21 +70,31 @@ pub fn encode_rfc3986(s: &str) -> String {
 
 /// Encodes a path segment by segment, keeping the `/` separators.
 pub fn encode_path(path: &str) -> String {
-    path.split('/').map(encode_rfc3986).collect::<Vec<_>>().join("/")
+    path.split('/')
+        .map(encode_rfc3986)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The query as it goes on the wire: sorted by name, names and values RFC 3986-encoded, `k=` for empty.
 /// Sorting makes the wire form equal to V3's canonical query string.
 pub fn encode_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> =
-        query.iter().map(|(k, v)| (encode_rfc3986(k), encode_rfc3986(v))).collect();
+    let mut pairs: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| (encode_rfc3986(k), encode_rfc3986(v)))
+        .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Base64 of HMAC-SHA1: the ROA v1 signature of a StringToSign.
 pub fn roa_v1_signature(secret: &str, string_to_sign: &str) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -124,7 +140,13 @@ pub fn roa_v1_string_to_sign(
         params.sort();
         let joined: Vec<String> = params
             .iter()
-            .map(|(k, v)| if v.trim().is_empty() { k.clone() } else { format!("{k}={v}") })
+            .map(|(k, v)| {
+                if v.trim().is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
             .collect();
         out.push('?');
         out.push_str(&joined.join("&"));
@@ -166,7 +188,11 @@ pub fn v3_canonical_request(
     }
     merged.sort_by(|a, b| a.0.cmp(&b.0));
     let canonical_headers: String = merged.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed_headers = merged.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
+    let signed_headers = merged
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
     let canonical = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         method.to_ascii_uppercase(),
@@ -181,7 +207,10 @@ pub fn v3_canonical_request(
 
 /// `ACS3-HMAC-SHA256\n` + hex(SHA-256(CanonicalRequest)).
 pub fn v3_string_to_sign(canonical_request: &str) -> String {
-    format!("{V3_ALGORITHM}\n{}", sha256_hex(canonical_request.as_bytes()))
+    format!(
+        "{V3_ALGORITHM}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
 }
 
 /// Hex HMAC-SHA256 of the StringToSign: the V3 signature.
@@ -202,9 +231,12 @@ pub fn v3_authorization(
     signed: &[(String, String)],
     hashed_payload: &str,
 ) -> String {
-    let (canonical, signed_headers) = v3_canonical_request(method, path, query, signed, hashed_payload);
+    let (canonical, signed_headers) =
+        v3_canonical_request(method, path, query, signed, hashed_payload);
     let signature = v3_signature(secret, &v3_string_to_sign(&canonical));
-    format!("{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}")
+    format!(
+        "{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}"
+    )
 }
 
 /// One SAE call to sign.
@@ -238,7 +270,11 @@ pub fn iso_date(now: Timestamp) -> String {
 
 /// Every header to send (lower-case names), `authorization` included. The caller adds
 /// `user-agent`, which neither scheme signs.
-pub fn signed_headers(version: SignatureVersion, creds: &Credentials, req: &SignInput<'_>) -> Vec<(String, String)> {
+pub fn signed_headers(
+    version: SignatureVersion,
+    creds: &Credentials,
+    req: &SignInput<'_>,
+) -> Vec<(String, String)> {
     let h = |k: &str, v: &str| (k.to_string(), v.to_string());
     match version {
         SignatureVersion::V1 => {
@@ -258,7 +294,10 @@ pub fn signed_headers(version: SignatureVersion, creds: &Credentials, req: &Sign
             }
             let sts = roa_v1_string_to_sign(req.method, req.path, req.query, &headers);
             let signature = roa_v1_signature(creds.access_key_secret(), &sts);
-            headers.push(h("authorization", &format!("acs {}:{signature}", creds.access_key_id())));
+            headers.push(h(
+                "authorization",
+                &format!("acs {}:{signature}", creds.access_key_id()),
+            ));
             headers
         }
         SignatureVersion::V3 => {
@@ -295,16 +334,34 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn roa_v1_hmac_vectors_from_official_sdks() {
         let cases = [
-            ("R1", "GET\n\n\n\n\n", "secret", "XGXDWA78AEvx/wmfxKoVCq/afWw="),
-            ("R4", "stringtosign", "secret", "OmuTAr79tpI6CRoAdmzKRq5lHs0="),
+            (
+                "R1",
+                "GET\n\n\n\n\n",
+                "secret",
+                "XGXDWA78AEvx/wmfxKoVCq/afWw=",
+            ),
+            (
+                "R4",
+                "stringtosign",
+                "secret",
+                "OmuTAr79tpI6CRoAdmzKRq5lHs0=",
+            ),
             ("R5", "source", "secret", "Jv4yi8SobFhg5t1C7nWLbhBSFZQ="),
-            ("R6", "中文unicode", "secret", "szlfHs3WVaO/HgY3Cg7/uyXDaRw="),
+            (
+                "R6",
+                "中文unicode",
+                "secret",
+                "szlfHs3WVaO/HgY3Cg7/uyXDaRw=",
+            ),
         ];
         for (name, sts, secret, want) in cases {
             assert_eq!(roa_v1_signature(secret, sts), want, "vector {name}");
@@ -334,7 +391,10 @@ mod tests {
             sts,
             "GET\naccept\ncontent-md5\ncontent-type\ndate\nx-acs-security-test:test\nx-acs-security-token:test\n/test?accept=accept&content-md5=content-md5&content-type=content-type&date=date&emptyTest&spaceTest&x-acs-security-test=test&x-acs-security-token=test"
         );
-        assert_eq!(roa_v1_signature("test", &sts), "4dyyuoOuu7iED5+vhBNcmflgq24=");
+        assert_eq!(
+            roa_v1_signature("test", &sts),
+            "4dyyuoOuu7iED5+vhBNcmflgq24="
+        );
     }
 
     #[test]
@@ -350,7 +410,10 @@ mod tests {
             sts,
             "GET\napplication/octet-stream\n\n\n2018-12-04T03:55:31Z\nx-acs-signature-method:HMAC-SHA1\nx-acs-signature-version:1.0\n/"
         );
-        assert_eq!(roa_v1_signature("access_key_secret", &sts), "HKCpm41tJg6b3EYdtGMbNuwALZU=");
+        assert_eq!(
+            roa_v1_signature("access_key_secret", &sts),
+            "HKCpm41tJg6b3EYdtGMbNuwALZU="
+        );
     }
 
     #[test]
@@ -370,13 +433,19 @@ mod tests {
             sts,
             "GET\napplication/json\n1B2M2Y8AsgTpgAmY7PhCfg==\napplication/octet-stream\nmock date\nx-acs-credentials-provider:static_ak\nx-acs-signature-method:HMAC-SHA1\nx-acs-signature-version:1.0\nx-acs-version:\n/users/:user"
         );
-        assert_eq!(roa_v1_signature("accessKeySecret", &sts), "PPPSwv0LPoLvg6rGxp7dd4uPESo=");
+        assert_eq!(
+            roa_v1_signature("accessKeySecret", &sts),
+            "PPPSwv0LPoLvg6rGxp7dd4uPESo="
+        );
     }
 
     #[test]
     fn v3_v1_official_documentation_vector() {
         let query = pairs(&[
-            ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
             ("RegionId", "cn-shanghai"),
         ]);
         let headers = pairs(&[
@@ -388,7 +457,10 @@ mod tests {
             ("x-acs-content-sha256", EMPTY_SHA256),
         ]);
         let (canonical, signed) = v3_canonical_request("POST", "/", &query, &headers, EMPTY_SHA256);
-        assert_eq!(signed, "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version");
+        assert_eq!(
+            signed,
+            "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version"
+        );
         assert_eq!(
             sha256_hex(canonical.as_bytes()),
             "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
@@ -422,7 +494,10 @@ mod tests {
     fn delete_instances_comma_is_raw_when_signed_and_encoded_on_the_wire() {
         let query = pairs(&[("AppId", "app-1"), ("InstanceIds", "i-a,i-b")]);
         let sts = roa_v1_string_to_sign("PUT", "/pop/v1/sam/app/deleteInstances", &query, &[]);
-        assert!(sts.ends_with("/pop/v1/sam/app/deleteInstances?AppId=app-1&InstanceIds=i-a,i-b"), "{sts}");
+        assert!(
+            sts.ends_with("/pop/v1/sam/app/deleteInstances?AppId=app-1&InstanceIds=i-a,i-b"),
+            "{sts}"
+        );
         assert_eq!(encode_query(&query), "AppId=app-1&InstanceIds=i-a%2Ci-b");
         assert_eq!(encode_rfc3986("a b*~"), "a%20b%2A~");
     }
@@ -458,7 +533,10 @@ mod tests {
 
     #[test]
     fn signature_version_parses() {
-        assert_eq!("V3".parse::<SignatureVersion>().unwrap(), SignatureVersion::V3);
+        assert_eq!(
+            "V3".parse::<SignatureVersion>().unwrap(),
+            SignatureVersion::V3
+        );
         assert!("v2".parse::<SignatureVersion>().is_err());
     }
 }

@@ -564,7 +564,9 @@ impl ChangeOrder {
 /// console, the simulator renders it in China Standard Time (UTC+08:00); the controller's
 /// `--sae-create-time-offset` states that assumption on its side.
 pub fn sae_time(t: Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8))).strftime("%Y-%m-%d %H:%M:%S").to_string()
+    t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// A successful operation: its `Data`, and the change order it created, if any.
