@@ -8,11 +8,13 @@ CRD_FILE := crds/saeinstancedeletions.sae.ops.dev.yaml
 .PHONY: test bench run install deploy crds demo static static-check
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
-# official SAE SDK, then runs every test target against them.
+# official SAE SDK, proves the release binary is fully static (file/ldd/readelf), then runs every
+# test target.
 test:
 	assets="$$(.ci/install-control-plane.sh | tail -n 1)"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
 	export SAE_SDK_PYTHON="$$(.ci/setup-python.sh | tail -n 1)"; \
+	hack/check-static.sh; \
 	$(CARGO) test --all-targets
 
 # Signing and client->simulator round-trip figures (not part of `make test`).
