@@ -409,3 +409,62 @@ async fn a_restart_during_backoff_neither_resets_nor_shortens_the_wait() {
         "second attempt at {second} came before nextAttemptTime {next}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_used_by_the_next_attempt_without_a_restart() {
+    let w = World::start("rotate", vec![app("app-rot", &["i-1"])]).await;
+    for (id, secret) in [
+        ("LTAIoldKey", "old-secret-value"),
+        ("LTAInewKey", "new-secret-value"),
+    ] {
+        w.sim
+            .admin_post(
+                "/_sim/access-keys",
+                json!({ "accessKeyId": id, "accessKeySecret": secret }),
+            )
+            .await;
+    }
+    w.fault(
+        "app-rot",
+        json!([{ "kind": "error", "code": "Application.ChangerOrderRunning", "times": 1 }]),
+    )
+    .await;
+    let secret = |id: &str, value: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "rotating" },
+            "stringData": { "accessKeyId": id, "accessKeySecret": value },
+        })
+        .to_string()
+    };
+    w.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &secret("LTAIoldKey", "old-secret-value"),
+    );
+    w.create(
+        "rotate",
+        "app-rot",
+        &["i-1"],
+        json!({ "credentialsRef": { "name": "rotating" }, "retry": { "initialDelaySeconds": 4, "maxDelaySeconds": 4 } }),
+    );
+    w.wait_for("rotate", "Retrying", Duration::from_secs(30), |s| {
+        s["phase"] == "Retrying"
+    })
+    .await;
+    w.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &secret("LTAInewKey", "new-secret-value"),
+    );
+    let s = w.wait_terminal("rotate", Duration::from_secs(60)).await;
+    assert_eq!(s["phase"], "Succeeded", "{s:#}");
+    let keys: Vec<Value> = w
+        .delete_requests("app-rot")
+        .await
+        .iter()
+        .map(|r| r["accessKeyId"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [json!("LTAIoldKey"), json!("LTAInewKey")],
+        "the second attempt signs with the rotated key"
+    );
+}
