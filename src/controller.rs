@@ -352,7 +352,7 @@ pub enum Error {
 }
 
 enum Written {
-    Ok(SaeInstanceDeletion),
+    Ok(Box<SaeInstanceDeletion>),
     /// Someone changed the object since we read it; the decision is void.
     Conflict,
 }
@@ -372,7 +372,7 @@ async fn write_status(ctx: &Context, obj: &SaeInstanceDeletion) -> Result<Writte
         .when(|e| !matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 404 || s.code == 403 || s.code == 422))
         .await;
     match result {
-        Ok(updated) => Ok(Written::Ok(updated)),
+        Ok(updated) => Ok(Written::Ok(Box::new(updated))),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Written::Conflict),
         Err(source) => Err(Error::StatusWrite { object, source }),
     }
@@ -454,7 +454,7 @@ async fn reconcile_steps(
             let held_app = holds_app(&obj);
             match write_status(&ctx, &next).await? {
                 Written::Ok(updated) => {
-                    obj = updated;
+                    obj = *updated;
                     if held_app && !holds_app(&obj) {
                         ctx.wake_next_in_line(&obj);
                     }
