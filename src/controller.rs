@@ -21,7 +21,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -139,34 +139,52 @@ impl Context {
     }
 
     /// When `released` has just let go of its app, reconcile the object next in line at once
-    /// instead of letting it find out at its next periodic check.
+    /// instead of letting it find out at its next periodic check. The wake waits (briefly) until
+    /// the cache shows the release, or the next object would still see the app as busy.
     fn wake_next_in_line(&self, released: &SaeInstanceDeletion) {
-        let Some(wake) = &self.wake else { return };
-        let order = |o: &SaeInstanceDeletion| {
-            (
-                o.metadata.creation_timestamp.clone().map(|t| t.0),
-                o.namespace(),
-                o.name_any(),
-            )
+        let Some(wake) = self.wake.clone() else {
+            return;
         };
-        let next = self
-            .store
-            .state()
-            .into_iter()
-            .filter(|o| o.uid() != released.uid() && !o.spec.dry_run)
-            .filter(|o| {
-                o.spec.app_id == released.spec.app_id && o.spec.region_id == released.spec.region_id
-            })
-            .filter(|o| {
-                matches!(
-                    o.status.as_ref().and_then(|s| s.phase),
-                    None | Some(Phase::Pending) | Some(Phase::Retrying)
+        let store = self.store.clone();
+        let released = released.clone();
+        tokio::spawn(async move {
+            let key = ObjectRef::from_obj(&released);
+            for _ in 0..50 {
+                let seen = store
+                    .get(&key)
+                    .and_then(|o| o.metadata.resource_version.clone());
+                if seen.is_none() || seen == released.metadata.resource_version {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let order = |o: &SaeInstanceDeletion| {
+                (
+                    o.metadata.creation_timestamp.clone().map(|t| t.0),
+                    o.namespace(),
+                    o.name_any(),
                 )
-            })
-            .min_by_key(|o| order(o));
-        if let Some(next) = next {
-            let _ = wake.unbounded_send(ObjectRef::from_obj(&*next));
-        }
+            };
+            let next = store
+                .state()
+                .into_iter()
+                .filter(|o| o.uid() != released.uid() && !o.spec.dry_run)
+                .filter(|o| {
+                    o.spec.app_id == released.spec.app_id
+                        && o.spec.region_id == released.spec.region_id
+                })
+                .filter(|o| {
+                    let status = o.status.clone().unwrap_or_default();
+                    matches!(
+                        status.phase,
+                        None | Some(Phase::Pending) | Some(Phase::Retrying)
+                    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
+                })
+                .min_by_key(|o| order(o));
+            if let Some(next) = next {
+                let _ = wake.unbounded_send(ObjectRef::from_obj(&*next));
+            }
+        });
     }
 
     async fn may_send(&self) -> bool {
@@ -743,7 +761,11 @@ pub async fn run(
         .inspect(move |event| watch_health.record(event.is_ok()))
         .modify(slim_for_cache)
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        // Only new objects and spec edits start a reconcile. Our own status writes do not: the
+        // reconcile that wrote one carries on (or has scheduled its next step), and an extra
+        // reconcile would only read a cache that may not show that write yet.
+        .predicate_filter(predicates::generation, Default::default());
     let controller = Controller::for_stream(stream, store.clone());
     let watched = store.clone();
     tokio::spawn(async move {
