@@ -188,9 +188,7 @@ pub struct Decision {
 
 /// SAE needs a moment to register a new change order; polling sooner only costs quota (60 calls
 /// per minute per account, shared by every SAE API).
-const FIRST_POLL_AFTER: SignedDuration = SignedDuration::from_secs(2);
-/// Polls never come closer together than this.
-const MIN_POLL_INTERVAL: SignedDuration = SignedDuration::from_secs(1);
+const FIRST_POLL_AFTER: SignedDuration = SignedDuration::from_secs(1);
 const MAX_POLL_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 const MIN_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(2);
 const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
@@ -571,7 +569,7 @@ impl<'a> Step<'a> {
             .map_or(self.now, |t| t.0);
         clamp(
             self.now.duration_since(sent) / 2,
-            MIN_POLL_INTERVAL,
+            FIRST_POLL_AFTER,
             MAX_POLL_INTERVAL,
         )
     }
@@ -1702,14 +1700,14 @@ mod tests {
             },
             // Rule 5: accepted.
             Row {
-                name: "accepted, waiting for completion: InProgress, first poll 2 s later",
+                name: "accepted, waiting for completion: InProgress, first poll 1 s later",
                 obj: submitting(),
                 now: 11,
                 observation: accepted(),
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
-                action: Action::WaitUntil(at(13)),
+                action: Action::WaitUntil(at(12)),
                 events: &[(false, "WaitingForChangeOrder")],
                 message: &["co-1", "2 instances of app app-1"],
             },
@@ -1872,14 +1870,14 @@ mod tests {
             },
             // Rule 8: following the change order.
             Row {
-                name: "in progress, under 2 s since the send: wait for the first poll",
+                name: "in progress, under 1 s since the send: wait for the first poll",
                 obj: in_progress(),
                 now: 10,
                 observation: start(),
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
-                action: Action::WaitUntil(at(12)),
+                action: Action::WaitUntil(at(11)),
                 events: &[],
                 message: &["co-1"],
             },
