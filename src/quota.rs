@@ -6,8 +6,9 @@
 //! here, and a throttling answer pauses that bucket instead of letting callers spin.
 //!
 //! # The bucket
-//! A bucket holds at most `burst` tokens (a tenth of a minute's allowance, at least one) and gains
-//! `requests_per_minute / 60` tokens per second, continuously. It is kept as a "theoretical arrival
+//! A bucket holds at most `burst` tokens (a second's allowance, at least one) and
+//! gains tokens continuously at a rate that keeps any 60 s window at or under
+//! `requests_per_minute`, burst included (`requests_per_minute - burst + 1` per minute). It is kept as a "theoretical arrival
 //! time" (the generic cell rate algorithm): the instant at which the bucket would be empty again.
 //! That is pure `Instant` arithmetic with integer nanoseconds, so waits are exact and a paused tokio
 //! clock reproduces them to the tick.
@@ -147,10 +148,17 @@ impl QuotaPlanner {
     pub fn new(requests_per_minute: u32, metrics: Option<Metrics>) -> Self {
         let (interval, burst) = match requests_per_minute {
             0 => (Duration::ZERO, 1),
-            rpm => (
-                Duration::from_nanos(60_000_000_000 / u64::from(rpm)),
-                (rpm / 6).max(1),
-            ),
+            rpm => {
+                // SAE counts calls per minute, perhaps over a sliding window. A bucket that starts
+                // full allows `burst` + (calls refilled in 60 s) - 1 in the first minute, so the
+                // refill rate leaves room for the burst: no 60 s window ever sees more than `rpm`.
+                let burst = (rpm / 60).max(1);
+                let refilled_per_minute = u64::from(rpm - burst + 1);
+                (
+                    Duration::from_nanos(60_000_000_000 / refilled_per_minute),
+                    burst,
+                )
+            }
         };
         Self {
             inner: Arc::new(Inner {
@@ -387,7 +395,7 @@ mod tests {
         for rpm in [60, 120, 600, 7] {
             let planner = QuotaPlanner::new(rpm, None);
             let burst = planner.burst();
-            assert_eq!(burst, (rpm / 6).max(1));
+            assert_eq!(burst, (rpm / 60).max(1));
             let start = Instant::now();
             let mut served_at = Vec::new();
             while since(start) < Duration::from_secs(60) {
@@ -399,21 +407,19 @@ mod tests {
                 .iter()
                 .filter(|t| **t < Duration::from_secs(60))
                 .count() as u32;
+            // Never more than the limit in the first minute (the burst included), and not
+            // much less either.
             assert!(
-                (rpm..=rpm + burst).contains(&in_minute),
+                (rpm.saturating_sub(burst + 1)..=rpm).contains(&in_minute),
                 "rpm {rpm}: {in_minute} calls in a minute"
             );
-            let interval = Duration::from_nanos(60_000_000_000 / u64::from(rpm));
-            if interval.subsec_nanos().is_multiple_of(1_000_000) {
-                // Whole milliseconds are exact on tokio's timer: the burst at 0, then one per
-                // interval, the one at 60 s falling outside the minute.
-                assert_eq!(in_minute, burst + rpm - 1, "rpm {rpm}");
-            }
+            let interval = Duration::from_nanos(60_000_000_000 / u64::from(rpm - burst + 1));
             // After the burst the spacing is the steady interval, within the timer's 1 ms tick.
             for pair in served_at[burst as usize..].windows(2) {
                 let gap = pair[1] - pair[0];
                 assert!(
-                    gap >= interval && gap <= interval + Duration::from_millis(1),
+                    gap + Duration::from_millis(1) >= interval
+                        && gap <= interval + Duration::from_millis(1),
                     "rpm {rpm}: gap {gap:?}"
                 );
             }
@@ -531,8 +537,12 @@ mod tests {
         let order: Vec<String> = log.iter().map(|(l, _)| l.clone()).collect();
         let expected: Vec<String> = (0..50).map(|i| format!("{i:02}")).collect();
         assert_eq!(order, expected);
-        // 600 per minute: one every 100 ms.
-        assert_eq!(log[49].1, Duration::from_millis(5000));
+        // 600 per minute with a burst of 10: after the burst, one every 60 s / 591 (~101.5 ms).
+        let last = log[49].1;
+        assert!(
+            last >= Duration::from_millis(4000) && last <= Duration::from_millis(5100),
+            "{last:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -602,7 +612,7 @@ mod tests {
         drain_burst(&planner, "key-b").await;
         planner.acquire("key-b", Priority::Poll).await;
         assert_eq!(since(start), Duration::from_secs(1));
-        assert_eq!(planner.tokens("key-c"), 10.0, "a key never used is full");
+        assert_eq!(planner.tokens("key-c"), 1.0, "a key never used is full");
         let start = Instant::now();
         planner.acquire("key-a", Priority::Delete).await;
         assert_eq!(
@@ -732,13 +742,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn tokens_and_waits_are_reported_to_the_metrics() {
         let metrics = Metrics::new();
-        let planner = QuotaPlanner::new(60, Some(metrics.clone()));
+        // 600 per minute: a burst of 10, then one every 60 s / 591.
+        let planner = QuotaPlanner::new(600, Some(metrics.clone()));
         for _ in 0..10 {
             planner.acquire(KEY, Priority::Delete).await;
         }
-        planner.acquire(KEY, Priority::Delete).await; // waits 1 s
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        planner.acquire(KEY, Priority::Delete).await; // free again: 2.5 tokens grew back
+        planner.acquire(KEY, Priority::Delete).await; // waits one interval
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        planner.acquire(KEY, Priority::Delete).await; // free again: tokens grew back
         let text = metrics.encode();
         let sample = |series: &str| -> Option<f64> {
             text.lines().find_map(|l| {
@@ -746,15 +757,17 @@ mod tests {
                 (s == series).then(|| v.parse().unwrap())
             })
         };
-        assert_eq!(
-            sample(&format!("sae_quota_tokens{{access_key_id=\"{KEY}\"}}")),
-            Some(1.5)
-        );
+        let interval: f64 = 60.0 / 591.0;
+        // After one interval's wait and a second of refill (capped at 10), one token is spent.
+        let tokens = sample(&format!("sae_quota_tokens{{access_key_id=\"{KEY}\"}}")).unwrap();
+        let expected = (1.0 / interval).min(10.0) - 1.0;
+        assert!((tokens - expected).abs() < 0.01, "{tokens} vs {expected}");
         assert_eq!(
             sample("sae_quota_wait_seconds_count"),
             Some(1.0),
             "only the call that waited is observed"
         );
-        assert_eq!(sample("sae_quota_wait_seconds_sum"), Some(1.0));
+        let waited = sample("sae_quota_wait_seconds_sum").unwrap();
+        assert!((waited - interval).abs() < 0.002, "{waited}");
     }
 }
