@@ -7,7 +7,7 @@
 //!   decision taken on a stale cache can never land (the API server answers 409 and we start over).
 //! - DeleteInstances is sent only after the write that records the attempt (`Submitting`) succeeded.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -100,6 +100,17 @@ pub struct Context {
     quota: QuotaPlanner,
     /// Reconciles the next object in line when one releases its app (set by [`run`]).
     wake: Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SaeInstanceDeletion>>>,
+    /// Apps this process has started an attempt on, by (region, app): (object uid, since). The
+    /// cache shows a write-ahead only a moment after it is made; a claim covers that moment, so
+    /// two objects of one app never both see it free.
+    claims: std::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
+}
+
+/// How long a claim outlives the cache not (yet) showing its holder on the app.
+const CLAIM_GRACE: Duration = Duration::from_secs(10);
+
+fn app_key(obj: &SaeInstanceDeletion) -> (String, String) {
+    (obj.spec.region_id.clone(), obj.spec.app_id.clone())
 }
 
 impl Context {
@@ -129,6 +140,46 @@ impl Context {
             store,
             quota: QuotaPlanner::new(0, None),
             wake: None,
+            claims: Default::default(),
+        }
+    }
+
+    /// Takes `obj`'s app for an attempt; false while another object holds it.
+    fn claim_app(&self, obj: &SaeInstanceDeletion) -> bool {
+        let me = obj.uid().unwrap_or_default();
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((holder, since)) = claims.get(&app_key(obj))
+            && *holder != me
+            && self.claim_is_live(holder, *since)
+        {
+            return false;
+        }
+        claims.insert(app_key(obj), (me, Instant::now()));
+        true
+    }
+
+    fn claim_is_live(&self, holder: &str, since: Instant) -> bool {
+        let cached = self
+            .store
+            .state()
+            .into_iter()
+            .find(|o| o.uid().as_deref() == Some(holder));
+        match cached {
+            Some(o) if holds_app(&o) => true,
+            Some(o) if is_terminal(&o) => false,
+            // Not in the cache (yet, or deleted), or the cache has not caught up with the write.
+            _ => since.elapsed() < CLAIM_GRACE,
+        }
+    }
+
+    fn release_app(&self, obj: &SaeInstanceDeletion) {
+        let me = obj.uid().unwrap_or_default();
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if claims
+            .get(&app_key(obj))
+            .is_some_and(|(holder, _)| *holder == me)
+        {
+            claims.remove(&app_key(obj));
         }
     }
 
@@ -459,21 +510,31 @@ async fn reconcile_steps(
             resolve_after: ctx.settings.resolve_after,
         };
         let decision = decide(&obj, &clock, observation);
-        if let Action::SendDelete { .. } = decision.action
-            && !ctx.may_send().await
-        {
-            // A replica that lost its lease sends nothing and writes nothing; the leader takes over.
-            warn!("not leading any more: DeleteInstances not sent");
-            return Ok(Requeue::await_change());
+        if let Action::SendDelete { .. } = decision.action {
+            if !ctx.may_send().await {
+                // A replica that lost its lease sends nothing and writes nothing; the leader takes over.
+                warn!("not leading any more: DeleteInstances not sent");
+                return Ok(Requeue::await_change());
+            }
+            if !ctx.claim_app(&obj) {
+                // Another object just started on this app and the cache does not show it yet.
+                return Ok(Requeue::requeue(Duration::from_secs(1)));
+            }
         }
         if obj.status.as_ref() != Some(&decision.status) {
             let mut next = obj.clone();
             next.status = Some(decision.status.clone());
             let held_app = holds_app(&obj);
-            match write_status(&ctx, &next).await? {
+            let written = write_status(&ctx, &next).await;
+            if !matches!(written, Ok(Written::Ok(_))) && !holds_app(&obj) {
+                // The attempt was not recorded, so it will not be sent: let the app go.
+                ctx.release_app(&obj);
+            }
+            match written? {
                 Written::Ok(updated) => {
                     obj = *updated;
                     if held_app && !holds_app(&obj) {
+                        ctx.release_app(&obj);
                         ctx.wake_next_in_line(&obj);
                     }
                 }
@@ -511,6 +572,7 @@ async fn reconcile_steps(
                 let creds = creds()?;
                 // Fencing, second half: the lease must still be ours at the moment of sending.
                 if !ctx.may_send().await {
+                    ctx.release_app(&obj);
                     warn!("lease lost after recording the attempt: DeleteInstances not sent");
                     return Ok(Requeue::await_change());
                 }
@@ -1124,6 +1186,26 @@ mod fake_api_tests {
             store,
         );
         (Arc::new(ctx), writer)
+    }
+
+    /// Two objects of one app: the second cannot start while the first's claim is fresh, even
+    /// though the cache (empty here) does not show the first on the app yet.
+    #[tokio::test]
+    async fn an_app_claim_covers_the_moment_before_the_cache_shows_the_attempt() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (_sim, sae) = sae().await;
+        let (ctx, _writer) = context(Client::new(service, "default"), sae);
+        let first = new_object();
+        let mut second = new_object();
+        second.metadata.name = Some("other".into());
+        second.metadata.uid = Some("uid-2".into());
+        assert!(ctx.claim_app(&first));
+        assert!(ctx.claim_app(&first), "a holder may claim again (a retry)");
+        assert!(!ctx.claim_app(&second), "the app is taken");
+        ctx.release_app(&second);
+        assert!(!ctx.claim_app(&second), "only the holder releases");
+        ctx.release_app(&first);
+        assert!(ctx.claim_app(&second));
     }
 
     fn new_object() -> SaeInstanceDeletion {
