@@ -818,7 +818,10 @@ pub async fn run(
     };
     let (store, writer) = reflector::store();
     let watch_health = health.clone();
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    // The initial list is paged (500 objects a page). `any_semantic` would let the API server
+    // answer from its watch cache, which ignores paging: one response holding every object, the
+    // largest allocation this process would ever make.
+    let stream = watcher(api, watcher::Config::default().page_size(500))
         .default_backoff()
         .inspect(move |event| watch_health.record(event.is_ok()))
         .modify(slim_for_cache)
