@@ -963,7 +963,7 @@ fn bool_field(object: &Map<String, Value>, name: &str) -> Option<bool> {
 
 /// An error and its causes on one line: reqwest's own message alone ("error sending request")
 /// hides the useful part ("Connection refused").
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {

@@ -9,6 +9,7 @@
 //! The token file is read again for every exchange because ACK rotates it in place; caching its
 //! content would eventually present an expired token.
 
+use super::client::error_chain;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -501,19 +502,6 @@ fn clean(text: &str, secrets: &[&str]) -> String {
         text = text.chars().take(EXCERPT_CHARS).collect::<String>() + "…";
     }
     text
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ").replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]
