@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
@@ -105,6 +105,9 @@ pub struct Context {
     /// two objects of one app never both see it free.
     claims: std::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
 }
+
+/// Reconciles in flight at once.
+const RECONCILE_CONCURRENCY: u16 = 64;
 
 /// How long a claim outlives the cache not (yet) showing its holder on the app.
 const CLAIM_GRACE: Duration = Duration::from_secs(10);
@@ -489,7 +492,9 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
         change_order_id = obj.status.as_ref().and_then(|s| s.change_order_id.as_deref()).unwrap_or(""),
         request_id = obj.status.as_ref().and_then(|s| s.request_id.as_deref()).unwrap_or(""),
     );
-    reconcile_steps((*obj).clone(), ctx).instrument(span).await
+    // Boxed: the steps' future is large, and the runner holds one reconcile future per object it
+    // has scheduled; terminal objects (the vast majority, after a while) never allocate it.
+    Box::pin(reconcile_steps((*obj).clone(), ctx).instrument(span)).await
 }
 
 async fn reconcile_steps(
@@ -879,6 +884,9 @@ pub async fn run(
     ctx.wake = Some(wake);
     let ctx = Arc::new(ctx);
     controller
+        // Reconciles wait on SAE's quota, not on CPU: a bounded number in flight keeps memory flat
+        // when thousands of objects are scheduled at once (a restart, a bulk apply).
+        .with_config(ControllerConfig::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_on(woken)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
