@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
+use crate::crd::{Phase, Reason, SaeInstanceDeletion};
 use crate::decide::{Action, AppTurn, Clock, Evidence, FoundChangeOrder, Observation, decide};
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
@@ -104,6 +104,79 @@ pub struct Context {
     /// cache shows a write-ahead only a moment after it is made; a claim covers that moment, so
     /// two objects of one app never both see it free.
     claims: std::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Finished objects, which the cache does not hold (set by [`run`]).
+    finished: Finished,
+}
+
+/// Finished objects, kept out of the cache: a terminal object is never touched again, so all that
+/// is left to know of it is its change order (so that a lost answer of another object is never
+/// matched to it) and its phase (for the `sae_objects` gauge). A few dozen bytes instead of the
+/// whole object.
+#[derive(Clone, Default)]
+pub struct Finished {
+    by_uid: Arc<std::sync::Mutex<FinishedByUid>>,
+}
+
+/// Object uid → (final phase, change order id).
+type FinishedByUid = HashMap<String, (Phase, Option<String>)>;
+
+impl Finished {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FinishedByUid> {
+        self.by_uid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, obj: &SaeInstanceDeletion) {
+        let status = obj.status.clone().unwrap_or_default();
+        if let Some(phase) = status.phase {
+            self.lock().insert(
+                obj.uid().unwrap_or_default(),
+                (phase, status.change_order_id),
+            );
+        }
+    }
+
+    fn forget(&self, obj: &SaeInstanceDeletion) {
+        self.lock().remove(&obj.uid().unwrap_or_default());
+    }
+
+    fn change_order_ids(&self) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter_map(|(_, co)| co.clone())
+            .collect()
+    }
+
+    fn count_by_phase(&self) -> Vec<(&'static str, i64)> {
+        let mut counts: std::collections::BTreeMap<&'static str, i64> = Default::default();
+        for (phase, _) in self.lock().values() {
+            *counts.entry(phase.as_str()).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
+
+    /// Passes a watch event on to the cache, unless it is about a finished object: that one is
+    /// recorded here and removed from (or never put into) the cache.
+    pub fn keep_live_only(
+        &self,
+        event: Result<watcher::Event<SaeInstanceDeletion>, watcher::Error>,
+    ) -> Option<Result<watcher::Event<SaeInstanceDeletion>, watcher::Error>> {
+        use watcher::Event;
+        match event {
+            Ok(Event::Apply(obj)) if is_terminal(&obj) => {
+                self.record(&obj);
+                Some(Ok(Event::Delete(obj)))
+            }
+            Ok(Event::InitApply(obj)) if is_terminal(&obj) => {
+                self.record(&obj);
+                None
+            }
+            Ok(Event::Delete(obj)) => {
+                self.forget(&obj);
+                Some(Ok(Event::Delete(obj)))
+            }
+            other => Some(other),
+        }
+    }
 }
 
 /// Reconciles in flight at once.
@@ -144,6 +217,7 @@ impl Context {
             quota: QuotaPlanner::new(0, None),
             wake: None,
             claims: Default::default(),
+            finished: Finished::default(),
         }
     }
 
@@ -299,13 +373,14 @@ impl Context {
                     .list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50),
             )
             .await?;
-        let claimed: HashSet<String> = self
+        let mut claimed: HashSet<String> = self
             .store
             .state()
             .iter()
             .filter(|o| o.uid() != obj.uid())
             .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
             .collect();
+        claimed.extend(self.finished.change_order_ids());
         let change_orders = page
             .change_orders
             .into_iter()
@@ -691,23 +766,13 @@ pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) 
     ahead.map_or(AppTurn::Free, |a| AppTurn::Queued { ahead: key(a) })
 }
 
-/// Cuts an object down to what decisions read before it enters the cache: with thousands of
-/// finished objects, managedFields, labels, annotations and old messages would be most of the
-/// controller's memory. Safe because a status PUT takes only `status` from what we send (the API
-/// server copies everything else from the stored object), and a terminal object is never written
-/// again: of those, the queue and the lost-answer check read only the phase and the change order.
+/// Cuts an object down to what decisions read before it enters the cache: managedFields, labels
+/// and annotations can be most of an object's size. Safe because a status PUT takes only `status`
+/// from what we send (the API server copies everything else from the stored object).
 pub fn slim_for_cache(obj: &mut SaeInstanceDeletion) {
     obj.metadata.managed_fields = None;
     obj.metadata.annotations = None;
     obj.metadata.labels = None;
-    if let Some(status) = obj.status.as_mut().filter(|s| s.is_terminal()) {
-        *status = SaeInstanceDeletionStatus {
-            phase: status.phase,
-            change_order_id: status.change_order_id.take(),
-            ..Default::default()
-        };
-        obj.spec.instance_ids = Vec::new();
-    }
 }
 
 /// An attempt in flight or a change order running: the object has its app to itself.
@@ -822,6 +887,8 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
+    let finished = Finished::default();
+    let keep = finished.clone();
     let watch_health = health.clone();
     // The initial list is paged (500 objects a page). `any_semantic` would let the API server
     // answer from its watch cache, which ignores paging: one response holding every object, the
@@ -829,6 +896,7 @@ pub async fn run(
     let stream = watcher(api, watcher::Config::default().page_size(500))
         .default_backoff()
         .inspect(move |event| watch_health.record(event.is_ok()))
+        .filter_map(move |event| std::future::ready(keep.keep_live_only(event)))
         .modify(slim_for_cache)
         .reflect(writer)
         .touched_objects()
@@ -851,6 +919,7 @@ pub async fn run(
         }
     });
     let gauge_store = store.clone();
+    let gauge_finished = finished.clone();
     let gauge_metrics = metrics.clone();
     tokio::spawn(async move {
         // Objects by phase, from the cache: no API calls.
@@ -867,6 +936,9 @@ pub async fn run(
                     .unwrap_or("New");
                 *counts.entry(phase).or_default() += 1;
             }
+            for (phase, count) in gauge_finished.count_by_phase() {
+                *counts.entry(phase).or_default() += count;
+            }
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
         }
     });
@@ -882,6 +954,7 @@ pub async fn run(
     )
     .with_quota(requests_per_minute);
     ctx.wake = Some(wake);
+    ctx.finished = finished;
     let ctx = Arc::new(ctx);
     controller
         // Reconciles wait on SAE's quota, not on CPU: a bounded number in flight keeps memory flat
@@ -895,6 +968,10 @@ pub async fn run(
             async move {
                 match result {
                     Ok(_) => ctx.metrics.reconciled(),
+                    // A requeued object that finished meanwhile is no longer cached: expected.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        tracing::debug!(object = %obj, "finished object not reconciled again")
+                    }
                     Err(err) => warn!(error = %err, "controller event"),
                 }
             }
@@ -921,7 +998,7 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_what_decisions_read_and_drops_the_rest() {
-        use crate::crd::{RetryPolicy, SaeInstanceDeletionSpec};
+        use crate::crd::{RetryPolicy, SaeInstanceDeletionSpec, SaeInstanceDeletionStatus};
         let spec = SaeInstanceDeletionSpec {
             region_id: "cn-hangzhou".into(),
             app_id: "app".into(),
@@ -943,6 +1020,7 @@ mod tests {
         });
         let mut running = obj.clone();
         slim_for_cache(&mut running);
+        assert!(!is_terminal(&running));
         assert_eq!(running.metadata.annotations, None);
         assert_eq!(running.metadata.labels, None);
         assert_eq!(
@@ -951,20 +1029,32 @@ mod tests {
         );
         assert_eq!(running.spec, obj.spec);
 
+        // A finished object never reaches the cache: only its phase and change order are kept.
+        use kube::runtime::watcher::Event;
+        let finished = Finished::default();
         let mut done = obj.clone();
+        done.metadata.uid = Some("uid-done".into());
         done.status.as_mut().unwrap().phase = Some(Phase::Succeeded);
-        slim_for_cache(&mut done);
-        let status = done.status.unwrap();
-        assert_eq!(
-            (
-                status.phase,
-                status.change_order_id.as_deref(),
-                status.message
-            ),
-            (Some(Phase::Succeeded), Some("co-1"), None)
+        assert!(
+            finished
+                .keep_live_only(Ok(Event::InitApply(done.clone())))
+                .is_none()
         );
-        assert!(done.spec.instance_ids.is_empty());
-        assert_eq!(done.spec.app_id, "app", "the queue still reads the app");
+        assert!(matches!(
+            finished.keep_live_only(Ok(Event::Apply(done.clone()))),
+            Some(Ok(Event::Delete(_)))
+        ));
+        assert!(matches!(
+            finished.keep_live_only(Ok(Event::Apply(running.clone()))),
+            Some(Ok(Event::Apply(_)))
+        ));
+        assert_eq!(finished.change_order_ids(), ["co-1"]);
+        assert_eq!(finished.count_by_phase(), [("Succeeded", 1)]);
+        finished.keep_live_only(Ok(Event::Delete(done)));
+        assert!(
+            finished.change_order_ids().is_empty(),
+            "a deleted object is forgotten"
+        );
     }
 
     #[test]
