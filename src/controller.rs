@@ -286,29 +286,11 @@ impl Context {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let order = |o: &SaeInstanceDeletion| {
-                (
-                    o.metadata.creation_timestamp.clone().map(|t| t.0),
-                    o.namespace(),
-                    o.name_any(),
-                )
-            };
             let next = store
                 .state()
                 .into_iter()
-                .filter(|o| o.uid() != released.uid() && !o.spec.dry_run)
-                .filter(|o| {
-                    o.spec.app_id == released.spec.app_id
-                        && o.spec.region_id == released.spec.region_id
-                })
-                .filter(|o| {
-                    let status = o.status.clone().unwrap_or_default();
-                    matches!(
-                        status.phase,
-                        None | Some(Phase::Pending) | Some(Phase::Retrying)
-                    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
-                })
-                .min_by_key(|o| order(o));
+                .filter(|o| shares_app(o, &released) && waits_in_line(o))
+                .min_by_key(|o| queue_order(o));
             if let Some(next) = next {
                 let _ = wake.unbounded_send(ObjectRef::from_obj(&*next));
             }
@@ -727,43 +709,50 @@ async fn reconcile_steps(
 /// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
 /// hold no place in line.
 pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
-    let order = |o: &SaeInstanceDeletion| {
-        (
-            o.metadata.creation_timestamp.clone().map(|t| t.0),
-            o.namespace(),
-            o.name_any(),
-        )
-    };
     let key =
         |o: &SaeInstanceDeletion| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
-    let mine = order(me);
+    let others = objects.iter().filter(|o| shares_app(o, me));
     let mut ahead: Option<&SaeInstanceDeletion> = None;
-    for other in objects {
-        let same = other.uid() == me.uid()
-            && other.namespace() == me.namespace()
-            && other.name_any() == me.name_any();
-        if same
-            || other.spec.dry_run
-            || other.spec.app_id != me.spec.app_id
-            || other.spec.region_id != me.spec.region_id
-        {
-            continue;
+    for other in others {
+        if holds_app(other) {
+            return AppTurn::Busy { holder: key(other) };
         }
-        let status = other.status.clone().unwrap_or_default();
-        match status.phase {
-            Some(Phase::Succeeded | Phase::Failed) => continue,
-            Some(Phase::Submitting | Phase::InProgress) => {
-                return AppTurn::Busy { holder: key(other) };
-            }
-            _ if status.reason() == Some(Reason::CredentialsNotFound.as_str()) => continue,
-            _ => {
-                if order(other) < mine && ahead.is_none_or(|a| order(other) < order(a)) {
-                    ahead = Some(other);
-                }
-            }
+        if waits_in_line(other)
+            && queue_order(other) < queue_order(me)
+            && ahead.is_none_or(|a| queue_order(other) < queue_order(a))
+        {
+            ahead = Some(other);
         }
     }
     ahead.map_or(AppTurn::Free, |a| AppTurn::Queued { ahead: key(a) })
+}
+
+/// Another object (not `me`, not a dry run) deleting instances of `me`'s app.
+fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool {
+    let same_object = other.uid() == me.uid()
+        && other.namespace() == me.namespace()
+        && other.name_any() == me.name_any();
+    !same_object && !other.spec.dry_run && app_key(other) == app_key(me)
+}
+
+/// Not started yet, or waiting to try again, and able to act (credentials found): such an object
+/// holds its place in line. Finished objects and those waiting for credentials do not.
+fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
+    let status = obj.status.clone().unwrap_or_default();
+    matches!(
+        status.phase,
+        None | Some(Phase::Pending) | Some(Phase::Retrying)
+    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
+}
+
+/// The order objects of one app take turns in: creation time, then namespace/name — the same in
+/// every replica and after every restart.
+fn queue_order(obj: &SaeInstanceDeletion) -> (Option<Timestamp>, Option<String>, String) {
+    (
+        obj.metadata.creation_timestamp.clone().map(|t| t.0),
+        obj.namespace(),
+        obj.name_any(),
+    )
 }
 
 /// Cuts an object down to what decisions read before it enters the cache: managedFields, labels
