@@ -254,6 +254,15 @@ impl World {
             .collect()
     }
 
+    /// DeleteInstances requests SAE received, for every app.
+    pub async fn delete_requests_total(&self) -> usize {
+        self.ledger_requests()
+            .await
+            .iter()
+            .filter(|r| r["operation"] == "DeleteInstances")
+            .count()
+    }
+
     pub async fn committed_deletes(&self, app_id: &str) -> usize {
         self.delete_requests(app_id)
             .await
