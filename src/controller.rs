@@ -25,8 +25,10 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::{Phase, Reason, SaeInstanceDeletion};
-use crate::decide::{Action, AppTurn, Clock, Evidence, FoundChangeOrder, Observation, decide};
+use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
+use crate::decide::{
+    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, decide,
+};
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
 use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
@@ -314,6 +316,16 @@ impl Context {
         call: impl Future<Output = Result<T, SaeError>>,
     ) -> Result<T, SaeError> {
         self.quota.acquire(creds.access_key_id(), priority).await;
+        self.measured(operation, creds, call).await
+    }
+
+    /// Runs one SAE call whose quota token was already taken, recording its result and duration.
+    async fn measured<T>(
+        &self,
+        operation: &str,
+        creds: &Credentials,
+        call: impl Future<Output = Result<T, SaeError>>,
+    ) -> Result<T, SaeError> {
         let started = Instant::now();
         let result = call.await;
         self.metrics
@@ -507,7 +519,7 @@ async fn write_status(ctx: &Context, obj: &SaeInstanceDeletion) -> Result<Writte
     }
 }
 
-async fn publish(ctx: &Context, obj: &SaeInstanceDeletion, event: &crate::decide::Event) {
+async fn publish(ctx: &Context, obj: &SaeInstanceDeletion, event: &Event) {
     let ev = KubeEvent {
         type_: if event.warning {
             EventType::Warning
@@ -563,6 +575,9 @@ async fn reconcile_steps(
         credentials: credentials.as_ref().map(|_| ()).map_err(Clone::clone),
         app: app_turn(&ctx.store.state(), &obj),
     };
+    // A status decided but not written yet (Action::FirstPoll), with the events of that decision.
+    // `obj` carries it in memory; its resourceVersion is still the one the write-ahead got.
+    let mut held: Option<Vec<Event>> = None;
     // Each decision leads to at most one SAE step; a handful of rounds covers
     // send → accepted → first wait, or resolve → adopt → poll.
     for _ in 0..8 {
@@ -583,43 +598,37 @@ async fn reconcile_steps(
                 return Ok(Requeue::requeue(Duration::from_secs(1)));
             }
         }
-        if obj.status.as_ref() != Some(&decision.status) {
-            let mut next = obj.clone();
-            next.status = Some(decision.status.clone());
-            let held_app = holds_app(&obj);
-            let written = write_status(&ctx, &next).await;
-            if !matches!(written, Ok(Written::Ok(_))) && !holds_app(&obj) {
-                // The attempt was not recorded, so it will not be sent: let the app go.
-                ctx.release_app(&obj);
+        if let Action::FirstPoll { .. } = decision.action {
+            obj.status = Some(decision.status);
+            held = Some(decision.events);
+        } else {
+            let mut events = decision.events;
+            // A held status was never written, whether or not this decision changes it.
+            let unwritten = held.is_some();
+            if let Some(held_events) = held.take() {
+                // Superseded before it was written (the poll moved the object on): its transition
+                // event goes too, as the next one names the change order; anything else it had to
+                // say stays.
+                let state = |s: &SaeInstanceDeletionStatus| (s.phase, s.reason().map(String::from));
+                let held_state = obj.status.as_ref().map(state);
+                let superseded = held_state.as_ref() != Some(&state(&decision.status));
+                let held_reason = held_state.and_then(|(_, reason)| reason);
+                events.splice(
+                    0..0,
+                    held_events
+                        .into_iter()
+                        .filter(|e| !(superseded && Some(&e.reason) == held_reason.as_ref())),
+                );
             }
-            match written? {
-                Written::Ok(updated) => {
-                    obj = *updated;
-                    if held_app && !holds_app(&obj) {
-                        ctx.release_app(&obj);
-                        ctx.wake_next_in_line(&obj);
-                    }
-                }
-                Written::Conflict => {
-                    info!("status write conflicted: the object changed meanwhile; re-reading");
-                    return Ok(Requeue::requeue(CONFLICT_REQUEUE));
-                }
+            if (unwritten || obj.status.as_ref() != Some(&decision.status))
+                && !record(&ctx, &mut obj, decision.status).await?
+            {
+                info!("status write conflicted: the object changed meanwhile; re-reading");
+                return Ok(Requeue::requeue(CONFLICT_REQUEUE));
             }
-            let status = &decision.status;
-            info!(
-                phase = status.phase.map(Phase::as_str).unwrap_or(""),
-                reason = status.reason().unwrap_or(""),
-                attempts = status.attempts(),
-                request_id = status.request_id.as_deref().unwrap_or(""),
-                change_order_id = status.change_order_id.as_deref().unwrap_or(""),
-                "status updated"
-            );
-            if status.is_terminal() {
-                ctx.observe_terminal(&obj);
+            for event in &events {
+                publish(&ctx, &obj, event).await;
             }
-        }
-        for event in &decision.events {
-            publish(&ctx, &obj, event).await;
         }
         let creds = || {
             credentials
@@ -670,6 +679,38 @@ async fn reconcile_steps(
                 )
                 .await,
             ),
+            Action::FirstPoll {
+                change_order_id,
+                at,
+                write_by,
+            } => {
+                let creds = creds()?;
+                tokio::time::sleep(until(at)).await;
+                let token = ctx.quota.acquire(creds.access_key_id(), Priority::Poll);
+                if tokio::time::timeout(until(write_by), token).await.is_err() {
+                    // The quota is busy: record the change order now, poll when a token comes.
+                    let status = obj.status.clone().unwrap_or_default();
+                    if !record(&ctx, &mut obj, status).await? {
+                        info!("status write conflicted: the object changed meanwhile; re-reading");
+                        return Ok(Requeue::requeue(CONFLICT_REQUEUE));
+                    }
+                    for event in held.take().unwrap_or_default() {
+                        publish(&ctx, &obj, &event).await;
+                    }
+                    ctx.quota
+                        .acquire(creds.access_key_id(), Priority::Poll)
+                        .await;
+                }
+                Observation::ChangeOrderResult(
+                    ctx.measured(
+                        "DescribeChangeOrder",
+                        creds,
+                        ctx.sae
+                            .describe_change_order(creds, &region, &change_order_id),
+                    )
+                    .await,
+                )
+            }
             Action::CheckInstances => Observation::DryRunResult(
                 ctx.instance_ids(creds()?, Priority::Poll, &region, &app)
                     .await,
@@ -701,6 +742,47 @@ async fn reconcile_steps(
     }
     // Not reached in practice; come back soon rather than loop here.
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// Writes `status` for `obj` and makes `obj` the stored result; false when the write conflicted
+/// (the decision is void and the object must be re-read). Keeps the app claim in step: an attempt
+/// that was not recorded releases the app, and an object that stops holding it wakes the next.
+async fn record(
+    ctx: &Context,
+    obj: &mut SaeInstanceDeletion,
+    status: SaeInstanceDeletionStatus,
+) -> Result<bool, Error> {
+    let mut next = obj.clone();
+    next.status = Some(status);
+    let held_app = holds_app(obj);
+    let written = write_status(ctx, &next).await;
+    if !matches!(written, Ok(Written::Ok(_))) && !held_app {
+        // The attempt was not recorded, so it will not be sent: let the app go.
+        ctx.release_app(obj);
+    }
+    match written? {
+        Written::Ok(updated) => {
+            *obj = *updated;
+            if held_app && !holds_app(obj) {
+                ctx.release_app(obj);
+                ctx.wake_next_in_line(obj);
+            }
+        }
+        Written::Conflict => return Ok(false),
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    info!(
+        phase = status.phase.map(Phase::as_str).unwrap_or(""),
+        reason = status.reason().unwrap_or(""),
+        attempts = status.attempts(),
+        request_id = status.request_id.as_deref().unwrap_or(""),
+        change_order_id = status.change_order_id.as_deref().unwrap_or(""),
+        "status updated"
+    );
+    if status.is_terminal() {
+        ctx.observe_terminal(obj);
+    }
+    Ok(true)
 }
 
 /// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
@@ -1224,9 +1306,13 @@ mod fake_api_tests {
 
     /// An SAE simulator with one app (i-1, i-2), no quota, and change orders that finish at once.
     async fn sae() -> (Arc<Simulator>, SaeClient) {
+        sae_with(SignedDuration::ZERO).await
+    }
+
+    async fn sae_with(change_order_duration: SignedDuration) -> (Arc<Simulator>, SaeClient) {
         let config = SimulatorConfig {
             model: ModelConfig {
-                change_order_duration: SignedDuration::ZERO,
+                change_order_duration,
                 requests_per_minute: 0,
                 ..ModelConfig::default()
             },
@@ -1406,8 +1492,8 @@ mod fake_api_tests {
             let last = seen.status_puts.last().unwrap();
             assert_eq!(
                 last.phase,
-                Some(Phase::InProgress),
-                "the write that was lost"
+                Some(Phase::Succeeded),
+                "the write that was lost: the first poll's outcome with the change order"
             );
             assert_eq!(last.change_order_id.as_deref(), Some(change_order.as_str()));
             seen.stored.clone().expect("the write-ahead was stored")
@@ -1457,5 +1543,118 @@ mod fake_api_tests {
             assert!(seen.events > 0, "events were published");
             assert!(seen.unexpected.is_empty(), "{:?}", seen.unexpected);
         });
+    }
+
+    /// What the object's status went through, as (phase, reason) per PUT.
+    fn written(api: &FakeApi) -> Vec<(Option<Phase>, Option<String>, Option<String>)> {
+        api.seen(|seen| {
+            seen.status_puts
+                .iter()
+                .map(|s| {
+                    (
+                        s.phase,
+                        s.reason().map(String::from),
+                        s.change_order_id.clone(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_change_order_done_by_the_first_poll_is_recorded_with_its_outcome_in_one_write() {
+        let (sim, sae) = sae().await;
+        let api = FakeApi::start(vec![]);
+        let (ctx, _writer) = context(api.client.clone(), sae);
+
+        let result = reconcile(Arc::new(new_object()), ctx).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        let change_order = delete_requests(&sim)[0].change_order_id.clone();
+        assert_eq!(
+            written(&api),
+            vec![
+                (Some(Phase::Submitting), Some("Submitting".into()), None),
+                (
+                    Some(Phase::Succeeded),
+                    Some("Succeeded".into()),
+                    change_order
+                ),
+            ],
+            "write-ahead, then the outcome with the change order: no InProgress in between"
+        );
+        api.seen(|seen| assert_eq!(seen.events, 2, "one event per written transition"));
+    }
+
+    #[tokio::test]
+    async fn a_change_order_still_running_at_the_first_poll_is_recorded_before_it_ends() {
+        let (sim, sae) = sae_with(SignedDuration::from_secs(30)).await;
+        let api = FakeApi::start(vec![]);
+        let (ctx, _writer) = context(api.client.clone(), sae);
+
+        let result = reconcile(Arc::new(new_object()), ctx).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        let change_order = delete_requests(&sim)[0].change_order_id.clone();
+        assert!(change_order.is_some());
+        assert_eq!(
+            written(&api),
+            vec![
+                (Some(Phase::Submitting), Some("Submitting".into()), None),
+                (
+                    Some(Phase::InProgress),
+                    Some("WaitingForChangeOrder".into()),
+                    change_order
+                ),
+            ]
+        );
+        let polls = sim
+            .ledger()
+            .requests
+            .iter()
+            .filter(|r| r.operation == "DescribeChangeOrder")
+            .count();
+        assert_eq!(polls, 1, "the first poll came before the write");
+        api.seen(|seen| assert_eq!(seen.events, 2));
+    }
+
+    #[tokio::test]
+    async fn a_first_poll_held_up_by_the_quota_writes_the_change_order_first() {
+        let (sim, sae) = sae().await;
+        let api = FakeApi::start(vec![]);
+        let (ctx, _writer) = context(api.client.clone(), sae);
+        // One call a minute: the token goes to DeleteInstances and the poll waits for the next.
+        let ctx = Arc::new(Arc::into_inner(ctx).unwrap().with_quota(1));
+
+        // The hold ends 1 + 3 s after the answer; the poll would come a minute later.
+        let result = tokio::time::timeout(
+            Duration::from_secs(8),
+            reconcile(Arc::new(new_object()), ctx),
+        )
+        .await;
+
+        assert!(result.is_err(), "still waiting for the poll's token");
+        let change_order = delete_requests(&sim)[0].change_order_id.clone();
+        assert!(change_order.is_some());
+        assert_eq!(
+            written(&api),
+            vec![
+                (Some(Phase::Submitting), Some("Submitting".into()), None),
+                (
+                    Some(Phase::InProgress),
+                    Some("WaitingForChangeOrder".into()),
+                    change_order
+                ),
+            ],
+            "the id is written while the poll waits for quota"
+        );
+        let polls = sim
+            .ledger()
+            .requests
+            .iter()
+            .filter(|r| r.operation == "DescribeChangeOrder")
+            .count();
+        assert_eq!(polls, 0);
+        api.seen(|seen| assert_eq!(seen.events, 2));
     }
 }

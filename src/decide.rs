@@ -151,6 +151,17 @@ pub enum Action {
     PollChangeOrder {
         change_order_id: String,
     },
+    /// SAE just accepted the attempt: poll its change order at `at`, in the same reconcile.
+    /// `Decision.status` (which now records the change order id) may be held back and written
+    /// together with what that poll brings, so a change order that is already done by then costs
+    /// one status write instead of two. If no quota token comes by `write_by`, the caller writes
+    /// the status first and polls later. A crash while it is held leaves the attempt `Submitting`
+    /// in the API server, and the lost-answer path adopts the change order from SAE's list.
+    FirstPoll {
+        change_order_id: String,
+        at: Timestamp,
+        write_by: Timestamp,
+    },
     /// Dry run: list the app's instances.
     CheckInstances,
     /// The answer to the recorded attempt was lost: list the app's CoDeleteInstances change
@@ -189,6 +200,9 @@ pub struct Decision {
 /// SAE needs a moment to register a new change order; polling sooner only costs quota (60 calls
 /// per minute per account, shared by every SAE API).
 const FIRST_POLL_AFTER: SignedDuration = SignedDuration::from_secs(1);
+/// How long past the first poll's time a new change order's id may stay unwritten while the poll
+/// waits for quota: users look for the id in `kubectl get`.
+const FIRST_POLL_HOLD: SignedDuration = SignedDuration::from_secs(3);
 const MAX_POLL_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 const MIN_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(2);
 const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
@@ -813,7 +827,8 @@ impl<'a> Step<'a> {
             Err(err) => return self.after_sae_error(err),
         };
         let id = accepted.change_order_id.clone();
-        // Recorded at once: from here on the deletion is SAE's, whatever happens to us.
+        // From here on the deletion is SAE's, whatever happens to us. The id is recorded with
+        // the first poll's result (see Action::FirstPoll), or alone if that poll is held up.
         self.next.change_order_id = Some(id.clone());
         self.next.request_id = accepted.request_id.clone().or(self.next.request_id.take());
         self.next.trace_id = accepted.trace_id.clone().or(self.next.trace_id.take());
@@ -826,7 +841,12 @@ impl<'a> Step<'a> {
                 self.app()
             );
             self.set(Phase::InProgress, Reason::WaitingForChangeOrder, message);
-            Action::WaitUntil(add(self.now, FIRST_POLL_AFTER))
+            let at = add(self.now, FIRST_POLL_AFTER);
+            Action::FirstPoll {
+                change_order_id: id,
+                at,
+                write_by: add(at, FIRST_POLL_HOLD),
+            }
         } else {
             let message = format!(
                 "SAE accepted DeleteInstances for {count} instances of app {} as change order {id}; \
@@ -1206,6 +1226,15 @@ impl<'a> Step<'a> {
         }
         let action = match action {
             Action::WaitUntil(t) => Action::WaitUntil(t.min(self.deadline)),
+            Action::FirstPoll {
+                change_order_id,
+                at,
+                write_by,
+            } => Action::FirstPoll {
+                change_order_id,
+                at: at.min(self.deadline),
+                write_by: write_by.min(self.deadline),
+            },
             other => other,
         };
         self.next.observed_generation = self.obj.metadata.generation;
@@ -1700,14 +1729,18 @@ mod tests {
             },
             // Rule 5: accepted.
             Row {
-                name: "accepted, waiting for completion: InProgress, first poll 1 s later",
+                name: "accepted, waiting for completion: InProgress, first poll 1 s later, held up to 3 s more",
                 obj: submitting(),
                 now: 11,
                 observation: accepted(),
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
-                action: Action::WaitUntil(at(12)),
+                action: Action::FirstPoll {
+                    change_order_id: "co-1".into(),
+                    at: at(12),
+                    write_by: at(15),
+                },
                 events: &[(false, "WaitingForChangeOrder")],
                 message: &["co-1", "2 instances of app app-1"],
             },
@@ -3813,6 +3846,18 @@ mod tests {
                 }
                 Action::PollChangeOrder { change_order_id } => {
                     trail.push("poll");
+                    Observation::ChangeOrderResult(sae.describe(&change_order_id))
+                }
+                // Here every status is written; whether the caller may hold one changes nothing
+                // about what is decided.
+                Action::FirstPoll {
+                    change_order_id,
+                    at: first,
+                    ..
+                } => {
+                    trail.extend(["wait", "poll"]);
+                    now = now.max(first.as_second() - at(0).as_second());
+                    sae.tick(now);
                     Observation::ChangeOrderResult(sae.describe(&change_order_id))
                 }
                 Action::CheckGone { rejection } => {

@@ -69,7 +69,9 @@ async fn happy_path_deletes_once_and_reports_the_change_order() {
     );
 
     let reasons = w.event_reasons("scale-in").await;
-    for r in ["Submitting", "WaitingForChangeOrder", "Succeeded"] {
+    // A change order of 1 s is done by the first poll, so InProgress is never written on its own
+    // (and has no Event); the outcome is recorded together with the change order id.
+    for r in ["Submitting", "Succeeded"] {
         assert!(
             reasons.iter().any(|x| x == r),
             "event {r} missing: {reasons:?}"
