@@ -419,8 +419,9 @@ impl Context {
     }
 
     /// Credentials for one object: its `credentialsRef` Secret when set (then the controller's own
-    /// RRSA or environment credentials are never used), else those. The Secret is read fresh on
-    /// every reconcile so a rotated or newly created one is used by the next attempt. Errors are
+    /// RRSA or environment credentials are never used), else those. The Secret is read fresh by
+    /// every reconcile that may call SAE, so a rotated or newly created one is used by the next
+    /// attempt. Errors are
     /// messages for the status (never a value).
     async fn credentials_for(&self, obj: &SaeInstanceDeletion) -> Result<Credentials, String> {
         let namespace = obj.namespace().unwrap_or_default();
@@ -570,10 +571,21 @@ async fn reconcile_steps(
     mut obj: SaeInstanceDeletion,
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
-    let credentials = ctx.credentials_for(&obj).await;
+    let app = app_turn(&ctx.store.state(), &obj);
+    // An object already waiting its turn on a busy app needs no credentials until the app is free,
+    // and decides nothing that calls SAE before then: its Secret is read when it may send, not at
+    // every re-check of the line (a long queue would read it every few seconds per object).
+    let credentials = if app != AppTurn::Free && waits_for_app(&obj) {
+        None
+    } else {
+        Some(ctx.credentials_for(&obj).await)
+    };
     let mut observation = Observation::Start {
-        credentials: credentials.as_ref().map(|_| ()).map_err(Clone::clone),
-        app: app_turn(&ctx.store.state(), &obj),
+        credentials: match &credentials {
+            None => Ok(()),
+            Some(read) => read.as_ref().map(|_| ()).map_err(Clone::clone),
+        },
+        app,
     };
     // A status decided but not written yet (Action::FirstPoll), with the events of that decision.
     // `obj` carries it in memory; its resourceVersion is still the one the write-ahead got.
@@ -633,7 +645,10 @@ async fn reconcile_steps(
         let creds = || {
             credentials
                 .as_ref()
-                .map_err(|_| Error::Internal("an SAE call was decided without credentials".into()))
+                .and_then(|read| read.as_ref().ok())
+                .ok_or_else(|| {
+                    Error::Internal("an SAE call was decided without credentials".into())
+                })
         };
         let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
         observation = match decision.action {
@@ -783,6 +798,14 @@ async fn record(
         ctx.observe_terminal(obj);
     }
     Ok(true)
+}
+
+/// Already in line for its app (it had credentials when it joined).
+fn waits_for_app(obj: &SaeInstanceDeletion) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        s.phase == Some(Phase::Pending)
+            && s.reason() == Some(Reason::WaitingForApplication.as_str())
+    })
 }
 
 /// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
@@ -1656,5 +1679,76 @@ mod fake_api_tests {
             .count();
         assert_eq!(polls, 0);
         api.seen(|seen| assert_eq!(seen.events, 2));
+    }
+
+    /// `name` on APP in Pending/WaitingForApplication, reading its AccessKey from Secret "creds".
+    fn waiting_object(name: &str) -> SaeInstanceDeletion {
+        let mut obj = new_object();
+        obj.metadata.name = Some(name.into());
+        obj.metadata.uid = Some(format!("uid-{name}"));
+        obj.spec.credentials_ref = Some(crate::crd::CredentialsRef {
+            name: "creds".into(),
+        });
+        let clock = Clock {
+            now: Timestamp::now(),
+            jitter: 0.5,
+            resolve_after: SignedDuration::from_secs(12),
+        };
+        let busy = Observation::Start {
+            credentials: Ok(()),
+            app: AppTurn::Busy {
+                holder: "ns/holder".into(),
+            },
+        };
+        obj.status = Some(decide(&obj, &clock, busy).status);
+        obj
+    }
+
+    #[tokio::test]
+    async fn an_object_waiting_on_a_busy_app_reads_no_secret_until_its_turn() {
+        let (sim, sae) = sae().await;
+        let api = FakeApi::start(vec![]);
+        let (ctx, mut writer) = context(api.client.clone(), sae);
+        let mut holder = new_object();
+        holder.metadata.name = Some("holder".into());
+        holder.metadata.uid = Some("uid-holder".into());
+        holder.status = Some(SaeInstanceDeletionStatus {
+            phase: Some(Phase::InProgress),
+            change_order_id: Some("co-1".into()),
+            ..SaeInstanceDeletionStatus::default()
+        });
+        writer.apply_watcher_event(&watcher::Event::Apply(holder));
+        let waiting = waiting_object(NAME);
+        assert_eq!(
+            waiting.status.as_ref().unwrap().reason(),
+            Some("WaitingForApplication")
+        );
+
+        let result = reconcile(Arc::new(waiting.clone()), ctx.clone()).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        api.seen(|seen| {
+            assert!(
+                seen.unexpected.is_empty(),
+                "no Secret read: {:?}",
+                seen.unexpected
+            );
+        });
+        assert!(sim.ledger().requests.is_empty());
+
+        // Its turn: now the Secret is read (this fake has none, so it ends up missing).
+        writer.apply_watcher_event(&watcher::Event::Delete(
+            ctx.store.state()[0].as_ref().clone(),
+        ));
+        let result = reconcile(Arc::new(waiting), ctx).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        api.seen(|seen| {
+            assert_eq!(
+                seen.unexpected,
+                vec!["GET /api/v1/namespaces/ns/secrets/creds".to_string()]
+            );
+        });
+        assert!(sim.ledger().requests.is_empty());
     }
 }
