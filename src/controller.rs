@@ -614,24 +614,17 @@ async fn reconcile_steps(
             obj.status = Some(decision.status);
             held = Some(decision.events);
         } else {
-            let mut events = decision.events;
             // A held status was never written, whether or not this decision changes it.
             let unwritten = held.is_some();
-            if let Some(held_events) = held.take() {
-                // Superseded before it was written (the poll moved the object on): its transition
-                // event goes too, as the next one names the change order; anything else it had to
-                // say stays.
-                let state = |s: &SaeInstanceDeletionStatus| (s.phase, s.reason().map(String::from));
-                let held_state = obj.status.as_ref().map(state);
-                let superseded = held_state.as_ref() != Some(&state(&decision.status));
-                let held_reason = held_state.and_then(|(_, reason)| reason);
-                events.splice(
-                    0..0,
-                    held_events
-                        .into_iter()
-                        .filter(|e| !(superseded && Some(&e.reason) == held_reason.as_ref())),
-                );
-            }
+            let events = match held.take() {
+                Some(held_events) => events_after_held(
+                    obj.status.as_ref(),
+                    held_events,
+                    decision.events,
+                    &decision.status,
+                ),
+                None => decision.events,
+            };
             if (unwritten || obj.status.as_ref() != Some(&decision.status))
                 && !record(&ctx, &mut obj, decision.status).await?
             {
@@ -757,6 +750,27 @@ async fn reconcile_steps(
     }
     // Not reached in practice; come back soon rather than loop here.
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// The events to publish when a status held back by [`Action::FirstPoll`] is written, or replaced
+/// before it was written, by the next decision's `status`. When the poll moved the object on, the
+/// held transition's event is dropped (the next one names the change order); anything else the
+/// held decision had to say is kept, before the new decision's events.
+fn events_after_held(
+    held: Option<&SaeInstanceDeletionStatus>,
+    held_events: Vec<Event>,
+    events: Vec<Event>,
+    status: &SaeInstanceDeletionStatus,
+) -> Vec<Event> {
+    let state = |s: &SaeInstanceDeletionStatus| (s.phase, s.reason().map(String::from));
+    let held_state = held.map(state);
+    let superseded = held_state.as_ref() != Some(&state(status));
+    let held_reason = held_state.and_then(|(_, reason)| reason);
+    held_events
+        .into_iter()
+        .filter(|e| !(superseded && Some(&e.reason) == held_reason.as_ref()))
+        .chain(events)
+        .collect()
 }
 
 /// Writes `status` for `obj` and makes `obj` the stored result; false when the write conflicted
