@@ -1598,6 +1598,28 @@ mod fake_api_tests {
         })
     }
 
+    fn polls(sim: &Simulator) -> usize {
+        sim.ledger()
+            .requests
+            .iter()
+            .filter(|r| r.operation == "DescribeChangeOrder")
+            .count()
+    }
+
+    /// The writes of an attempt whose change order id was written before the change order ended.
+    fn submitted_then_in_progress(
+        change_order: Option<String>,
+    ) -> Vec<(Option<Phase>, Option<String>, Option<String>)> {
+        vec![
+            (Some(Phase::Submitting), Some("Submitting".into()), None),
+            (
+                Some(Phase::InProgress),
+                Some("WaitingForChangeOrder".into()),
+                change_order,
+            ),
+        ]
+    }
+
     #[tokio::test]
     async fn a_change_order_done_by_the_first_poll_is_recorded_with_its_outcome_in_one_write() {
         let (sim, sae) = sae().await;
@@ -1634,24 +1656,8 @@ mod fake_api_tests {
         assert!(result.is_ok(), "{result:?}");
         let change_order = delete_requests(&sim)[0].change_order_id.clone();
         assert!(change_order.is_some());
-        assert_eq!(
-            written(&api),
-            vec![
-                (Some(Phase::Submitting), Some("Submitting".into()), None),
-                (
-                    Some(Phase::InProgress),
-                    Some("WaitingForChangeOrder".into()),
-                    change_order
-                ),
-            ]
-        );
-        let polls = sim
-            .ledger()
-            .requests
-            .iter()
-            .filter(|r| r.operation == "DescribeChangeOrder")
-            .count();
-        assert_eq!(polls, 1, "the first poll came before the write");
+        assert_eq!(written(&api), submitted_then_in_progress(change_order));
+        assert_eq!(polls(&sim), 1, "the first poll came before the write");
         api.seen(|seen| assert_eq!(seen.events, 2));
     }
 
@@ -1675,23 +1681,10 @@ mod fake_api_tests {
         assert!(change_order.is_some());
         assert_eq!(
             written(&api),
-            vec![
-                (Some(Phase::Submitting), Some("Submitting".into()), None),
-                (
-                    Some(Phase::InProgress),
-                    Some("WaitingForChangeOrder".into()),
-                    change_order
-                ),
-            ],
+            submitted_then_in_progress(change_order),
             "the id is written while the poll waits for quota"
         );
-        let polls = sim
-            .ledger()
-            .requests
-            .iter()
-            .filter(|r| r.operation == "DescribeChangeOrder")
-            .count();
-        assert_eq!(polls, 0);
+        assert_eq!(polls(&sim), 0);
         api.seen(|seen| assert_eq!(seen.events, 2));
     }
 
