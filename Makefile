@@ -9,13 +9,14 @@ CRD_FILE := crds/saeinstancedeletions.sae.ops.dev.yaml
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
 # official SAE SDK, proves the release binary is fully static (file/ldd/readelf), then runs every
-# test target.
+# test target, and the OpenTelemetry test with the binary built `--features otel`.
 test:
 	assets="$$(.ci/install-control-plane.sh | tail -n 1)"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
 	export SAE_SDK_PYTHON="$$(.ci/setup-python.sh | tail -n 1)"; \
 	hack/check-static.sh; \
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets; \
+	$(CARGO) test --features otel --test otel
 
 # Signing and client->simulator round-trip figures (not part of `make test`).
 # Then the controller end to end (tests/bench_controller.rs, ignored by `make test`): 1,000 objects

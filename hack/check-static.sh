@@ -13,6 +13,7 @@
 # Usage: hack/check-static.sh [--build-only | --check-only]
 #   STATIC_TARGET_DIR  cargo target dir for this build (default: target/static, kept apart from the
 #                      shared debug target dir so the two builds do not invalidate each other)
+#   CARGO_FEATURES     optional cargo features for the binary, e.g. `otel` (default: none)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,7 +32,8 @@ if [[ "$mode" != "--check-only" ]]; then
   [[ -f "/usr/lib/$arch-linux-gnu/libc.a" ]] || { echo "libc.a missing: apt-get install libc6-dev" >&2; exit 1; }
   start=$SECONDS
   RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target "$target" --target-dir "$target_dir" --bin sae-controller
+    cargo build --release --locked --target "$target" --target-dir "$target_dir" --bin sae-controller \
+      ${CARGO_FEATURES:+--features "$CARGO_FEATURES"}
   echo "static build took $((SECONDS - start))s"
 fi
 

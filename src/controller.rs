@@ -669,11 +669,22 @@ async fn reconcile_steps(
                             .delete_instances(creds, &region, &app, &instance_ids),
                     )
                     .await;
+                // On the reconcile span, so later log lines and the trace carry them too.
+                let span = tracing::Span::current();
                 match &result {
                     Ok(ok) => {
+                        span.record("change_order_id", ok.change_order_id.as_str());
+                        if let Some(request_id) = &ok.request_id {
+                            span.record("request_id", request_id.as_str());
+                        }
                         info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted")
                     }
-                    Err(err) => warn!(error = %err, class = ?err.class(), "DeleteInstances failed"),
+                    Err(err) => {
+                        if let Some(request_id) = err.request_id() {
+                            span.record("request_id", request_id);
+                        }
+                        warn!(error = %err, class = ?err.class(), "DeleteInstances failed")
+                    }
                 }
                 Observation::DeleteResult(result)
             }

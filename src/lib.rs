@@ -8,6 +8,7 @@
 //! - [`metrics`]: the Prometheus metrics served on `/metrics`.
 //! - [`quota`]: the per-AccessKey request budget every SAE call waits on.
 //! - [`simulator`]: a local stand-in for SAE used by tests and `make demo`.
+//! - `telemetry` (feature `otel`): OpenTelemetry traces over OTLP/HTTP.
 
 pub mod controller;
 pub mod crd;
@@ -16,3 +17,5 @@ pub mod metrics;
 pub mod quota;
 pub mod sae;
 pub mod simulator;
+#[cfg(feature = "otel")]
+pub mod telemetry;

@@ -16,6 +16,9 @@ use sae_controller::sae::{
     Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig, SignatureVersion,
 };
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -129,15 +132,48 @@ fn parse_signature_version(s: &str) -> Result<SignatureVersion, String> {
     s.parse()
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+/// What must be flushed before the process exits: the trace exporter's queue (feature `otel`).
+struct Telemetry {
+    #[cfg(feature = "otel")]
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.traces
+            && let Err(err) = provider.shutdown()
+        {
+            tracing::warn!(error = %err, "could not flush traces");
+        }
     }
+}
+
+fn init_logging(format: LogFormat) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+        LogFormat::Text => logs.boxed(),
+    };
+    #[cfg(feature = "otel")]
+    let (traces, provider) = match sae_controller::telemetry::otlp_layer()
+        .context("configuring the OpenTelemetry exporter")?
+    {
+        Some((layer, provider)) => (Some(layer), Some(provider)),
+        None => (None, None),
+    };
+    #[cfg(not(feature = "otel"))]
+    let traces = tracing_subscriber::layer::Identity::new();
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(filter)
+        .with(logs)
+        .init();
+    Ok(Telemetry {
+        #[cfg(feature = "otel")]
+        traces: provider,
+    })
 }
 
 async fn serve_probes(
@@ -265,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let args = cli.run;
-    init_logging(args.log_format);
+    let telemetry = init_logging(args.log_format)?;
 
     let sae = SaeClient::new(SaeClientConfig {
         endpoint: args.sae_endpoint.clone(),
@@ -337,5 +373,6 @@ async fn main() -> anyhow::Result<()> {
         r = metrics_server => r??,
     }
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }
