@@ -6,6 +6,10 @@
 //! - Every status write is a PUT carrying the resourceVersion the decision was made from, so a
 //!   decision taken on a stale cache can never land (the API server answers 409 and we start over).
 //! - DeleteInstances is sent only after the write that records the attempt (`Submitting`) succeeded.
+//!
+//! One write may wait: the status recording SAE's acceptance is held for the first change-order
+//! poll (about a second) and written with its result ([`Action::FirstPoll`]); until then the API
+//! server shows the attempt as `Submitting`, which a restart resolves by adoption.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

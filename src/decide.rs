@@ -1745,6 +1745,22 @@ mod tests {
                 message: &["co-1", "2 instances of app app-1"],
             },
             Row {
+                name: "accepted a second before the deadline: the first poll and the hold end at the deadline",
+                obj: submitting(),
+                now: 3599,
+                observation: accepted(),
+                phase: InProgress,
+                reason: "WaitingForChangeOrder",
+                attempts: 1,
+                action: Action::FirstPoll {
+                    change_order_id: "co-1".into(),
+                    at: at(3600),
+                    write_by: at(3600),
+                },
+                events: &[(false, "WaitingForChangeOrder")],
+                message: &["co-1"],
+            },
+            Row {
                 name: "accepted, not waiting: Succeeded at once",
                 obj: object_with(
                     SaeInstanceDeletionSpec {
