@@ -425,8 +425,7 @@ impl Context {
     /// Credentials for one object: its `credentialsRef` Secret when set (then the controller's own
     /// RRSA or environment credentials are never used), else those. The Secret is read fresh by
     /// every reconcile that may call SAE, so a rotated or newly created one is used by the next
-    /// attempt. Errors are
-    /// messages for the status (never a value).
+    /// attempt. Errors are messages for the status (never a value).
     async fn credentials_for(&self, obj: &SaeInstanceDeletion) -> Result<Credentials, String> {
         let namespace = obj.namespace().unwrap_or_default();
         let Some(reference) = &obj.spec.credentials_ref else {
