@@ -93,8 +93,17 @@ impl Traced {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconcile_spans_reach_the_collector_as_protobuf_and_never_the_secret() {
-    let t = traced("otel-proto", &[]).await;
+async fn spans_are_flushed_as_protobuf_at_shutdown_and_never_carry_the_secret() {
+    // Batches every minute: what arrives comes from the flush at SIGTERM.
+    let mut t = traced("otel-proto", &[("OTEL_BSP_SCHEDULE_DELAY", "60000")]).await;
+    assert!(
+        t.received.lock().unwrap().is_empty(),
+        "nothing exported before the first batch is due"
+    );
+    assert!(
+        t.w.controller.terminate(Duration::from_secs(20)),
+        "the controller did not stop on SIGTERM"
+    );
     let object = format!("{}/traced", t.w.ns);
     let wanted = [
         "sae-controller",
@@ -104,18 +113,16 @@ async fn reconcile_spans_reach_the_collector_as_protobuf_and_never_the_secret() 
         t.request_id.as_str(),
         t.change_order.as_str(),
     ];
-    let all = t
-        .bodies_until(|bodies| wanted.iter().all(|w| contains(&bodies.concat(), w)))
-        .await
-        .concat();
+    let all = t.received.lock().unwrap().concat();
     let missing: Vec<&&str> = wanted.iter().filter(|w| !contains(&all, w)).collect();
+    let logs = t.w.controller.logs();
     assert!(
         missing.is_empty(),
-        "not in the {} exported bytes: {missing:?}; controller log:\n{}",
-        all.len(),
-        t.w.controller.logs()
+        "not in the {} bytes flushed at shutdown: {missing:?}; controller log:\n{logs}",
+        all.len()
     );
     assert!(!contains(&all, SK), "the AccessKey secret was exported");
+    assert!(!logs.contains("panicked"), "{logs}");
 }
 
 /// The `reconcile` spans in OTLP/JSON bodies, each as (attributes by key, service.name).
