@@ -1594,6 +1594,11 @@ mod tests {
             change_order_id: "co-1".into(),
         };
         let retry_in = |secs: i64| Action::WaitUntil(at(secs));
+        let first_poll = |secs: i64, write_by: i64| Action::FirstPoll {
+            change_order_id: "co-1".into(),
+            at: at(secs),
+            write_by: at(write_by),
+        };
         let resolve = Action::ResolveAttempt {
             instance_ids: ids(&["i-1", "i-2"]),
         };
@@ -1736,11 +1741,7 @@ mod tests {
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
-                action: Action::FirstPoll {
-                    change_order_id: "co-1".into(),
-                    at: at(12),
-                    write_by: at(15),
-                },
+                action: first_poll(12, 15),
                 events: &[(false, "WaitingForChangeOrder")],
                 message: &["co-1", "2 instances of app app-1"],
             },
@@ -1752,11 +1753,7 @@ mod tests {
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
-                action: Action::FirstPoll {
-                    change_order_id: "co-1".into(),
-                    at: at(3600),
-                    write_by: at(3600),
-                },
+                action: first_poll(3600, 3600),
                 events: &[(false, "WaitingForChangeOrder")],
                 message: &["co-1"],
             },
