@@ -1172,3 +1172,63 @@ async fn deleting_an_object_mid_flight_is_immediate_and_undoes_nothing() {
         "SAE was called after the objects were deleted: {late:#?}"
     );
 }
+
+/// The status that records SAE's acceptance is held for the first change-order poll (about a
+/// second, longer when the poll is slow) and written with its result. A controller killed in that
+/// window leaves the attempt `Submitting` in the API server: the next one adopts the change order
+/// from SAE's list and never sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_the_change_order_id_is_held_is_resolved_by_adoption() {
+    let mut w = World::start_with(
+        "holdcrash",
+        vec![app("app-hold", &["i-1", "i-2"])],
+        setup("1"),
+    )
+    .await;
+    // The first poll hangs until the client gives up (2 s): the window is at least 3 s long.
+    w.fault(
+        "app-hold",
+        json!([{ "kind": "slow", "millis": 20000, "commit": true, "operation": "DescribeChangeOrder" }]),
+    )
+    .await;
+    w.create("held", "app-hold", &["i-1"], json!({}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.committed_deletes("app-hold").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "DeleteInstances was not executed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.controller.kill();
+    let at_kill = w.status("held").await;
+    assert_eq!(
+        (at_kill["phase"].as_str(), at_kill["changeOrderId"].as_str()),
+        (Some("Submitting"), None),
+        "killed inside the hold: SAE executed the attempt, the API server has only its write-ahead: {at_kill:#}"
+    );
+    let sent = w.delete_requests("app-hold").await;
+    let change_order = sent[0]["changeOrderId"]
+        .as_str()
+        .expect("changeOrderId")
+        .to_string();
+
+    w.restart_controller();
+    let status = w.wait_terminal("held", Duration::from_secs(60)).await;
+
+    assert_eq!(status["phase"], "Succeeded", "{status:#}");
+    assert_eq!(status["changeOrderId"], change_order.as_str(), "{status:#}");
+    assert_eq!(status["attempts"], 1, "{status:#}");
+    let requests = w.ledger_requests().await;
+    let sends = requests
+        .iter()
+        .filter(|r| r["operation"] == "DeleteInstances")
+        .count();
+    assert_eq!(sends, 1, "never sent again: {requests:#?}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["operation"] == "ListChangeOrders"),
+        "looked for its change order: {requests:#?}"
+    );
+}
