@@ -132,11 +132,11 @@ impl Finished {
     }
 
     fn record(&self, obj: &SaeInstanceDeletion) {
-        let status = obj.status.clone().unwrap_or_default();
+        let Some(status) = &obj.status else { return };
         if let Some(phase) = status.phase {
             self.lock().insert(
                 obj.uid().unwrap_or_default(),
-                (phase, status.change_order_id),
+                (phase, status.change_order_id.clone()),
             );
         }
     }
@@ -296,7 +296,7 @@ impl Context {
                 .state()
                 .into_iter()
                 .filter(|o| shares_app(o, &released) && waits_in_line(o))
-                .min_by_key(|o| queue_order(o));
+                .min_by(|a, b| queue_order(a).cmp(&queue_order(b)));
             if let Some(next) = next {
                 let _ = wake.unbounded_send(ObjectRef::from_obj(&*next));
             }
@@ -507,7 +507,7 @@ enum Written {
 async fn write_status(ctx: &Context, obj: &SaeInstanceDeletion) -> Result<Written, Error> {
     let api: Api<SaeInstanceDeletion> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let object = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let object = object_key(obj);
     let attempt = || async {
         api.replace_status(&obj.name_any(), &PostParams::default(), obj)
             .await
@@ -560,7 +560,7 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     }
     let span = info_span!(
         "reconcile",
-        object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+        object = %object_key(&obj),
         app_id = %obj.spec.app_id,
         change_order_id = obj.status.as_ref().and_then(|s| s.change_order_id.as_deref()).unwrap_or(""),
         request_id = obj.status.as_ref().and_then(|s| s.request_id.as_deref()).unwrap_or(""),
@@ -845,22 +845,25 @@ fn waits_for_app(obj: &SaeInstanceDeletion) -> bool {
 /// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
 /// hold no place in line.
 pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
-    let key =
-        |o: &SaeInstanceDeletion| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+    let mine = queue_order(me);
     let others = objects.iter().filter(|o| shares_app(o, me));
     let mut ahead: Option<&SaeInstanceDeletion> = None;
     for other in others {
         if holds_app(other) {
-            return AppTurn::Busy { holder: key(other) };
+            return AppTurn::Busy {
+                holder: object_key(other),
+            };
         }
         if waits_in_line(other)
-            && queue_order(other) < queue_order(me)
+            && queue_order(other) < mine
             && ahead.is_none_or(|a| queue_order(other) < queue_order(a))
         {
             ahead = Some(other);
         }
     }
-    ahead.map_or(AppTurn::Free, |a| AppTurn::Queued { ahead: key(a) })
+    ahead.map_or(AppTurn::Free, |a| AppTurn::Queued {
+        ahead: object_key(a),
+    })
 }
 
 /// Another object (not `me`, not a dry run) deleting instances of `me`'s app.
@@ -874,7 +877,9 @@ fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool {
 /// Not started yet, or waiting to try again, and able to act (credentials found): such an object
 /// holds its place in line. Finished objects and those waiting for credentials do not.
 fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
-    let status = obj.status.clone().unwrap_or_default();
+    let Some(status) = &obj.status else {
+        return true;
+    };
     matches!(
         status.phase,
         None | Some(Phase::Pending) | Some(Phase::Retrying)
@@ -883,12 +888,17 @@ fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
 
 /// The order objects of one app take turns in: creation time, then namespace/name — the same in
 /// every replica and after every restart.
-fn queue_order(obj: &SaeInstanceDeletion) -> (Option<Timestamp>, Option<String>, String) {
+fn queue_order(obj: &SaeInstanceDeletion) -> (Option<Timestamp>, Option<&str>, Option<&str>) {
     (
-        obj.metadata.creation_timestamp.clone().map(|t| t.0),
-        obj.namespace(),
-        obj.name_any(),
+        obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        obj.metadata.namespace.as_deref(),
+        obj.metadata.name.as_deref(),
     )
+}
+
+/// "namespace/name", as logs, spans and status messages name an object.
+fn object_key(obj: &SaeInstanceDeletion) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// Cuts an object down to what decisions read before it enters the cache: managedFields, labels
