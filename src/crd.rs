@@ -437,6 +437,12 @@ pub fn change_order_status_name(status: i64) -> String {
     name.to_string()
 }
 
+/// Whether SAE's change-order status is final: Succeeded (2), Failed (3), Terminated (6) or
+/// SystemFailure (10).
+pub fn is_final_change_order_status(status: i64) -> bool {
+    matches!(status, 2 | 3 | 6 | 10)
+}
+
 /// Path of the generated CRD, relative to the repository root.
 pub const CRD_FILE: &str = "crds/saeinstancedeletions.sae.ops.dev.yaml";
 

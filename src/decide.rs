@@ -65,6 +65,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::crd::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EVENT_SPEC_CHANGE_IGNORED, Phase,
     Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus, change_order_status_name,
+    is_final_change_order_status,
 };
 use crate::sae::error::{ErrorClass, SaeError};
 
@@ -506,14 +507,8 @@ impl<'a> Step<'a> {
     /// The write-ahead record of an attempt; the caller sends only once it is persisted.
     fn submit(&mut self) -> Action {
         let instance_ids = self.instance_ids();
-        let attempt = self.next.attempts() + 1;
         self.next.instance_ids = Some(instance_ids.clone());
-        self.next.attempts = Some(attempt);
-        self.next.last_attempt_time = Some(time(self.now));
-        if self.next.start_time.is_none() {
-            self.next.start_time = Some(time(self.now));
-        }
-        self.next.next_attempt_time = None;
+        let attempt = self.record_attempt();
         let message = format!(
             "sending DeleteInstances (attempt {attempt} of {}) for instances {} of app {}",
             self.obj.spec.retry.max_attempts,
@@ -522,6 +517,18 @@ impl<'a> Step<'a> {
         );
         self.set(Phase::Submitting, Reason::Submitting, message);
         Action::SendDelete { instance_ids }
+    }
+
+    /// Counts a new attempt (a send, or a dry-run check) made now; returns its number.
+    fn record_attempt(&mut self) -> i32 {
+        let attempt = self.next.attempts() + 1;
+        self.next.attempts = Some(attempt);
+        self.next.last_attempt_time = Some(time(self.now));
+        if self.next.start_time.is_none() {
+            self.next.start_time = Some(time(self.now));
+        }
+        self.next.next_attempt_time = None;
+        attempt
     }
 
     /// InProgress without a change order id cannot be written by this controller (the id is
@@ -728,7 +735,7 @@ impl<'a> Step<'a> {
         self.next.change_order_id = Some(id.clone());
         self.next.error_code = None;
         self.next.next_attempt_time = None;
-        let final_status = matches!(order.status, 2 | 3 | 6 | 10);
+        let final_status = is_final_change_order_status(order.status);
         if !self.obj.spec.wait_for_completion && !final_status {
             self.next.change_order_status = Some(change_order_status_name(order.status));
             let message = format!(
@@ -1075,12 +1082,7 @@ impl<'a> Step<'a> {
     // ---- Observation::DryRunResult ------------------------------------------------------------
 
     fn after_check(&mut self, result: Result<Vec<String>, SaeError>) -> Action {
-        self.next.attempts = Some(self.next.attempts() + 1);
-        self.next.last_attempt_time = Some(time(self.now));
-        if self.next.start_time.is_none() {
-            self.next.start_time = Some(time(self.now));
-        }
-        self.next.next_attempt_time = None;
+        self.record_attempt();
         let existing = match result {
             Ok(ids) => ids.into_iter().collect::<BTreeSet<_>>(),
             Err(err) => return self.after_sae_error(err),

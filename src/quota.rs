@@ -172,11 +172,6 @@ impl QuotaPlanner {
         }
     }
 
-    /// The configured limit (0: unlimited).
-    pub fn requests_per_minute(&self) -> u32 {
-        self.inner.requests_per_minute
-    }
-
     /// How many calls may go at once after a quiet spell.
     pub fn burst(&self) -> u32 {
         self.inner.burst

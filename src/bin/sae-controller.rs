@@ -92,11 +92,17 @@ struct RunArgs {
     sts_endpoint: String,
 }
 
+impl RunArgs {
+    /// The time one SAE (or STS) call may take; at least a second.
+    fn sae_timeout(&self) -> Duration {
+        Duration::from_secs(self.sae_timeout_seconds.max(1))
+    }
+}
+
 /// The controller's own credentials: RRSA when configured, else an AccessKey from the environment.
 fn default_credentials(args: &RunArgs) -> anyhow::Result<DefaultCredentials> {
     if let Some(config) = RrsaConfig::from_env(Some(args.sts_endpoint.clone())) {
-        let timeout = Duration::from_secs(args.sae_timeout_seconds.max(1));
-        let provider = RrsaProvider::new(config, Duration::from_secs(5), timeout)
+        let provider = RrsaProvider::new(config, Duration::from_secs(5), args.sae_timeout())
             .map_err(|why| anyhow::anyhow!(why))
             .context("configuring RRSA")?;
         if Credentials::from_env().is_some() {
@@ -224,7 +230,7 @@ async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<()>
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        sae_controller::metrics::CONTENT_TYPE,
                     )],
                     metrics.encode(),
                 )
@@ -306,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
     let sae = SaeClient::new(SaeClientConfig {
         endpoint: args.sae_endpoint.clone(),
         signature_version: args.signature_version,
-        timeout: Duration::from_secs(args.sae_timeout_seconds.max(1)),
+        timeout: args.sae_timeout(),
         ..SaeClientConfig::default()
     })
     .context("configuring the SAE client")?;
@@ -364,7 +370,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         namespace: args.namespace.clone(),
         // SAE may still act on a request until the client gives up on it; allow a margin on top.
-        resolve_after: jiff::SignedDuration::from_secs(args.sae_timeout_seconds.max(1) as i64 + 10),
+        resolve_after: jiff::SignedDuration::try_from(args.sae_timeout())?
+            + jiff::SignedDuration::from_secs(10),
         create_time_offset: args.sae_create_time_offset,
     };
     tokio::select! {

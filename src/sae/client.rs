@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value};
 
+use super::error::request_suffix;
 use super::sign::{self, SignInput, SignatureVersion};
 use super::{Credentials, SaeError};
 
@@ -29,7 +30,7 @@ const MESSAGE_CHARS: usize = 500;
 const INSTANCE_PAGE_SIZE: u32 = 50;
 /// Stops `list_all_instance_ids` against a server whose totals never add up.
 const MAX_INSTANCE_PAGES: u32 = 1000;
-const USER_AGENT_VALUE: &str = concat!("sae-controller/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT_VALUE: &str = concat!("sae-controller/", env!("CARGO_PKG_VERSION"));
 
 /// How the client reaches SAE.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,10 +167,6 @@ impl SaeClient {
                 detail: format!("cannot build the HTTP client: {}", error_chain(&e)),
             })?;
         Ok(Self { http, config })
-    }
-
-    pub fn config(&self) -> &SaeClientConfig {
-        &self.config
     }
 
     /// Asks SAE to delete the given instances. Not idempotent: SAE has no token to recognise a
@@ -706,14 +703,17 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
-enum BodyProblem {
+pub(super) enum BodyProblem {
     TooLarge,
     Failed(reqwest::Error),
 }
 
 /// Reads at most `max` bytes; a longer body is abandoned (and its connection dropped) rather than
 /// buffered, so a misbehaving peer cannot make us allocate without bound.
-async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyProblem> {
+pub(super) async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyProblem> {
     if response
         .content_length()
         .is_some_and(|len| len > max as u64)
@@ -912,11 +912,7 @@ fn unusable(operation: &'static str, envelope: &Envelope, what: &str) -> SaeErro
             "HTTP {} answer is not usable: {what}; {}{}",
             envelope.http_status,
             envelope.excerpt,
-            envelope
-                .request_id
-                .as_deref()
-                .map(|id| format!(" (RequestId {id})"))
-                .unwrap_or_default()
+            request_suffix(envelope.request_id.as_deref())
         ),
     }
 }

@@ -54,15 +54,28 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("access_key_secret", &"<redacted>")
-            .field(
-                "security_token",
-                &self.security_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+        debug_access_key(
+            f,
+            "Credentials",
+            &self.access_key_id,
+            self.security_token.is_some(),
+        )
     }
+}
+
+/// The one `Debug` shape for anything holding an AccessKey: the id, and placeholders for the secret
+/// and (when present) the token.
+pub(crate) fn debug_access_key(
+    f: &mut fmt::Formatter<'_>,
+    type_name: &str,
+    access_key_id: &str,
+    has_token: bool,
+) -> fmt::Result {
+    f.debug_struct(type_name)
+        .field("access_key_id", &access_key_id)
+        .field("access_key_secret", &"<redacted>")
+        .field("security_token", &has_token.then_some("<redacted>"))
+        .finish()
 }
 
 impl fmt::Display for Credentials {

@@ -20,9 +20,6 @@ const RETRYABLE_CODES: &[&str] = &[
     "Application.ChangerOrderRunning",
     "System.Upgrading",
     "Application.InvalidStatus",
-    "Throttling",
-    "Throttling.User",
-    "Throttling.Api",
     // Temporary (STS) credentials expired between signing and checking: refused, not executed;
     // the next attempt signs with refreshed ones.
     "InvalidSecurityToken.Expired",
@@ -33,10 +30,7 @@ const RETRYABLE_CODES: &[&str] = &[
 pub fn classify(code: &str, http_status: u16) -> ErrorClass {
     if http_status >= 500 {
         ErrorClass::Ambiguous
-    } else if RETRYABLE_CODES.contains(&code)
-        || code.starts_with("Throttling.")
-        || http_status == 429
-    {
+    } else if RETRYABLE_CODES.contains(&code) || is_throttling(code) || http_status == 429 {
         // 429 without an SAE code comes from a proxy in front of SAE: refused, not executed.
         ErrorClass::Retryable
     } else {
@@ -86,7 +80,8 @@ pub enum SaeError {
     },
 }
 
-fn request_suffix(request_id: Option<&str>) -> String {
+/// " (RequestId …)" when there is one, for the end of a message.
+pub(crate) fn request_suffix(request_id: Option<&str>) -> String {
     request_id
         .map(|id| format!(" (RequestId {id})"))
         .unwrap_or_default()

@@ -9,14 +9,14 @@
 //! The token file is read again for every exchange because ACK rotates it in place; caching its
 //! content would eventually present an expired token.
 
-use super::client::error_chain;
+use super::client::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
+use super::sign;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use serde::Deserialize;
@@ -46,15 +46,6 @@ pub const MIN_REMAINING: Duration = Duration::from_secs(60);
 const STS_API_VERSION: &str = "2015-04-01";
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const EXCERPT_CHARS: usize = 200;
-const USER_AGENT_VALUE: &str = concat!("sae-controller/", env!("CARGO_PKG_VERSION"));
-
-/// `application/x-www-form-urlencoded` value encoding: everything but RFC 3986 unreserved
-/// characters is escaped, which every form decoder reads back unchanged.
-const FORM_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Where the RRSA exchange goes and what it asks for. Holds no secret: the token stays in its file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,7 +319,7 @@ impl RrsaProvider {
             .append_pair("Action", "AssumeRoleWithOIDC")
             .append_pair("Version", STS_API_VERSION)
             .append_pair("Format", "JSON")
-            .append_pair("Timestamp", &now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+            .append_pair("Timestamp", &sign::iso_date(now));
         let duration = config.duration_seconds.to_string();
         let form: Vec<String> = [
             ("RoleArn", config.role_arn.as_str()),
@@ -338,7 +329,8 @@ impl RrsaProvider {
             ("DurationSeconds", duration.as_str()),
         ]
         .iter()
-        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, FORM_VALUE)))
+        // Form values escaped as RFC 3986 does: every form decoder reads that back unchanged.
+        .map(|(k, v)| format!("{k}={}", sign::encode_rfc3986(v)))
         .collect();
 
         let endpoint = self.shared.url.as_str();
@@ -475,21 +467,13 @@ fn refresh_at(now: Timestamp, expiration: Timestamp, margin: SignedDuration) -> 
     expiration.checked_sub(ahead).unwrap_or(expiration)
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    read_bounded(response, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| format!("reading the answer: {}", error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
-                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|problem| match problem {
+            BodyProblem::TooLarge => format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"),
+            BodyProblem::Failed(e) => format!("reading the answer: {}", error_chain(&e)),
+        })
 }
 
 /// One line, at most [`EXCERPT_CHARS`] characters, with every secret replaced.

@@ -159,12 +159,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Whether V3 signs a header: `host`, `content-type` and every `x-acs-*`.
-pub fn v3_signs_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "host" || name == "content-type" || name.starts_with("x-acs-")
-}
-
 /// The V3 CanonicalRequest over exactly the given headers (pass only the ones to sign; the
 /// verifier passes those named in SignedHeaders). Returns (CanonicalRequest, SignedHeaders).
 /// Headers with the same lower-cased name are joined with `,` in the order given.

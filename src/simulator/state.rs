@@ -202,14 +202,12 @@ pub struct AccessKeySpec {
 
 impl fmt::Debug for AccessKeySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessKeySpec")
-            .field("access_key_id", &self.access_key_id)
-            .field("access_key_secret", &"<redacted>")
-            .field(
-                "security_token",
-                &self.security_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+        crate::sae::credentials::debug_access_key(
+            f,
+            "AccessKeySpec",
+            &self.access_key_id,
+            self.security_token.is_some(),
+        )
     }
 }
 
@@ -1145,15 +1143,17 @@ impl Model {
                 };
             }
         };
+        // Checked and advanced above; only the faults list changed since.
+        let params = Params(query);
         let Some(fault) = self.take_fault(&app_id, op, now) else {
             return CallPlan::Answer {
-                outcome: self.execute(op, query, now),
+                outcome: self.run(op, params, now),
                 fault: None,
             };
         };
         let mut run = |commit: bool| {
             if commit {
-                committed_of(&self.execute(op, query, now))
+                committed_of(&self.run(op, params, now))
             } else {
                 None
             }
@@ -1198,7 +1198,7 @@ impl Model {
                 ..
             } => CallPlan::Delayed {
                 delay: Duration::from_millis(millis),
-                outcome: self.execute(op, query, now),
+                outcome: self.run(op, params, now),
             },
             FaultSpec::Slow {
                 millis,
@@ -1223,6 +1223,11 @@ impl Model {
         self.advance(now);
         let params = Params(query);
         self.precheck(op, params)?;
+        self.run(op, params, now)
+    }
+
+    /// [`Model::execute`] once the state is advanced to `now` and the call prechecked.
+    fn run(&mut self, op: Operation, params: Params<'_>, now: Timestamp) -> Outcome {
         let data = match op {
             Operation::DeleteInstances => return self.delete_instances(params, now),
             Operation::DescribeChangeOrder => self
@@ -1232,13 +1237,20 @@ impl Model {
                 let app_id = params.required("AppId")?;
                 let co_type = params.get("CoType");
                 let (page, size) = params.page()?;
-                let rows: Vec<Value> = self
+                let matching: Vec<&ChangeOrder> = self
                     .change_orders
                     .iter()
                     .rev()
                     .filter(|co| {
                         co.app_id == app_id && co_type.is_none_or(|t| t == "CoDeleteInstances")
                     })
+                    .collect();
+                let total = matching.len();
+                // Only the requested page is rendered.
+                let list: Vec<Value> = matching
+                    .into_iter()
+                    .skip(skip(page, size))
+                    .take(size as usize)
                     .map(|co| {
                         json!({
                             "ChangeOrderId": co.id,
@@ -1249,12 +1261,6 @@ impl Model {
                             "AppId": co.app_id,
                         })
                     })
-                    .collect();
-                let total = rows.len();
-                let list: Vec<Value> = rows
-                    .into_iter()
-                    .skip(skip(page, size))
-                    .take(size as usize)
                     .collect();
                 json!({"ChangeOrderList": list, "CurrentPage": page, "PageSize": size, "TotalSize": total})
             }
