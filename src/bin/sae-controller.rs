@@ -57,10 +57,10 @@ struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
-    /// Address for Prometheus metrics (`/metrics`).
+    /// Address for Prometheus metrics (`/metrics`); port 0 takes any free port (logged at start).
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_bind_address: SocketAddr,
-    /// Address for the `/healthz` and `/readyz` probes.
+    /// Address for the `/healthz` and `/readyz` probes; port 0 takes any free port (logged at start).
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_probe_bind_address: SocketAddr,
     /// Log line format.
@@ -183,7 +183,7 @@ fn init_logging(format: LogFormat) -> anyhow::Result<Telemetry> {
 }
 
 async fn serve_probes(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     ready: Arc<AtomicBool>,
     health: WatchHealth,
 ) -> anyhow::Result<()> {
@@ -214,14 +214,11 @@ async fn serve_probes(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<()> {
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Metrics) -> anyhow::Result<()> {
     let app = Router::new().route(
         "/metrics",
         get(move || {
@@ -237,11 +234,21 @@ async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<()>
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Binds now, so a taken port stops the start with a clear error. Port 0 picks a free port; the
+/// log line below says which one.
+async fn bind(
+    addr: SocketAddr,
+    what: &str,
+) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} address {addr}"))?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
 }
 
 /// Waits until this replica holds the leader Lease; returns the fence that guards every send.
@@ -349,12 +356,11 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::new();
     metrics.set_leader(!args.leader_elect);
     let health = WatchHealth::new(Duration::from_secs(120));
-    let probes = tokio::spawn(serve_probes(
-        args.health_probe_bind_address,
-        ready.clone(),
-        health.clone(),
-    ));
-    let metrics_server = tokio::spawn(serve_metrics(args.metrics_bind_address, metrics.clone()));
+    let (probe_listener, probe_address) = bind(args.health_probe_bind_address, "probe").await?;
+    let (metrics_listener, metrics_address) = bind(args.metrics_bind_address, "metrics").await?;
+    tracing::info!(%probe_address, %metrics_address, "serving /healthz, /readyz and /metrics");
+    let probes = tokio::spawn(serve_probes(probe_listener, ready.clone(), health.clone()));
+    let metrics_server = tokio::spawn(serve_metrics(metrics_listener, metrics.clone()));
     let fence = if args.leader_elect {
         // Standby replicas are ready (they serve probes) but do not watch or act.
         ready.store(true, Ordering::SeqCst);

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::process::{free_port, send_signal, spawn_guarded, tail, wait_timeout};
+use super::process::{send_signal, spawn_guarded, tail, wait_timeout};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 80;
@@ -194,8 +194,8 @@ impl Drop for Simulator {
 /// A running `sae-controller` process; killed (SIGKILL) on drop.
 pub struct Controller {
     child: Child,
-    health_address: Option<String>,
-    metrics_address: Option<String>,
+    /// Whether the harness set the probe and metrics addresses (port 0, read back from the log).
+    harness_ports: (bool, bool),
     logs: LogDir,
 }
 
@@ -203,7 +203,8 @@ impl Controller {
     /// Runs `sae-controller ARGS` with `KUBECONFIG=kubeconfig` and the extra `env`. Inherited
     /// `ALIBABA_CLOUD_*`, `SAE_ENDPOINT`, `WATCH_NAMESPACE` and `KUBECONFIG` are removed first so a
     /// developer's shell cannot change a test. Unless ARGS set them, the metrics and probe servers get
-    /// free loopback ports (parallel tests would collide on the defaults). stdout and stderr go to a
+    /// port 0 on loopback: the controller binds any free port and logs it, so parallel tests neither
+    /// collide on the defaults nor race another process for a port picked in advance. stdout and stderr go to a
     /// log file ([`Controller::logs`]).
     pub fn spawn(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Controller {
         let logs = LogDir::new("sae-controller");
@@ -225,8 +226,10 @@ impl Controller {
         command.envs(env.iter().copied());
 
         let mut all_args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let metrics_address = bind_address(&mut all_args, "--metrics-bind-address");
-        let health_address = bind_address(&mut all_args, "--health-probe-bind-address");
+        let harness_ports = (
+            bind_any_port(&mut all_args, "--health-probe-bind-address"),
+            bind_any_port(&mut all_args, "--metrics-bind-address"),
+        );
         command
             .args(&all_args)
             .stdout(logs.writer())
@@ -235,8 +238,7 @@ impl Controller {
         let child = spawn_guarded(&mut command, "sae-controller");
         Controller {
             child,
-            health_address,
-            metrics_address,
+            harness_ports,
             logs,
         }
     }
@@ -288,14 +290,43 @@ impl Controller {
         }
     }
 
-    /// `http://ADDR` of the `/healthz` and `/readyz` server, when the harness chose the address.
+    /// `http://ADDR` of the `/healthz` and `/readyz` server, when the harness chose the address;
+    /// waits for the start-up line that names the port.
     pub fn probe_url(&self) -> Option<String> {
-        self.health_address.as_ref().map(|a| format!("http://{a}"))
+        self.harness_ports
+            .0
+            .then(|| self.bound_url("probe_address"))
     }
 
     /// `http://ADDR` of the `/metrics` server, when the harness chose the address.
     pub fn metrics_url(&self) -> Option<String> {
-        self.metrics_address.as_ref().map(|a| format!("http://{a}"))
+        self.harness_ports
+            .1
+            .then(|| self.bound_url("metrics_address"))
+    }
+
+    /// Reads `FIELD=ADDR` (text logs) or `"FIELD":"ADDR"` (JSON logs) from the start-up line.
+    fn bound_url(&self, field: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let logs = self.logs();
+            if let Some(address) = logs.find(field).map(|at| {
+                logs[at + field.len()..]
+                    .trim_start_matches(['=', '"', ':'])
+                    .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }) {
+                return format!("http://{address}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller never logged its {field}:\n{}",
+                tail(&self.logs.log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -305,16 +336,13 @@ impl Drop for Controller {
     }
 }
 
-/// Adds `FLAG=127.0.0.1:PORT` with a free port unless `args` already set FLAG; returns the address
-/// the harness chose (None when the caller chose).
-fn bind_address(args: &mut Vec<String>, flag: &str) -> Option<String> {
+/// Adds `FLAG=127.0.0.1:0` unless `args` already set FLAG; true when it did.
+fn bind_any_port(args: &mut Vec<String>, flag: &str) -> bool {
     let given = args
         .iter()
         .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-    if given {
-        return None;
+    if !given {
+        args.push(format!("{flag}=127.0.0.1:0"));
     }
-    let address = format!("127.0.0.1:{}", free_port());
-    args.push(format!("{flag}={address}"));
-    Some(address)
+    !given
 }

@@ -103,13 +103,22 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
-/// A port that was free a moment ago. Another process may take it before it is used; for tests on a
-/// private machine that race is rare enough.
+/// A loopback port that was free a moment ago, for servers that cannot bind port 0 and report it
+/// (etcd, kube-apiserver). It is taken from below the kernel's ephemeral range (32768 and up by
+/// default), where outgoing connections and `:0` binds get their ports, so nothing else running
+/// here is likely to take it before the server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0 to find a free port")
+    use std::hash::{BuildHasher as _, Hasher as _};
+    const FIRST: u16 = 20000;
+    const COUNT: u16 = 12000;
+    // A fresh random start for each call, so parallel callers do not walk the same ports.
+    let start = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (0..COUNT)
+        .map(|i| FIRST + ((start % u64::from(COUNT)) as u16 + i) % COUNT)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("no free loopback port between 20000 and 32000")
 }
 
 /// The last `lines` lines of a log file, for panic messages.
