@@ -547,3 +547,30 @@ async fn controller_helper_runs_the_binary_as_its_service_account() {
     controller.kill();
     assert!(!controller.is_running(), "kill() must stop the process");
 }
+
+#[test]
+fn a_taken_metrics_port_stops_the_start_with_an_error_naming_it() {
+    let cp = ControlPlane::shared();
+    let ns = cp.create_namespace("port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let mut controller = support::Controller::spawn(
+        cp.controller_kubeconfig(),
+        &["--namespace", &ns, "--metrics-bind-address", &address],
+        &[("SAE_ENDPOINT", "http://127.0.0.1:9")],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while controller.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller kept running without its metrics port:\n{}",
+            controller.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let logs = controller.logs();
+    assert!(
+        logs.contains(&format!("binding the metrics address {address}")),
+        "{logs}"
+    );
+}
