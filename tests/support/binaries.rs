@@ -194,8 +194,9 @@ impl Drop for Simulator {
 /// A running `sae-controller` process; killed (SIGKILL) on drop.
 pub struct Controller {
     child: Child,
-    /// Whether the harness set the probe and metrics addresses (port 0, read back from the log).
-    harness_ports: (bool, bool),
+    /// Whether the harness set the probe / metrics address (port 0, read back from the log).
+    harness_probe_port: bool,
+    harness_metrics_port: bool,
     logs: LogDir,
 }
 
@@ -204,8 +205,8 @@ impl Controller {
     /// `ALIBABA_CLOUD_*`, `SAE_ENDPOINT`, `WATCH_NAMESPACE` and `KUBECONFIG` are removed first so a
     /// developer's shell cannot change a test. Unless ARGS set them, the metrics and probe servers get
     /// port 0 on loopback: the controller binds any free port and logs it, so parallel tests neither
-    /// collide on the defaults nor race another process for a port picked in advance. stdout and stderr go to a
-    /// log file ([`Controller::logs`]).
+    /// collide on the defaults nor race another process for a port picked in advance. stdout and
+    /// stderr go to a log file ([`Controller::logs`]).
     pub fn spawn(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Controller {
         let logs = LogDir::new("sae-controller");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sae-controller"));
@@ -226,10 +227,8 @@ impl Controller {
         command.envs(env.iter().copied());
 
         let mut all_args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let harness_ports = (
-            bind_any_port(&mut all_args, "--health-probe-bind-address"),
-            bind_any_port(&mut all_args, "--metrics-bind-address"),
-        );
+        let harness_probe_port = bind_any_port(&mut all_args, "--health-probe-bind-address");
+        let harness_metrics_port = bind_any_port(&mut all_args, "--metrics-bind-address");
         command
             .args(&all_args)
             .stdout(logs.writer())
@@ -238,7 +237,8 @@ impl Controller {
         let child = spawn_guarded(&mut command, "sae-controller");
         Controller {
             child,
-            harness_ports,
+            harness_probe_port,
+            harness_metrics_port,
             logs,
         }
     }
@@ -293,15 +293,13 @@ impl Controller {
     /// `http://ADDR` of the `/healthz` and `/readyz` server, when the harness chose the address;
     /// waits for the start-up line that names the port.
     pub fn probe_url(&self) -> Option<String> {
-        self.harness_ports
-            .0
+        self.harness_probe_port
             .then(|| self.bound_url("probe_address"))
     }
 
     /// `http://ADDR` of the `/metrics` server, when the harness chose the address.
     pub fn metrics_url(&self) -> Option<String> {
-        self.harness_ports
-            .1
+        self.harness_metrics_port
             .then(|| self.bound_url("metrics_address"))
     }
 
