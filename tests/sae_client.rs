@@ -487,11 +487,10 @@ async fn ambiguous_garbage_body() {
 
 #[tokio::test]
 async fn retryable_when_nothing_listens() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but never listening: connections are refused, and no other test can take the port.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let client = SaeClient::new(SaeClientConfig {
         endpoint: format!("http://127.0.0.1:{port}"),
         ..SaeClientConfig::default()
