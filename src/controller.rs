@@ -631,8 +631,7 @@ async fn reconcile_steps(
             if (unwritten || obj.status.as_ref() != Some(&decision.status))
                 && !record(&ctx, &mut obj, decision.status).await?
             {
-                info!("status write conflicted: the object changed meanwhile; re-reading");
-                return Ok(Requeue::requeue(CONFLICT_REQUEUE));
+                return Ok(conflicted());
             }
             for event in &events {
                 publish(&ctx, &obj, event).await;
@@ -718,8 +717,7 @@ async fn reconcile_steps(
                     // The quota is busy: record the change order now, poll when a token comes.
                     let status = obj.status.clone().unwrap_or_default();
                     if !record(&ctx, &mut obj, status).await? {
-                        info!("status write conflicted: the object changed meanwhile; re-reading");
-                        return Ok(Requeue::requeue(CONFLICT_REQUEUE));
+                        return Ok(conflicted());
                     }
                     for event in held.take().unwrap_or_default() {
                         publish(&ctx, &obj, &event).await;
@@ -769,6 +767,12 @@ async fn reconcile_steps(
     Ok(Requeue::requeue(Duration::from_secs(1)))
 }
 
+/// A status write answered 409: the decision is void; start over from a fresh read.
+fn conflicted() -> Requeue {
+    info!("status write conflicted: the object changed meanwhile; re-reading");
+    Requeue::requeue(CONFLICT_REQUEUE)
+}
+
 /// The events to publish when a status held back by [`Action::FirstPoll`] is written, or replaced
 /// before it was written, by the next decision's `status`. When the poll moved the object on, the
 /// held transition's event is dropped (the next one names the change order); anything else the
@@ -816,7 +820,9 @@ async fn record(
         }
         Written::Conflict => return Ok(false),
     }
-    let status = obj.status.clone().unwrap_or_default();
+    let Some(status) = &obj.status else {
+        return Ok(true);
+    };
     info!(
         phase = status.phase.map(Phase::as_str).unwrap_or(""),
         reason = status.reason().unwrap_or(""),

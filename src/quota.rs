@@ -6,9 +6,9 @@
 //! here, and a throttling answer pauses that bucket instead of letting callers spin.
 //!
 //! # The bucket
-//! A bucket holds at most `burst` tokens (a second's allowance, at least one) and
-//! gains tokens continuously at a rate that keeps any 60 s window at or under
-//! `requests_per_minute`, burst included (`requests_per_minute - burst + 1` per minute). It is kept as a "theoretical arrival
+//! A bucket holds at most `burst` tokens (a second's allowance, at least one) and gains tokens
+//! continuously at a rate that keeps any 60 s window at or under `requests_per_minute`, burst
+//! included (`requests_per_minute - burst + 1` per minute). It is kept as a "theoretical arrival
 //! time" (the generic cell rate algorithm): the instant at which the bucket would be empty again.
 //! That is pure `Instant` arithmetic with integer nanoseconds, so waits are exact and a paused tokio
 //! clock reproduces them to the tick.

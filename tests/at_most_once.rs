@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use support::world::{AK, SK, Setup, World, app, fast_retry, is_terminal, reason, strings, tail};
+use support::world::{
+    AK, SK, Setup, World, app, fast_retry, is_terminal, reason, secret, strings, tail,
+};
 
 /// How long after a send the controller may still take an unanswered DeleteInstances for executed:
 /// `--sae-timeout-seconds` (2) plus the controller's 10 s margin.
@@ -868,11 +870,10 @@ async fn sts_credentials_work_and_appear_nowhere() {
         )
         .await;
     for (name, token) in [("sts-creds", STS_TOKEN), ("sts-wrong-token", WRONG_TOKEN)] {
-        let secret = json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name },
-            "stringData": { "accessKeyId": STS_ID, "accessKeySecret": STS_SECRET, "securityToken": token },
-        });
-        w.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string());
+        w.apply_secret(
+            name,
+            json!({ "accessKeyId": STS_ID, "accessKeySecret": STS_SECRET, "securityToken": token }),
+        );
     }
     w.create(
         "sts",
@@ -959,15 +960,8 @@ async fn bad_input_gets_a_clear_condition_and_no_hot_loop() {
         .to_vec();
     let w = World::start_with("badinput", apps, setup("0.5")).await;
     let other_ns = w.cp.create_namespace("badinput-other");
-    let secret = |name: &str, data: Value| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name }, "stringData": data });
-    w.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &secret("half", json!({ "accessKeyId": AK })).to_string(),
-    );
-    w.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &secret("empty", json!({ "accessKeyId": "", "accessKeySecret": "" })).to_string(),
-    );
+    w.apply_secret("half", json!({ "accessKeyId": AK }));
+    w.apply_secret("empty", json!({ "accessKeyId": "", "accessKeySecret": "" }));
     let elsewhere = secret(
         "elsewhere",
         json!({ "accessKeyId": AK, "accessKeySecret": SK }),

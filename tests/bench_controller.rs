@@ -573,13 +573,7 @@ fn print_report(runs: &[Throughput], idle: &Idle, quota_flag: bool) {
             "## {}: {} objects over {} app(s), quota {} calls/min",
             r.name, r.objects, r.apps, r.requests_per_minute
         );
-        println!(
-            "{:<44} {:>22} {:>10} {:>8}",
-            "figure", "value", "target", ""
-        );
-        let row = |what: &str, value: String, target: &str, verdict: &str| {
-            println!("{what:<44} {value:>22} {target:>10} {verdict:>8}");
-        };
+        table_header();
         if r.complete() {
             row(
                 "makespan to all terminal (s)",
@@ -682,13 +676,7 @@ fn print_report(runs: &[Throughput], idle: &Idle, quota_flag: bool) {
         "## terminal: controller start over {} finished objects",
         idle.objects
     );
-    println!(
-        "{:<44} {:>22} {:>10} {:>8}",
-        "figure", "value", "target", ""
-    );
-    let row = |what: &str, value: String, target: &str, verdict: &str| {
-        println!("{what:<44} {value:>22} {target:>10} {verdict:>8}");
-    };
+    table_header();
     row(
         "objects put in place (create + status) (s)",
         format!("{:.1}", idle.fill_time.as_secs_f64()),
@@ -732,6 +720,15 @@ fn print_report(runs: &[Throughput], idle: &Idle, quota_flag: bool) {
         met(idle.writes.events == 0.0),
     );
     println!();
+}
+
+fn table_header() {
+    row("figure", "value".into(), "target", "");
+}
+
+/// One line of a figures table: what, its value, the target and whether it is met.
+fn row(what: &str, value: String, target: &str, verdict: &str) {
+    println!("{what:<44} {value:>22} {target:>10} {verdict:>8}");
 }
 
 fn json_line(runs: &[Throughput], idle: &Idle, quota_flag: bool) -> Value {

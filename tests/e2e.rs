@@ -51,12 +51,7 @@ async fn happy_path_deletes_once_and_reports_the_change_order() {
     );
 
     // What users do with kubectl works.
-    let out = w.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "saedel/scale-in",
-        "--timeout=10s",
-    ]);
+    let out = w.kubectl_wait_ready("scale-in", "10s");
     assert!(
         out.status.success(),
         "{}",
@@ -246,11 +241,10 @@ async fn missing_secret_waits_without_calling_sae_and_heals_when_created() {
         "no SAE call without credentials"
     );
 
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "late-creds" },
-        "stringData": { "accessKeyId": AK, "accessKeySecret": SK },
-    });
-    w.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string());
+    w.apply_secret(
+        "late-creds",
+        json!({ "accessKeyId": AK, "accessKeySecret": SK }),
+    );
     let s = w.wait_terminal("heal", Duration::from_secs(90)).await;
     assert_eq!(s["phase"], "Succeeded", "{s:#}");
     assert_eq!(w.committed_deletes("app-heal").await, 1);
@@ -260,11 +254,10 @@ async fn missing_secret_waits_without_calling_sae_and_heals_when_created() {
 async fn wrong_secret_fails_as_authentication_failed_and_the_secret_appears_nowhere() {
     const WRONG: &str = "Wrong-Secret-Value-4711";
     let w = World::start("authn", vec![app("app-auth", &["i-1"])]).await;
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "bad-creds" },
-        "stringData": { "accessKeyId": AK, "accessKeySecret": WRONG },
-    });
-    w.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string());
+    w.apply_secret(
+        "bad-creds",
+        json!({ "accessKeyId": AK, "accessKeySecret": WRONG }),
+    );
     w.create(
         "authn",
         "app-auth",
@@ -431,17 +424,13 @@ async fn a_rotated_secret_is_used_by_the_next_attempt_without_a_restart() {
         json!([{ "kind": "error", "code": "Application.ChangerOrderRunning", "times": 1 }]),
     )
     .await;
-    let secret = |id: &str, value: &str| {
-        json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "rotating" },
-            "stringData": { "accessKeyId": id, "accessKeySecret": value },
-        })
-        .to_string()
+    let rotating = |id: &str, value: &str| {
+        w.apply_secret(
+            "rotating",
+            json!({ "accessKeyId": id, "accessKeySecret": value }),
+        )
     };
-    w.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &secret("LTAIoldKey", "old-secret-value"),
-    );
+    rotating("LTAIoldKey", "old-secret-value");
     w.create(
         "rotate",
         "app-rot",
@@ -452,10 +441,7 @@ async fn a_rotated_secret_is_used_by_the_next_attempt_without_a_restart() {
         s["phase"] == "Retrying"
     })
     .await;
-    w.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &secret("LTAInewKey", "new-secret-value"),
-    );
+    rotating("LTAInewKey", "new-secret-value");
     let s = w.wait_terminal("rotate", Duration::from_secs(60)).await;
     assert_eq!(s["phase"], "Succeeded", "{s:#}");
     let keys: Vec<Value> = w

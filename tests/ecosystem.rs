@@ -16,12 +16,7 @@ async fn kubectl_and_gitops_tools_see_what_they_expect() {
     doc["metadata"]["labels"] = json!({ "app.kubernetes.io/managed-by": "argocd" });
     doc["metadata"]["annotations"] = json!({ "team": "checkout" });
     w.kubectl_stdin(&["apply", "-f", "-"], &doc.to_string());
-    let out = w.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "saedel/gitops",
-        "--timeout=60s",
-    ]);
+    let out = w.kubectl_wait_ready("gitops", "60s");
     assert!(
         out.status.success(),
         "kubectl wait: {}",

@@ -156,6 +156,24 @@ impl World {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Applies a Secret `name` with `string_data` in the world's namespace, as a user would.
+    pub fn apply_secret(&self, name: &str, string_data: Value) {
+        self.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &secret(name, string_data).to_string(),
+        );
+    }
+
+    /// `kubectl wait --for=condition=Ready saedel/NAME`, as a script or pipeline waits.
+    pub fn kubectl_wait_ready(&self, name: &str, timeout: &str) -> std::process::Output {
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("saedel/{name}"),
+            &format!("--timeout={timeout}"),
+        ])
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
         let mut full = vec!["-n", self.ns.as_str()];
         full.extend_from_slice(args);
@@ -304,6 +322,11 @@ fn spawn_controller(
     ];
     env.extend_from_slice(extra_env);
     Controller::spawn(cp.controller_kubeconfig(), &args, &env)
+}
+
+/// A Secret document holding `string_data`.
+pub fn secret(name: &str, string_data: Value) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name }, "stringData": string_data })
 }
 
 pub fn is_terminal(status: &Value) -> bool {
