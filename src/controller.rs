@@ -926,7 +926,7 @@ async fn reconcile_steps(
                     }
                     slot.released(&mut token).await;
                 }
-                Observation::FirstPollResult(
+                Observation::ChangeOrderResult(
                     ctx.measured(
                         "DescribeChangeOrder",
                         creds,
