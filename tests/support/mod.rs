@@ -41,6 +41,7 @@
 //! runtime, and a task bound to the first test's runtime would die with that test.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod audit;
 mod binaries;
 mod process;
 pub mod world;
