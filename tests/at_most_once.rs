@@ -22,16 +22,19 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use support::audit::{
     Planned, RESOLVE_AFTER, ambiguous_faults, assert_all_deleted_once, assert_succeeded_once,
-    audit, audit_ledger, phase_counts, plan, planned_app, seconds_between, seed, setup, warm_up,
+    audit, audit_ledger, check_deadlines, check_outcomes, phase_counts, plan, planned_app,
+    seconds_between, seed, setup, warm_up,
 };
-use support::world::{AK, SK, World, app, fast_retry, is_terminal, reason, secret, strings, tail};
+use support::world::{
+    AK, SK, Setup, World, app, fast_retry, is_terminal, reason, secret, strings, tail,
+};
 
 // ---- The checker itself ---------------------------------------------------------------------------
 
@@ -376,6 +379,153 @@ async fn sigkill_at_random_moments_never_duplicates_a_deletion() {
             audit.sends - planned.len()
         );
     }
+}
+
+// ---- Crash test under quota pressure ------------------------------------------------------------
+
+/// Many objects at once, each on its own app, behind a client-side quota low enough that sends
+/// queue for tens of seconds: the token comes first, then the write-ahead, the fence and the send,
+/// so a crash can fall anywhere in that line. A share of the sends are executed and then lose
+/// their answer, a share of the change orders fail (their instances stay, so a resend would be
+/// accepted and the ledger would show it), and the controller is SIGKILLed several times.
+///
+/// The ones answered normally teach the controller the zone of SAE's times; the warm-up makes
+/// that certain before the first lost answer, whatever the seed.
+async fn crash_under_quota(label: &str, simulator_extra: &[&str]) {
+    const APPS: usize = 40;
+    const KILLS: usize = 5;
+    const DEADLINE: Duration = Duration::from_secs(150);
+    let mut rng = fastrand::Rng::with_seed(seed(label));
+    let app_ids: Vec<String> = (0..APPS).map(|a| format!("app-{a}")).collect();
+    let mut apps: Vec<Value> = app_ids.iter().map(|a| planned_app(a, 1)).collect();
+    apps.push(app("app-warm", &["i-1"]));
+    // SAE's quota a bit above the controller's: the controller plans, SAE only backs it up.
+    let mut simulator_args = strings(&[
+        "--access-key",
+        &format!("{AK}:{SK}"),
+        "--change-order-seconds",
+        "2",
+        "--requests-per-minute",
+        "120",
+    ]);
+    simulator_args.extend(strings(simulator_extra));
+    let quota = Setup {
+        simulator_args,
+        controller_args: strings(&[
+            "--sae-timeout-seconds",
+            "2",
+            "--sae-requests-per-minute",
+            "100",
+        ]),
+    };
+    let mut w = World::start_with(label, apps, quota).await;
+    let warm = warm_up(&w, "app-warm", "i-1").await;
+    let mut failing = BTreeSet::new();
+    for a in &app_ids {
+        let mut faults = ambiguous_faults(3, 0.25, &mut rng);
+        if rng.f64() < 0.2 {
+            failing.insert(a.clone());
+            faults.as_array_mut().unwrap().push(json!(
+                { "kind": "changeOrderResult", "status": 3, "errorMessage": "instance stuck in draining (scripted)" }
+            ));
+        }
+        w.fault(a, faults).await;
+    }
+    let planned = plan(label, &app_ids, 1, &mut rng);
+    let mut spec = fast_retry();
+    spec["activeDeadlineSeconds"] = json!(DEADLINE.as_secs());
+    let started = Instant::now();
+    w.apply_all(planned.iter().map(|p| p.doc(&w, spec.clone())).collect());
+
+    let mut logs = String::new();
+    let mut kill_times = Vec::new();
+    for _ in 0..KILLS {
+        // Spread over the queue of sends (about 25 s at this quota) and the polls and look-ups
+        // that follow it.
+        tokio::time::sleep(Duration::from_millis(rng.u64(2000..12000))).await;
+        logs.push_str(&w.controller.logs());
+        w.controller.kill();
+        kill_times.push(format!("{:.1}", started.elapsed().as_secs_f64()));
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
+        w.restart_controller();
+    }
+    let statuses = w
+        .wait_all_terminal(DEADLINE + Duration::from_secs(30))
+        .await;
+    let took = started.elapsed();
+    logs.push_str(&w.controller.logs());
+    let everything: Vec<Planned> = planned.iter().cloned().chain([warm]).collect();
+    let ledger = w.sim.ledger().await;
+    let audit = audit_ledger(&ledger, &everything).unwrap_or_else(|breach| panic!("{breach}"));
+    let failed_orders = ledger["deletions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["finalStatus"].as_i64().is_some_and(|s| s != 2))
+        .count();
+    let throttled = ledger["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("Throttling"))
+        })
+        .count();
+    let not_sent = logs.matches("DeleteInstances not sent").count();
+    println!(
+        "{label}: {} objects on {APPS} apps in {:.0} s, by phase/reason {:?}; {} DeleteInstances sends, {} committed, \
+         {} unanswered, {failed_orders} change orders failed ({} apps scripted to fail), {throttled} calls throttled \
+         by SAE, {not_sent} sends withheld (logged); {KILLS} kills at {kill_times:?} s",
+        planned.len(),
+        took.as_secs_f64(),
+        phase_counts(&statuses),
+        audit.sends,
+        audit.committed,
+        audit.no_answer,
+        failing.len(),
+    );
+    assert_eq!(statuses.len(), everything.len());
+    assert!(
+        audit.no_answer > 0,
+        "no lost answer was exercised; try another seed"
+    );
+    let mut breaches: Vec<String> = vec![];
+    if let Err(e) = check_outcomes(&ledger, &everything, &statuses, &audit) {
+        breaches.push(e);
+    }
+    if let Err(e) = check_deadlines(&w, &statuses, DEADLINE, Duration::from_secs(3)).await {
+        breaches.push(format!("terminal after the deadline:\n{e}"));
+    }
+    // Here nothing is unclear in the end: one object per app, no one else touching the apps, the
+    // zone known. Each object must come out with what SAE did for it.
+    for object in &planned {
+        let status = &statuses[&object.name];
+        let want = if failing.contains(&object.app) {
+            ("Failed", "ChangeOrderFailed")
+        } else {
+            ("Succeeded", "Succeeded")
+        };
+        let got = (status["phase"].as_str().unwrap_or("-"), reason(status));
+        if got != want {
+            breaches.push(format!(
+                "{}: {got:?}, expected {want:?}: {}",
+                object.name, status["message"]
+            ));
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "{label}:\n{}\n--- controller log tail ---\n{}",
+        breaches.join("\n"),
+        tail(&logs, 60)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_quota_pressure_never_sends_twice_and_reports_what_sae_did() {
+    crash_under_quota("quota-crash", &[]).await;
 }
 
 // ---- Leader election -----------------------------------------------------------------------------
