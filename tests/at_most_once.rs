@@ -1016,6 +1016,82 @@ async fn deleting_an_object_mid_flight_is_immediate_and_undoes_nothing() {
     );
 }
 
+/// A send waits for its quota token before anything is written, and the object may be deleted
+/// meanwhile: the token, when it comes, must not carry a DeleteInstances for it. Three objects
+/// on three apps queue on one AccessKey at 12 calls per minute (a token every 5 s); the victim
+/// comes after them, so it is certainly waiting when it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_while_its_send_waits_for_quota_is_never_sent() {
+    let apps: Vec<Value> = ["app-a", "app-b", "app-c", "app-victim"]
+        .iter()
+        .map(|a| app(a, &["i-1", "i-2"]))
+        .collect();
+    let mut slow = setup("1");
+    slow.controller_args = strings(&[
+        "--sae-timeout-seconds",
+        "2",
+        "--sae-requests-per-minute",
+        "12",
+    ]);
+    let w = World::start_with("quotadelete", apps, slow).await;
+    let ahead: Vec<Planned> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Planned::new(n, &format!("app-{n}"), &["i-1"]))
+        .collect();
+    w.apply_all(ahead.iter().map(|p| p.doc(&w, json!({}))).collect());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.delete_requests_total().await == 0 {
+        assert!(Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two sends are ahead of it, 5 s apart, then their polls: its token is 10 s or more away.
+    let victim = Planned::new("victim", "app-victim", &["i-1", "i-2"]);
+    w.apply_all(vec![victim.doc(&w, json!({}))]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = w.delete_requests("app-victim").await;
+    assert!(
+        before.is_empty(),
+        "the victim was sent before the test could delete it: {before:#?}"
+    );
+    let out = w.kubectl(&["delete", "saedel", "victim", "--wait=true", "--timeout=10s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let statuses = w.wait_all_terminal(Duration::from_secs(90)).await;
+    // Past the moment its token came (the objects ahead were sent, and polled, meanwhile), and a
+    // few seconds more for anything late to arrive.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ledger = w.sim.ledger().await;
+    let everything: Vec<Planned> = ahead.iter().cloned().chain([victim.clone()]).collect();
+    let audit = audit_ledger(&ledger, &everything).unwrap_or_else(|breach| panic!("{breach}"));
+    let logs = w.controller.logs();
+    println!(
+        "quota delete: {} sends for the objects ahead, {} for the deleted one; the controller logged the \
+         withheld send: {}",
+        audit.sends - audit.of("victim").all.len(),
+        audit.of("victim").all.len(),
+        logs.contains("object deleted while waiting for quota")
+    );
+    assert!(
+        audit.of("victim").all.is_empty()
+            && w.sim.admin_get("/_sim/apps/app-victim").await["groups"]
+                .to_string()
+                .contains("\"i-1\""),
+        "a DeleteInstances was sent for an object deleted while it waited: {:#?}",
+        audit.of("victim").all
+    );
+    for object in &ahead {
+        assert_succeeded_once(
+            &object.name,
+            &statuses[&object.name],
+            audit.of(&object.name),
+        );
+    }
+}
+
 /// The status that records SAE's acceptance is held for the first change-order poll (about a
 /// second, longer when the poll is slow) and written with its result. A controller killed in that
 /// window leaves the attempt `Submitting` in the API server: the next one adopts the change order
