@@ -478,3 +478,75 @@ pub async fn check_deadlines(
         Err(late.join("\n"))
     }
 }
+
+/// Where nothing is left unclear (no one but the controller touches the apps, the zone is known,
+/// nothing hit its deadline), each object must come out with exactly what SAE did for it:
+/// `Succeeded` when its deletion ended with status 2, `Failed`/`ChangeOrderFailed` when it ended
+/// otherwise. An object without an executed deletion is a breach too. Err lists every breach.
+pub fn check_resolved(
+    ledger: &Value,
+    planned: &[Planned],
+    statuses: &BTreeMap<String, Value>,
+) -> Result<(), String> {
+    let mut breaches = vec![];
+    for object in planned {
+        let status = statuses.get(&object.name).unwrap_or(&Value::Null);
+        let got = (status["phase"].as_str().unwrap_or("-"), reason(status));
+        let want = match deletion_of(ledger, object).map(|d| d["finalStatus"].as_i64()) {
+            Some(Some(2)) => ("Succeeded", "Succeeded"),
+            Some(Some(_)) => ("Failed", "ChangeOrderFailed"),
+            Some(None) => ("(a final phase)", "its change order never ended"),
+            None => ("(a final phase)", "SAE executed no deletion for it"),
+        };
+        if got != want {
+            breaches.push(format!(
+                "{}: {got:?}, but SAE's record calls for {want:?}: {}",
+                object.name, status["message"]
+            ));
+        }
+    }
+    if breaches.is_empty() {
+        Ok(())
+    } else {
+        Err(breaches.join("\n"))
+    }
+}
+
+/// A DeleteInstances leaves within `SEND_BOUND` of its write-ahead, or not at all. Seen from the
+/// ledger: where every recorded attempt of an object was sent (`status.attempts` equals its sends;
+/// an attempt written ahead and never sent, or withheld and taken back, breaks the equality and
+/// the check says nothing), its last send arrived no later than `lastAttemptTime` (rounded down to
+/// the second) + 1 s + [`SEND_BOUND`]. Err names the late ones.
+pub fn check_send_bound(
+    planned: &[Planned],
+    statuses: &BTreeMap<String, Value>,
+    audit: &Audit,
+) -> Result<usize, String> {
+    let mut checked = 0;
+    let mut late = vec![];
+    for object in planned {
+        let (Some(status), Some(last)) = (
+            statuses.get(&object.name),
+            audit.of(&object.name).all.last(),
+        ) else {
+            continue;
+        };
+        let sends = audit.of(&object.name).all.len() as u64;
+        if status["attempts"].as_u64() != Some(sends) || status["lastAttemptTime"].is_null() {
+            continue;
+        }
+        checked += 1;
+        let gap = seconds_between(&status["lastAttemptTime"], &last["time"]);
+        if gap > 1.0 + SEND_BOUND.as_secs_f64() {
+            late.push(format!(
+                "{}: sent {gap:.1} s after its write-ahead at {}",
+                object.name, status["lastAttemptTime"]
+            ));
+        }
+    }
+    if late.is_empty() {
+        Ok(checked)
+    } else {
+        Err(late.join("\n"))
+    }
+}

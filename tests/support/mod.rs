@@ -14,6 +14,8 @@
 //!   success, returns stdout), [`ControlPlane::kubectl_stdin`] (feeds stdin);
 //!   [`ControlPlane::kubectl_as`] with any kubeconfig.
 //! - kube clients: [`ControlPlane::admin_client`], [`ControlPlane::controller_client`] (async).
+//! - An outage: [`ControlPlane::stop_apiserver`] (SIGSTOP until the guard resumes it; only for a
+//!   test binary of its own, tests/outage.rs).
 //!
 //! Binaries are looked up in `$KUBEBUILDER_ASSETS` (envtest convention: `etcd`, `kube-apiserver`,
 //! `kubectl`), else in `${XDG_CACHE_HOME:-$HOME/.cache}/sae-controller/control-plane-v1.20.2/bin`,
@@ -84,6 +86,30 @@ pub struct ControlPlane {
 
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
+/// kube-apiserver stopped by [`ControlPlane::stop_apiserver`]; continued by [`Self::resume`] or
+/// on drop, so a failing test never leaves it stopped for the next one.
+pub struct StoppedApiserver {
+    pid: Option<u32>,
+}
+
+impl StoppedApiserver {
+    pub fn resume(mut self) {
+        self.cont();
+    }
+
+    fn cont(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            process::send_signal(pid, "CONT");
+        }
+    }
+}
+
+impl Drop for StoppedApiserver {
+    fn drop(&mut self) {
+        self.cont();
+    }
+}
+
 impl ControlPlane {
     /// The control plane of this test binary, started on first use. A failed start is remembered, so
     /// every test reports the same cause instead of each trying (and timing out) again.
@@ -105,6 +131,21 @@ impl ControlPlane {
     /// `https://127.0.0.1:PORT` (self-signed certificate).
     pub fn server_url(&self) -> &str {
         &self.server
+    }
+
+    /// Stops kube-apiserver with SIGSTOP until the returned guard is resumed or dropped (SIGCONT).
+    ///
+    /// A stopped server is the harder outage for a client: its port stays open and connections
+    /// are accepted by the kernel, but nothing is answered, so every request hangs until the
+    /// client's own timeout or the server's return, and a request that reached etcd just before
+    /// the stop gets its answer only afterwards. It also needs nothing to come back: same process,
+    /// etcd data, port and certificates, so the kubeconfigs stay valid. Every test of the test
+    /// binary shares this server, so only a test binary of its own may stop it, one test at a
+    /// time (tests/outage.rs).
+    pub fn stop_apiserver(&self) -> StoppedApiserver {
+        let pid = self._apiserver.id();
+        process::send_signal(pid, "STOP");
+        StoppedApiserver { pid: Some(pid) }
     }
 
     /// The work dir holding kubeconfigs and logs.
