@@ -29,8 +29,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use support::audit::{
     Planned, RESOLVE_AFTER, ambiguous_faults, assert_all_deleted_once, assert_succeeded_once,
-    audit, audit_ledger, check_deadlines, check_outcomes, phase_counts, plan, planned_app,
-    seconds_between, seed, setup, warm_up,
+    audit, audit_ledger, check_deadlines, check_outcomes, check_resolved, check_send_bound,
+    phase_counts, plan, planned_app, seconds_between, seed, setup, warm_up,
 };
 use support::world::{
     AK, SK, Setup, World, app, fast_retry, is_terminal, reason, secret, strings, tail,
@@ -666,6 +666,160 @@ async fn the_standby_takes_over_without_duplicating_anything() {
             "an SAE request arrived at {at}, after the leader died ({killed_at}) and before the standby led ({took_over}): {request:#}"
         );
     }
+}
+
+/// A rollout of the default install with leader election: the new pod starts while the old one
+/// works, both with the flags deploy/ gives them (`--leader-elect`, the Lease in `sae-system`,
+/// its default 15 s), and the old one is then stopped the way the kubelet stops it: SIGTERM, and
+/// SIGKILL after the Deployment's 30 s grace period. Sends queue on the quota, some answers are
+/// lost, so the old leader leaves work at every stage. The Lease name is made unique only so that
+/// tests running side by side do not share one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_with_leader_election_never_sends_twice_and_ends_everything() {
+    const APPS: usize = 8;
+    const PER_APP: usize = 3;
+    const DEADLINE: Duration = Duration::from_secs(150);
+    let mut rng = fastrand::Rng::with_seed(seed("rollout"));
+    let app_ids: Vec<String> = (0..APPS).map(|a| format!("app-{a}")).collect();
+    let apps: Vec<Value> = app_ids.iter().map(|a| planned_app(a, PER_APP)).collect();
+    let lease = format!(
+        "sae-controller-rollout-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let setup = Setup {
+        simulator_args: strings(&[
+            "--access-key",
+            &format!("{AK}:{SK}"),
+            "--change-order-seconds",
+            "2",
+            "--requests-per-minute",
+            "120",
+        ]),
+        controller_args: strings(&[
+            "--sae-timeout-seconds",
+            "2",
+            "--sae-requests-per-minute",
+            "60",
+            "--leader-elect",
+            "--leader-election-namespace=sae-system",
+            "--leader-election-lease-name",
+            &lease,
+        ]),
+    };
+    let mut w = World::start_with("rollout", apps, setup).await;
+    assert!(
+        w.controller
+            .wait_for_log("became leader", Duration::from_secs(30)),
+        "the first replica did not lead:\n{}",
+        tail(&w.controller.logs(), 30)
+    );
+    // Many apps, each first send answered or not at random: the ones answered teach the zone.
+    for a in &app_ids {
+        w.fault(a, ambiguous_faults(PER_APP * 3, 0.2, &mut rng))
+            .await;
+    }
+    let planned = plan("rollout", &app_ids, PER_APP, &mut rng);
+    let mut spec = fast_retry();
+    spec["activeDeadlineSeconds"] = json!(DEADLINE.as_secs());
+    let started = Instant::now();
+    w.apply_all(planned.iter().map(|p| p.doc(&w, spec.clone())).collect());
+
+    // The new pod comes up while the old one works.
+    tokio::time::sleep(Duration::from_millis(rng.u64(1000..3000))).await;
+    let new = w.spawn_controller(&[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.delete_requests_total().await < 6 {
+        assert!(Instant::now() < deadline, "the old leader sent too little");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(rng.u64(0..1500))).await;
+    let open_at_stop = w
+        .statuses()
+        .await
+        .values()
+        .filter(|s| !is_terminal(s))
+        .count();
+    let stopping = Timestamp::now();
+    let graceful = w.controller.terminate(Duration::from_secs(30));
+    if !graceful {
+        w.controller.kill();
+    }
+    let stopped_at = Timestamp::now();
+    let old_log = w.controller.logs();
+    assert!(
+        new.wait_for_log("became leader", Duration::from_secs(40)),
+        "the new replica did not take over:\n{}",
+        tail(&new.logs(), 30)
+    );
+    let took_over = log_time(&new.logs(), "became leader").expect("time of `became leader`");
+
+    let statuses = w
+        .wait_all_terminal(DEADLINE + Duration::from_secs(30))
+        .await;
+    let new_log = new.logs();
+    let ledger = w.sim.ledger().await;
+    let audit = audit_ledger(&ledger, &planned).unwrap_or_else(|breach| panic!("{breach}"));
+    let mut breaches: Vec<String> = vec![];
+    let send_bound_checked = check_send_bound(&planned, &statuses, &audit).unwrap_or_else(|e| {
+        breaches.push(format!("sent past SEND_BOUND:\n{e}"));
+        0
+    });
+    println!(
+        "rollout: {} objects in {:.0} s, by phase/reason {:?}; {open_at_stop} open when the old leader got SIGTERM; \
+         it {} in {:.1} s; the new one led {:.1} s after that; {} sends, {} committed, {} unanswered; send bound \
+         checked on {send_bound_checked} objects",
+        planned.len(),
+        started.elapsed().as_secs_f64(),
+        phase_counts(&statuses),
+        if graceful {
+            "exited"
+        } else {
+            "was SIGKILLed after 30 s"
+        },
+        stopped_at.duration_since(stopping).as_secs_f64(),
+        took_over.duration_since(stopped_at).as_secs_f64(),
+        audit.sends,
+        audit.committed,
+        audit.no_answer,
+    );
+    assert!(
+        open_at_stop > 0,
+        "the old leader finished everything before it was stopped"
+    );
+    if let Err(e) = check_outcomes(&ledger, &planned, &statuses, &audit) {
+        breaches.push(e);
+    }
+    if let Err(e) = check_resolved(&ledger, &planned, &statuses) {
+        breaches.push(e);
+    }
+    if let Err(e) = check_deadlines(&w, &statuses, DEADLINE, Duration::from_secs(3)).await {
+        breaches.push(format!("terminal after the deadline:\n{e}"));
+    }
+    // One actor at a time: the new replica sent nothing before it led, and SAE heard nothing
+    // between the old one's end and the takeover.
+    if new_log
+        .find("sending DeleteInstances")
+        .is_some_and(|at| at < new_log.find("became leader").unwrap())
+    {
+        breaches.push("the new replica sent before it led".into());
+    }
+    let grace = SignedDuration::from_millis(500);
+    for request in ledger["requests"].as_array().unwrap() {
+        let at: Timestamp = request["time"].as_str().unwrap().parse().unwrap();
+        if at > stopped_at + grace && at < took_over - grace {
+            breaches.push(format!(
+                "SAE heard a request at {at}, after the old leader ended ({stopped_at}) and before the new one \
+                 led ({took_over}): {request}"
+            ));
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "rollout:\n{}\n--- old leader log tail ---\n{}\n--- new leader log tail ---\n{}",
+        breaches.join("\n"),
+        tail(&old_log, 40),
+        tail(&new_log, 40)
+    );
 }
 
 // ---- Contention -----------------------------------------------------------------------------------
