@@ -1560,6 +1560,10 @@ async fn the_binary_takes_every_variant_as_a_flag_and_switches_at_runtime() {
         "600",
         "--requests-per-minute",
         "0",
+        "--access-key",
+        "AKnoisy:noisy-secret",
+        "--key-requests-per-minute",
+        "AKnoisy=1",
     ]);
     let config = sim.admin_get("/_sim/config").await;
     assert_eq!(
@@ -1702,4 +1706,41 @@ async fn the_binary_takes_every_variant_as_a_flag_and_switches_at_runtime() {
     );
     let ledger = sim.ledger().await;
     assert_eq!(ledger["deletions"][1]["source"], "console");
+
+    // One noisy tenant with a quota of its own while the others run free.
+    let noisy = Credentials::new("AKnoisy", "noisy-secret", None);
+    let groups_as = |creds: Credentials| {
+        let (host, http) = (host.clone(), http.clone());
+        async move {
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let op = Operation::DescribeApplicationGroups;
+            let (url, headers) = sign_request(
+                &host,
+                SignatureVersion::V1,
+                &creds,
+                op,
+                &[("AppId", "app-1")],
+                Timestamp::now(),
+                &nonce,
+            );
+            send_signed(&http, op.method(), &url, &headers).await
+        }
+    };
+    assert_eq!(
+        sim.admin_get("/_sim/config").await["keyRequestsPerMinute"],
+        json!({"AKnoisy": 1})
+    );
+    assert_eq!(groups_as(noisy.clone()).await.status, 200);
+    assert_gateway_error(&groups_as(noisy.clone()).await, 400, "Throttling.User");
+    for _ in 0..3 {
+        assert_eq!(groups_as(creds()).await.status, 200);
+    }
+    let config = sim
+        .admin_post(
+            "/_sim/config",
+            json!({"keyRequestsPerMinute": {"AKnoisy": null}}),
+        )
+        .await;
+    assert_eq!(config["keyRequestsPerMinute"], json!({}));
+    assert_eq!(groups_as(noisy).await.status, 200);
 }

@@ -50,6 +50,11 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     requests_per_minute: u32,
 
+    /// The quota of one AccessKeyId as ID=N, replacing --requests-per-minute for that key (0 =
+    /// unlimited); repeatable.
+    #[arg(long = "key-requests-per-minute", value_parser = key_quota)]
+    key_requests_per_minute: Vec<(String, u32)>,
+
     /// Largest accepted difference between the request's date and the simulator's clock.
     #[arg(long, default_value_t = 900)]
     max_skew_seconds: u32,
@@ -82,6 +87,20 @@ struct Args {
     /// Log line format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+fn key_quota(raw: &str) -> Result<(String, u32), String> {
+    let (id, n) = raw
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{raw:?} is not ID=N"))?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?}: N must be a whole number >= 0"))?;
+    match id.trim() {
+        "" => Err(format!("{raw:?} names no AccessKeyId")),
+        id => Ok((id.to_string(), n)),
+    }
 }
 
 fn read_seed(path: &PathBuf) -> anyhow::Result<Seed> {
@@ -125,6 +144,7 @@ fn config(args: &Args) -> anyhow::Result<SimulatorConfig> {
             clock_skew: simulator::clock_skew_from_secs(args.clock_skew_seconds)
                 .map_err(|e| anyhow::anyhow!("--clock-skew-seconds: {e}"))?,
             deleting_instances: args.deleting_instances,
+            key_requests_per_minute: args.key_requests_per_minute.iter().cloned().collect(),
         },
         access_keys,
         seed,

@@ -552,6 +552,8 @@ struct ConfigBody {
     omit_co_type_code: Option<bool>,
     clock_skew_seconds: Option<f64>,
     deleting_instances: Option<DeletingView>,
+    /// Sets (a number) or clears (null) the quota of single AccessKeyIds.
+    key_requests_per_minute: Option<BTreeMap<String, Option<u32>>>,
 }
 
 fn config_view(sim: &Simulator) -> Value {
@@ -566,6 +568,7 @@ fn config_view(sim: &Simulator) -> Value {
             "omitCoTypeCode": c.omit_co_type_code,
             "clockSkewSeconds": c.clock_skew.as_secs_f64(),
             "deletingInstances": c.deleting_instances,
+            "keyRequestsPerMinute": c.key_requests_per_minute,
             "now": now,
             "accessKeyIds": model.access_key_ids(),
         })
@@ -751,6 +754,12 @@ fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
         }
         if let Some(view) = update.deleting_instances {
             config.deleting_instances = view;
+        }
+        for (key, limit) in update.key_requests_per_minute.into_iter().flatten() {
+            match limit {
+                Some(limit) => config.key_requests_per_minute.insert(key, limit),
+                None => config.key_requests_per_minute.remove(&key),
+            };
         }
     });
     Ok(())

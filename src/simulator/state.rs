@@ -674,6 +674,9 @@ pub struct ModelConfig {
     pub clock_skew: SignedDuration,
     /// How DescribeApplicationInstances shows instances a CoDeleteInstances is removing.
     pub deleting_instances: DeletingView,
+    /// Per-AccessKeyId quotas that replace `requests_per_minute` for those keys (0 = unlimited),
+    /// e.g. to throttle one noisy tenant while the others run free.
+    pub key_requests_per_minute: BTreeMap<String, u32>,
 }
 
 impl Default for ModelConfig {
@@ -686,6 +689,7 @@ impl Default for ModelConfig {
             omit_co_type_code: false,
             clock_skew: SignedDuration::ZERO,
             deleting_instances: DeletingView::default(),
+            key_requests_per_minute: BTreeMap::new(),
         }
     }
 }
@@ -1142,7 +1146,12 @@ impl Model {
     /// Counts the call against the key's quota (sliding 60 s window), or refuses it with
     /// `Throttling.User` and the seconds until the oldest counted call leaves the window.
     pub fn admit(&mut self, access_key_id: &str, now: Timestamp) -> Result<(), ApiError> {
-        let limit = self.config.requests_per_minute as usize;
+        let limit = self
+            .config
+            .key_requests_per_minute
+            .get(access_key_id)
+            .copied()
+            .unwrap_or(self.config.requests_per_minute) as usize;
         if limit == 0 {
             return Ok(());
         }
@@ -1895,6 +1904,15 @@ mod tests {
         assert_eq!(err.code, "Throttling.User");
         assert_eq!(err.retry_after_secs, Some(40));
         m.admit("other", t0() + secs(20)).unwrap();
+        // A key of its own quota: "noisy" gets one call a minute, "free" none at all.
+        m.config_mut()
+            .key_requests_per_minute
+            .extend([("noisy".to_string(), 1), ("free".to_string(), 0)]);
+        m.admit("noisy", t0() + secs(20)).unwrap();
+        assert!(m.admit("noisy", t0() + secs(21)).is_err());
+        for _ in 0..10 {
+            m.admit("free", t0() + secs(21)).unwrap();
+        }
         // The throttled call did not count: one slot frees at t0+60.
         m.admit("ak", t0() + secs(60)).unwrap();
         assert!(m.admit("ak", t0() + secs(61)).is_err());
@@ -2231,5 +2249,219 @@ mod tests {
             shown.contains("AK1") && !shown.contains("topsecret") && !shown.contains("tok123"),
             "{shown}"
         );
+    }
+
+    fn console(m: &mut Model, spec: Value, now: Timestamp) -> Result<String, String> {
+        let spec: ConsoleChangeOrderSpec = serde_json::from_value(spec).unwrap();
+        m.schedule_console_change_order("app-1", &spec, now)
+    }
+
+    fn rows(m: &mut Model, now: Timestamp) -> Vec<Value> {
+        let data = m
+            .execute(Operation::ListChangeOrders, &q(&[("AppId", "app-1")]), now)
+            .unwrap()
+            .data;
+        data["ChangeOrderList"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn console_change_orders_queue_behind_the_running_one_and_chain() {
+        let mut m = model();
+        // API deletion t0..t0+2; console deploy due at t0+1 waits until t0+2 and runs 3 s; a
+        // console deletion due at t0+1 too waits for that, until t0+5, and runs 2 s.
+        let api = delete(&mut m, "i-a", t0()).unwrap().committed.unwrap();
+        let deploy = console(
+            &mut m,
+            json!({"coTypeCode": "CoDeploy", "afterSeconds": 1, "seconds": 3}),
+            t0(),
+        )
+        .unwrap();
+        let removal = console(
+            &mut m,
+            json!({"instanceIds": ["i-b"], "at": "2024-05-01T10:00:01Z"}),
+            t0(),
+        )
+        .unwrap();
+        // Nothing is looked at until t0+10: the model catches up in one go.
+        let rows = rows(&mut m, t0() + secs(10));
+        let seen: Vec<(&str, i64, &str, Option<&str>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["ChangeOrderId"].as_str().unwrap(),
+                    r["Status"].as_i64().unwrap(),
+                    r["CreateTime"].as_str().unwrap(),
+                    r["FinishTime"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    removal.as_str(),
+                    2,
+                    "2024-05-01 18:00:05",
+                    Some("2024-05-01 18:00:07")
+                ),
+                (
+                    deploy.as_str(),
+                    2,
+                    "2024-05-01 18:00:02",
+                    Some("2024-05-01 18:00:05")
+                ),
+                (
+                    api.as_str(),
+                    2,
+                    "2024-05-01 18:00:00",
+                    Some("2024-05-01 18:00:02")
+                ),
+            ]
+        );
+        assert_eq!(instances(&mut m, t0() + secs(10)), ["i-c"]);
+        let ledger = m.ledger(t0() + secs(10));
+        let sources: Vec<ChangeOrderSource> = ledger.deletions.iter().map(|d| d.source).collect();
+        assert_eq!(
+            sources,
+            [ChangeOrderSource::Api, ChangeOrderSource::Console]
+        );
+        assert_eq!(ledger.deletions[1].time, t0() + secs(5));
+        assert!(
+            ledger.requests.is_empty(),
+            "the model records no request for the console"
+        );
+    }
+
+    #[test]
+    fn a_console_change_order_due_now_occupies_the_app_at_once() {
+        let mut m = model();
+        let co = console(&mut m, json!({"instanceIds": ["i-a"], "seconds": 0}), t0()).unwrap();
+        assert_eq!(
+            status(&mut m, &co, t0()),
+            2,
+            "zero seconds: done as it is made"
+        );
+        assert_eq!(instances(&mut m, t0()), ["i-b", "i-c"]);
+        console(
+            &mut m,
+            json!({"coTypeCode": "CoRestartInstances", "approvalSeconds": 5}),
+            t0(),
+        )
+        .unwrap();
+        let err = delete(&mut m, "i-b", t0() + secs(4)).unwrap_err();
+        assert_eq!(err.code, "Application.ChangerOrderRunning");
+        assert_eq!(rows(&mut m, t0() + secs(4))[0]["Status"], 11);
+        // Faults script API change orders only: this one ends as its spec says.
+        faults(&mut m, json!([{"kind": "changeOrderResult", "status": 3}]));
+        console(
+            &mut m,
+            json!({"coTypeCode": "CoDeploy", "seconds": 0}),
+            t0() + secs(8),
+        )
+        .unwrap();
+        assert_eq!(rows(&mut m, t0() + secs(8))[0]["Status"], 2);
+        assert!(
+            console(&mut m, json!({"instanceIds": ["i-a"]}), t0() + secs(8))
+                .unwrap_err()
+                .contains("i-a")
+        );
+        assert!(
+            m.schedule_console_change_order(
+                "nope",
+                &serde_json::from_value(json!({"coTypeCode": "CoDeploy"})).unwrap(),
+                t0()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn slow_start_and_result_faults_script_api_change_orders() {
+        let mut m = model();
+        faults(
+            &mut m,
+            json!([
+                {"kind": "slowStart", "preparingSeconds": 3, "times": 2},
+                {"kind": "changeOrderResult", "status": 6, "removedInstances": 5},
+            ]),
+        );
+        let co = delete(&mut m, "i-a,i-b", t0()).unwrap().committed.unwrap();
+        assert_eq!(
+            [0, 2, 3, 4].map(|s| status(&mut m, &co, t0() + secs(s))),
+            [0, 0, 1, 1]
+        );
+        assert_eq!(status(&mut m, &co, t0() + secs(5)), 6);
+        assert_eq!(
+            instances(&mut m, t0() + secs(5)),
+            ["i-c"],
+            "removedInstances beyond the count takes all"
+        );
+        let next = delete(&mut m, "i-c", t0() + secs(5))
+            .unwrap()
+            .committed
+            .unwrap();
+        assert_eq!(
+            status(&mut m, &next, t0() + secs(7)),
+            0,
+            "the second slow start"
+        );
+        assert_eq!(status(&mut m, &next, t0() + secs(10)), 2);
+        let view = m.app_view("app-1", t0() + secs(10)).unwrap();
+        assert_eq!(view["faults"], json!([]));
+    }
+
+    #[test]
+    fn repeated_deletions_name_instances_api_deletions_shared() {
+        let d = |co: &str, ids: &[&str], source| DeletionRecord {
+            app_id: "app-1".into(),
+            change_order_id: co.into(),
+            instance_ids: ids.iter().map(|i| i.to_string()).collect(),
+            time: t0(),
+            source,
+            final_status: Some(3),
+            finished_time: None,
+        };
+        let other_app = DeletionRecord {
+            app_id: "app-2".into(),
+            ..d("co-5", &["i-a"], ChangeOrderSource::Api)
+        };
+        let ledger = [
+            d("co-1", &["i-a", "i-b"], ChangeOrderSource::Api),
+            d("co-2", &["i-b"], ChangeOrderSource::Console),
+            d("co-3", &["i-c"], ChangeOrderSource::Api),
+            d("co-4", &["i-b", "i-a"], ChangeOrderSource::Api),
+            other_app,
+        ];
+        let repeated = repeated_deletions(&ledger);
+        let seen: Vec<(&str, Vec<&str>)> = repeated
+            .iter()
+            .map(|r| {
+                (
+                    r.instance_id.as_str(),
+                    r.change_order_ids.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("i-a", vec!["co-1", "co-4"]), ("i-b", vec!["co-1", "co-4"])]
+        );
+    }
+
+    #[test]
+    fn time_style_and_co_type_code_follow_the_config() {
+        let mut m = model();
+        delete(&mut m, "i-a", t0()).unwrap();
+        m.config_mut().time_style = TimeStyle {
+            zone: jiff::tz::Offset::UTC,
+            form: crate::simulator::TimeForm::Iso8601,
+        };
+        m.config_mut().omit_co_type_code = true;
+        let row = &rows(&mut m, t0() + secs(1))[0];
+        assert_eq!(row["CreateTime"], "2024-05-01T10:00:00Z");
+        assert!(row.get("CoTypeCode").is_none() && row.get("FinishTime").is_none());
+        m.config_mut().deleting_instances = DeletingView::Hidden;
+        assert_eq!(instances(&mut m, t0() + secs(1)), ["i-b", "i-c"]);
+        assert_eq!(instances(&mut m, t0() + secs(2)), ["i-b", "i-c"]);
     }
 }
