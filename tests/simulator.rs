@@ -1085,6 +1085,18 @@ async fn create_time_zone_and_form_are_settable_at_runtime() {
             json!("1740830400250"),
             json!("1740830402250"),
         ),
+        (
+            "-05:00",
+            "iso8601Local",
+            json!("2025-03-01T07:00:00"),
+            json!("2025-03-01T07:00:02"),
+        ),
+        (
+            "UTC",
+            "epochSeconds",
+            json!(1_740_830_400_i64),
+            json!(1_740_830_402_i64),
+        ),
     ];
     for (zone, form, created, finished) in cases {
         let config = h

@@ -65,8 +65,9 @@ struct Args {
     create_time_zone: jiff::tz::Offset,
 
     /// How CreateTime and FinishTime are written: plain (`2020-12-17 21:06:45`), millis
-    /// (`… 21:06:45.123`), iso8601 (`2020-12-17T21:06:45+08:00`, `…Z` in UTC), epochMillis (a JSON
-    /// number of Unix milliseconds) or epochMillisString (the same as a string).
+    /// (`… 21:06:45.123`), iso8601 (`2020-12-17T21:06:45+08:00`, `…Z` in UTC), iso8601Local
+    /// (`2020-12-17T21:06:45`, no zone), epochMillis (a JSON number of Unix milliseconds),
+    /// epochMillisString (the same as a string) or epochSeconds (a JSON number of Unix seconds).
     #[arg(long, default_value = "plain", value_parser = str::parse::<TimeForm>)]
     create_time_format: TimeForm,
 

@@ -22,19 +22,25 @@ pub enum TimeForm {
     Millis,
     /// `2020-12-17T13:06:45Z` in UTC, `2020-12-17T21:06:45+08:00` in another offset.
     Iso8601,
+    /// `2020-12-17T21:06:45`: ISO 8601 with the zone left out, like `plain`.
+    Iso8601Local,
     /// Unix milliseconds as a JSON number (`1608210405000`); the zone does not apply.
     EpochMillis,
     /// Unix milliseconds as a JSON string (`"1608210405000"`); the zone does not apply.
     EpochMillisString,
+    /// Unix seconds as a JSON number (`1608210405`); the zone does not apply.
+    EpochSeconds,
 }
 
 impl TimeForm {
-    pub const ALL: [TimeForm; 5] = [
+    pub const ALL: [TimeForm; 7] = [
         TimeForm::Plain,
         TimeForm::Millis,
         TimeForm::Iso8601,
+        TimeForm::Iso8601Local,
         TimeForm::EpochMillis,
         TimeForm::EpochMillisString,
+        TimeForm::EpochSeconds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,8 +48,10 @@ impl TimeForm {
             TimeForm::Plain => "plain",
             TimeForm::Millis => "millis",
             TimeForm::Iso8601 => "iso8601",
+            TimeForm::Iso8601Local => "iso8601Local",
             TimeForm::EpochMillis => "epochMillis",
             TimeForm::EpochMillisString => "epochMillisString",
+            TimeForm::EpochSeconds => "epochSeconds",
         }
     }
 }
@@ -146,8 +154,12 @@ impl TimeStyle {
             TimeForm::Iso8601 => {
                 Value::String(local().strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
             }
+            TimeForm::Iso8601Local => {
+                Value::String(local().strftime("%Y-%m-%dT%H:%M:%S").to_string())
+            }
             TimeForm::EpochMillis => Value::from(t.as_millisecond()),
             TimeForm::EpochMillisString => Value::String(t.as_millisecond().to_string()),
+            TimeForm::EpochSeconds => Value::from(t.as_second()),
         }
     }
 }
@@ -229,6 +241,16 @@ mod tests {
                 "UTC",
                 TimeForm::EpochMillisString,
                 Value::from("1608210405678"),
+            ),
+            (
+                "-05:00",
+                TimeForm::Iso8601Local,
+                Value::from("2020-12-17T08:06:45"),
+            ),
+            (
+                "+08:00",
+                TimeForm::EpochSeconds,
+                Value::from(1_608_210_405_i64),
             ),
         ];
         for (zone, form, want) in cases {
