@@ -29,10 +29,11 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
+use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, decide,
-    listed_past,
+    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
+    decide, holds_app, listed_past, object_key, queue_order, shares_app, waits_for_app,
+    waits_in_line,
 };
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
@@ -1041,82 +1042,6 @@ async fn record(
     Ok(true)
 }
 
-/// Already in line for its app (it had credentials when it joined).
-fn waits_for_app(obj: &SaeInstanceDeletion) -> bool {
-    obj.status.as_ref().is_some_and(|s| {
-        s.phase == Some(Phase::Pending)
-            && s.reason() == Some(Reason::WaitingForApplication.as_str())
-    })
-}
-
-/// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
-/// another object with an attempt in flight or a change order running holds the app; otherwise
-/// the oldest waiting object goes first (creation time, then namespace/name, the same order in
-/// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
-/// hold no place in line.
-pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
-    let mine = queue_order(me);
-    let others = objects.iter().filter(|o| shares_app(o, me));
-    let mut ahead: Option<&SaeInstanceDeletion> = None;
-    for other in others {
-        if holds_app(other) {
-            return AppTurn::Busy {
-                holder: object_key(other),
-            };
-        }
-        if waits_in_line(other)
-            && queue_order(other) < mine
-            && ahead.is_none_or(|a| queue_order(other) < queue_order(a))
-        {
-            ahead = Some(other);
-        }
-    }
-    ahead.map_or(AppTurn::Free, |a| AppTurn::Queued {
-        ahead: object_key(a),
-    })
-}
-
-/// Another object (not `me`, not a dry run) deleting instances of `me`'s app.
-fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool {
-    // Cheapest tests first: this runs for every cached object on each look at the queue.
-    let same_object = || {
-        other.metadata.uid == me.metadata.uid
-            && other.metadata.namespace == me.metadata.namespace
-            && other.metadata.name == me.metadata.name
-    };
-    !other.spec.dry_run
-        && other.spec.app_id == me.spec.app_id
-        && other.spec.region_id == me.spec.region_id
-        && !same_object()
-}
-
-/// Not started yet, or waiting to try again, and able to act (credentials found): such an object
-/// holds its place in line. Finished objects and those waiting for credentials do not.
-fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
-    let Some(status) = &obj.status else {
-        return true;
-    };
-    matches!(
-        status.phase,
-        None | Some(Phase::Pending) | Some(Phase::Retrying)
-    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
-}
-
-/// The order objects of one app take turns in: creation time, then namespace/name — the same in
-/// every replica and after every restart.
-fn queue_order(obj: &SaeInstanceDeletion) -> (Option<Timestamp>, Option<&str>, Option<&str>) {
-    (
-        obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        obj.metadata.namespace.as_deref(),
-        obj.metadata.name.as_deref(),
-    )
-}
-
-/// "namespace/name", as logs, spans and status messages name an object.
-fn object_key(obj: &SaeInstanceDeletion) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
 /// Cuts an object down to what decisions read before it enters the cache: managedFields, labels
 /// and annotations can be most of an object's size. Safe because a status PUT takes only `status`
 /// from what we send (the API server copies everything else from the stored object).
@@ -1124,14 +1049,6 @@ pub fn slim_for_cache(obj: &mut SaeInstanceDeletion) {
     obj.metadata.managed_fields = None;
     obj.metadata.annotations = None;
     obj.metadata.labels = None;
-}
-
-/// An attempt in flight or a change order running: the object has its app to itself.
-fn holds_app(obj: &SaeInstanceDeletion) -> bool {
-    matches!(
-        obj.status.as_ref().and_then(|s| s.phase),
-        Some(Phase::Submitting | Phase::InProgress)
-    )
 }
 
 fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -> Requeue {
@@ -1846,7 +1763,7 @@ mod fake_api_tests {
             assert!(
                 seen.status_puts
                     .iter()
-                    .any(|s| s.reason() == Some(Reason::OutcomeUnknown.as_str())),
+                    .any(|s| s.reason() == Some(crate::crd::Reason::OutcomeUnknown.as_str())),
                 "the lost answer was recorded before SAE was asked"
             );
             assert!(seen.events > 0, "events were published");

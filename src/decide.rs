@@ -58,6 +58,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod queue;
+
+pub use queue::{
+    app_turn, holds_app, object_key, queue_order, shares_app, waits_for_app, waits_in_line,
+};
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
