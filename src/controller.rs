@@ -119,7 +119,28 @@ pub struct Context {
     /// Reconciles doing work at once. A reconcile waiting for a quota token gives its slot back,
     /// so one paused or busy AccessKey cannot hold up the objects of any other.
     slots: Arc<tokio::sync::Semaphore>,
+    /// The last look at each app for lost attempts, so that one look serves every object
+    /// resolving on that app at about the same time (after a restart, say).
+    looks: std::sync::Mutex<HashMap<LookKey, Arc<tokio::sync::Mutex<Option<Look>>>>>,
 }
+
+/// (region, app, AccessKey ID): a look made with one key is not shown to another.
+type LookKey = (String, String, String);
+
+/// What one look at an app for lost attempts saw.
+#[derive(Clone)]
+struct Look {
+    taken: Instant,
+    /// How far back the change-order list was read.
+    since: Timestamp,
+    /// Rows that may be deletions, before anyone's claims are taken out.
+    change_orders: Vec<FoundChangeOrder>,
+    complete: bool,
+    existing_instance_ids: Vec<String>,
+}
+
+/// A look this recent serves another object of the same app.
+const LOOK_SHARED_FOR: Duration = Duration::from_secs(2);
 
 /// Finished objects, kept out of the cache: a terminal object is never touched again, so all that
 /// is left to know of it is its change order (so that a lost answer of another object is never
@@ -289,6 +310,7 @@ impl Context {
             claims: Default::default(),
             finished: Finished::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
+            looks: Default::default(),
         }
     }
 
@@ -464,7 +486,8 @@ impl Context {
     }
 
     /// What SAE shows about a lost attempt: the app's change orders that may be deletions, back to
-    /// `since`, that no other object has claimed, and the instances the app still has.
+    /// `since`, that no other object has claimed, and the instances the app still has. One look
+    /// at an app serves every object resolving there within [`LOOK_SHARED_FOR`].
     async fn evidence(
         &self,
         slot: &mut Slot,
@@ -472,8 +495,39 @@ impl Context {
         obj: &SaeInstanceDeletion,
         since: Timestamp,
     ) -> Result<Result<Evidence, SaeError>, Error> {
-        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
+        let key = (
+            obj.spec.region_id.clone(),
+            obj.spec.app_id.clone(),
+            creds.access_key_id().to_string(),
+        );
+        let shared = {
+            let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+            looks.retain(|_, look| {
+                look.try_lock().map_or(true, |l| {
+                    l.as_ref()
+                        .is_some_and(|l| l.taken.elapsed() < LOOK_SHARED_FOR)
+                })
+            });
+            looks.entry(key).or_default().clone()
+        };
+        // Waiting here means another object of the app is looking right now: its look serves us.
+        let mut last = slot.released(shared.lock()).await;
         let zone = self.zone_for(obj);
+        let fresh = last
+            .as_ref()
+            .filter(|l| l.taken.elapsed() < LOOK_SHARED_FOR && l.since <= since)
+            .cloned();
+        let look = match fresh {
+            Some(look) => look,
+            None => match self.look(slot, creds, obj, since, zone).await? {
+                Ok(look) => {
+                    *last = Some(look.clone());
+                    look
+                }
+                Err(err) => return Ok(Err(err)),
+            },
+        };
+        drop(last);
         let mut claimed: HashSet<String> = self
             .store
             .state()
@@ -482,6 +536,30 @@ impl Context {
             .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
             .collect();
         claimed.extend(self.finished.change_order_ids());
+        Ok(Ok(Evidence {
+            change_orders: look
+                .change_orders
+                .into_iter()
+                .filter(|co| !claimed.contains(&co.change_order_id))
+                .collect(),
+            complete: look.complete,
+            existing_instance_ids: look.existing_instance_ids,
+            terminating_instance_ids: vec![],
+            zone,
+        }))
+    }
+
+    /// One look at an app: ListChangeOrders (newest first) until a row is surely older than
+    /// `since`, at most [`MAX_CHANGE_ORDER_PAGES`] pages, then its instances. A token per request.
+    async fn look(
+        &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        obj: &SaeInstanceDeletion,
+        since: Timestamp,
+        zone: CreateTimeZone,
+    ) -> Result<Result<Look, SaeError>, Error> {
+        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
         let mut change_orders = vec![];
         let mut complete = false;
         for page_number in 1..=MAX_CHANGE_ORDER_PAGES {
@@ -515,11 +593,12 @@ impl Context {
                     status: co.status,
                 };
                 reached |= listed_past(&found, since, zone);
-                let deletion = co
+                // Rows of another type are not deletions; rows without a type may be.
+                if co
                     .co_type_code
                     .as_deref()
-                    .is_none_or(|t| t == "CoDeleteInstances");
-                if deletion && !claimed.contains(&found.change_order_id) {
+                    .is_none_or(|t| t == "CoDeleteInstances")
+                {
                     change_orders.push(found);
                 }
             }
@@ -536,12 +615,12 @@ impl Context {
             Ok(ids) => ids,
             Err(err) => return Ok(Err(err)),
         };
-        Ok(Ok(Evidence {
+        Ok(Ok(Look {
+            taken: Instant::now(),
+            since,
             change_orders,
             complete,
             existing_instance_ids,
-            terminating_instance_ids: vec![],
-            zone,
         }))
     }
 
@@ -1762,6 +1841,48 @@ mod fake_api_tests {
             .into_iter()
             .filter(|r| r.operation == "DeleteInstances")
             .collect()
+    }
+
+    /// After a restart, every object in `Submitting` resolves at once: one look at an app must
+    /// serve all of them, not cost each its own ListChangeOrders and instance listing.
+    #[tokio::test]
+    async fn one_look_at_an_app_serves_every_object_resolving_there() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (sim, sae) = sae().await;
+        let (ctx, _writer) = context(Client::new(service, "default"), sae);
+        let first = new_object();
+        let mut second = new_object();
+        second.metadata.name = Some("other".into());
+        second.metadata.uid = Some("uid-2".into());
+        let creds = Credentials::new("AK", "SK", None);
+        let since = Timestamp::now() - SignedDuration::from_secs(20);
+        for obj in [&first, &second, &first] {
+            let mut slot = Slot::take(ctx.slots.clone(), obj).await;
+            let evidence = ctx
+                .evidence(&mut slot, &creds, obj, since)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(evidence.complete);
+            assert_eq!(evidence.existing_instance_ids, ["i-1", "i-2"]);
+        }
+        let count = |op: &str| {
+            sim.ledger()
+                .requests
+                .iter()
+                .filter(|r| r.operation == op)
+                .count()
+        };
+        assert_eq!(count("ListChangeOrders"), 1);
+        assert_eq!(count("DescribeApplicationGroups"), 1);
+        // A look that reached back less far does not serve an older attempt.
+        let older = since - SignedDuration::from_secs(60);
+        let mut slot = Slot::take(ctx.slots.clone(), &second).await;
+        ctx.evidence(&mut slot, &creds, &second, older)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count("ListChangeOrders"), 2);
     }
 
     #[tokio::test]
