@@ -32,7 +32,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
     Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
-    decide, holds_app, listed_past, object_key, queue_order, shares_app, waits_for_app,
+    decide, holds_app, listed_past, needs_credentials, object_key, queue_order, shares_app,
     waits_in_line,
 };
 use crate::metrics::Metrics;
@@ -870,13 +870,10 @@ async fn reconcile_steps(
     mut slot: Slot,
 ) -> Result<Requeue, Error> {
     let app = app_turn(&ctx.store.state(), &obj);
-    // An object already waiting its turn on a busy app needs no credentials until the app is free,
-    // and decides nothing that calls SAE before then: its Secret is read when it may send, not at
-    // every re-check of the line (a long queue would read it every few seconds per object).
-    let credentials = if app != AppTurn::Free && waits_for_app(&obj) {
-        None
-    } else {
+    let credentials = if needs_credentials(&obj, &app) {
         Some(ctx.credentials_for(&obj).await)
+    } else {
+        None
     };
     let start = |app: AppTurn| Observation::Start {
         credentials: match &credentials {
