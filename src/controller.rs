@@ -562,7 +562,14 @@ impl Context {
         let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
         let mut change_orders = vec![];
         let mut complete = false;
-        for page_number in 1..=MAX_CHANGE_ORDER_PAGES {
+        // While the zone is unknown nothing can be proven absent, so reading further back than the
+        // newest page would only spend quota.
+        let pages = if zone.is_known() {
+            MAX_CHANGE_ORDER_PAGES
+        } else {
+            1
+        };
+        for page_number in 1..=pages {
             let page = self
                 .with_token(
                     slot,
