@@ -58,6 +58,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod queue;
+
+pub use queue::{
+    app_turn, holds_app, object_key, queue_order, shares_app, waits_for_app, waits_in_line,
+};
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -154,9 +160,6 @@ pub enum Observation {
     },
     DeleteResult(Result<DeleteAccepted, SaeError>),
     ChangeOrderResult(Result<ChangeOrder, SaeError>),
-    /// The first poll of a change order SAE just created for this object's DeleteInstances
-    /// ([`Action::FirstPoll`]): like `ChangeOrderResult`, and the time it names teaches the zone.
-    FirstPollResult(Result<ChangeOrder, SaeError>),
     /// The DeleteInstances of [`Action::SendDelete`] was not sent after all: it could not leave
     /// within [`SEND_BOUND`] of its write-ahead, the lease could not be confirmed, or the object was
     /// deleted meanwhile. `why` says which.
@@ -292,7 +295,6 @@ pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation
         Observation::Start { credentials, app } => step.start(credentials, app),
         Observation::DeleteResult(result) => step.after_delete(result),
         Observation::ChangeOrderResult(result) => step.after_poll(result),
-        Observation::FirstPollResult(result) => step.after_first_poll(result),
         Observation::NotSent { why } => step.not_sent(why),
         Observation::DryRunResult(result) => step.after_check(result),
         Observation::ResolveResult(result) => step.after_resolve(result),
@@ -1171,16 +1173,10 @@ impl<'a> Step<'a> {
 
     // ---- Observation::ChangeOrderResult -------------------------------------------------------
 
-    /// The first look at a change order SAE created for this object's own request: besides its
-    /// state, its CreateTime teaches the zone SAE writes times in (the request left between the
-    /// write-ahead and now, so the change order was created in that span).
-    fn after_first_poll(&mut self, result: Result<ChangeOrder, SaeError>) -> Action {
-        if let Ok(order) = &result {
-            self.learn_zone(order);
-        }
-        self.after_poll(result)
-    }
-
+    /// A change order of this object's attempt was created between its write-ahead and now, so
+    /// shortly after the send its CreateTime teaches the zone SAE writes times in. (An adopted
+    /// change order teaches the same: a zone-less time is only ever adopted once the zone is
+    /// known, and then it agrees with it.)
     fn learn_zone(&mut self, order: &ChangeOrder) {
         let Some(created) = order.create_time.as_deref().and_then(parse_sae_time) else {
             return;
@@ -1223,6 +1219,9 @@ impl<'a> Step<'a> {
 
     fn after_poll(&mut self, result: Result<ChangeOrder, SaeError>) -> Action {
         let id = self.next.change_order_id.clone().unwrap_or_default();
+        if let Ok(order) = &result {
+            self.learn_zone(order);
+        }
         let order = match result {
             Ok(order) => order,
             Err(err) => {
@@ -4312,7 +4311,7 @@ mod tests {
         let sent = step(&submitting(), 11, accepted());
         let mut co = order(1);
         co.create_time = Some(create_time.into());
-        let d = decide(&sent, &clock(12), Observation::FirstPollResult(Ok(co)));
+        let d = decide(&sent, &clock(12), Observation::ChangeOrderResult(Ok(co)));
         (sent, d)
     }
 
@@ -4335,25 +4334,32 @@ mod tests {
             assert_eq!(d.status.create_time_zone.as_deref(), zone, "{written}");
             assert_eq!(d.status.phase, Some(Phase::InProgress), "{written}");
         }
-        // A later poll (not the first of our own) teaches nothing.
-        let sent = step(&submitting(), 11, accepted());
-        let mut co = order(1);
-        co.create_time = Some("2026-01-01 08:00:11".into());
-        let d = decide(&sent, &clock(12), Observation::ChangeOrderResult(Ok(co)));
-        assert_eq!(d.status.create_time_zone, None);
     }
 
     #[test]
-    fn a_first_poll_long_after_the_send_teaches_no_zone() {
+    fn a_poll_long_after_the_send_teaches_no_zone() {
         let sent = step(&submitting(), 11, accepted());
         let mut co = order(1);
         co.create_time = Some("2026-01-01 08:00:11".into());
         let d = decide(
             &sent,
-            &clock(10 + 301),
-            Observation::FirstPollResult(Ok(co)),
+            &clock(10 + 299),
+            Observation::ChangeOrderResult(Ok(co.clone())),
         );
-        assert_eq!(d.status.create_time_zone, None);
+        assert_eq!(
+            d.status.create_time_zone.as_deref(),
+            Some("+08:00"),
+            "a later poll still teaches"
+        );
+        let d = decide(
+            &sent,
+            &clock(10 + 301),
+            Observation::ChangeOrderResult(Ok(co)),
+        );
+        assert_eq!(
+            d.status.create_time_zone, None,
+            "too long after the send to place it"
+        );
     }
 
     fn civil_row(id: &str, text: &str, status: i64) -> FoundChangeOrder {
