@@ -391,7 +391,10 @@ async fn sigkill_at_random_moments_never_duplicates_a_deletion() {
 ///
 /// The ones answered normally teach the controller the zone of SAE's times; the warm-up makes
 /// that certain before the first lost answer, whatever the seed.
-async fn crash_under_quota(label: &str, simulator_extra: &[&str]) {
+///
+/// `zone` is what SAE writes CreateTime in (`--create-time-zone`); `learned` is what the warm-up
+/// must record in `status.createTimeZone` for it. The controller is told nothing of it.
+async fn crash_under_quota(label: &str, zone: &str, learned: &str) {
     const APPS: usize = 40;
     const KILLS: usize = 5;
     const DEADLINE: Duration = Duration::from_secs(150);
@@ -408,7 +411,7 @@ async fn crash_under_quota(label: &str, simulator_extra: &[&str]) {
         "--requests-per-minute",
         "120",
     ]);
-    simulator_args.extend(strings(simulator_extra));
+    simulator_args.extend(strings(&["--create-time-zone", zone]));
     let quota = Setup {
         simulator_args,
         controller_args: strings(&[
@@ -420,6 +423,11 @@ async fn crash_under_quota(label: &str, simulator_extra: &[&str]) {
     };
     let mut w = World::start_with(label, apps, quota).await;
     let warm = warm_up(&w, "app-warm", "i-1").await;
+    assert_eq!(
+        w.status(&warm.name).await["createTimeZone"],
+        learned,
+        "the zone learned from SAE's times written in {zone}"
+    );
     let mut failing = BTreeSet::new();
     for a in &app_ids {
         let mut faults = ambiguous_faults(3, 0.25, &mut rng);
@@ -525,7 +533,13 @@ async fn crash_under_quota(label: &str, simulator_extra: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_quota_pressure_never_sends_twice_and_reports_what_sae_did() {
-    crash_under_quota("quota-crash", &[]).await;
+    crash_under_quota("quota-crash", "+08:00", "+08:00").await;
+}
+
+/// The same with SAE writing CreateTime in UTC: nothing in the controller may assume China time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_quota_pressure_with_create_time_in_utc() {
+    crash_under_quota("quota-crash-utc", "UTC", "+00:00").await;
 }
 
 // ---- Leader election -----------------------------------------------------------------------------
@@ -1244,6 +1258,167 @@ async fn an_object_deleted_while_its_send_waits_for_quota_is_never_sent() {
             audit.of(&object.name),
         );
     }
+}
+
+// ---- Someone else's change orders -----------------------------------------------------------------
+
+/// Someone deletes another instance of the same app in SAE's console inside the window of a lost
+/// answer. ListChangeOrders names no instances, so the console's change order looks like the lost
+/// attempt's; the instances tell them apart, and the object must never report Succeeded with the
+/// console's change order while its own instances still run.
+///
+/// - `lost-unexecuted`: our DeleteInstances is answered 500 and not executed; a console
+///   CoDeleteInstances of i-2 starts a second later and runs 3 s. Ours is proven not executed and
+///   sent again.
+/// - `lost-executed`: a console CoDeleteInstances of i-3 ran just before our send (inside the
+///   window, which opens before the write-ahead to allow for SAE's clock); ours is executed and its
+///   answer lost. Once ours is done, both are finished deletions and none of our instances runs, so
+///   nothing SAE shows tells them apart: the object may adopt its own, or end `OutcomeUnknown` at
+///   its deadline (what the controller does today); never Succeeded with the console's.
+/// - `lost-restart`: as the first, with a console CoRestartInstances, which deletes nothing.
+///
+/// Every first event is a lost answer: the warm-up teaches the zone first (see `warm_up`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_deletion_in_the_window_of_a_lost_answer_is_never_taken_for_ours() {
+    const DEADLINE: u64 = 60;
+    let cases = ["lost-unexecuted", "lost-executed", "lost-restart"];
+    let mut apps: Vec<Value> = cases
+        .iter()
+        .map(|c| app(&format!("app-{c}"), &["i-1", "i-2", "i-3"]))
+        .collect();
+    apps.push(app("app-warm", &["i-1"]));
+    let w = World::start_with("console", apps, setup("2")).await;
+    let warm = warm_up(&w, "app-warm", "i-1").await;
+    let planned: Vec<Planned> = cases
+        .iter()
+        .map(|c| Planned::new(c, &format!("app-{c}"), &["i-1"]))
+        .collect();
+    let console = |app_id: String, body: Value| {
+        let sim = &w.sim;
+        async move {
+            sim.admin_post(&format!("/_sim/apps/{app_id}/change-orders"), body)
+                .await["changeOrderId"]
+                .as_str()
+                .expect("changeOrderId")
+                .to_string()
+        }
+    };
+    let mut console_orders: BTreeMap<&str, String> = BTreeMap::new();
+    // lost-executed: the console's deletion is done just before ours is sent.
+    let before = console(
+        "app-lost-executed".into(),
+        json!({ "coTypeCode": "CoDeleteInstances", "instanceIds": ["i-3"], "seconds": 0.5 }),
+    )
+    .await;
+    console_orders.insert("lost-executed", before);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.fault(
+        "app-lost-unexecuted",
+        json!([{ "kind": "http500", "commit": false }]),
+    )
+    .await;
+    w.fault(
+        "app-lost-restart",
+        json!([{ "kind": "http500", "commit": false }]),
+    )
+    .await;
+    w.fault("app-lost-executed", json!([{ "kind": "ambiguous" }]))
+        .await;
+    let mut spec = fast_retry();
+    spec["activeDeadlineSeconds"] = json!(DEADLINE);
+    w.apply_all(planned.iter().map(|p| p.doc(&w, spec.clone())).collect());
+
+    // The console's change orders of the other two, a second after the lost sends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (case, body) in [
+        (
+            "lost-unexecuted",
+            json!({ "coTypeCode": "CoDeleteInstances", "instanceIds": ["i-2"], "afterSeconds": 1, "seconds": 3 }),
+        ),
+        (
+            "lost-restart",
+            json!({ "coTypeCode": "CoRestartInstances", "afterSeconds": 1, "seconds": 3 }),
+        ),
+    ] {
+        let app_id = format!("app-{case}");
+        while w.delete_requests(&app_id).await.is_empty() {
+            assert!(Instant::now() < deadline, "{case}: nothing was sent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        console_orders.insert(case, console(app_id, body).await);
+    }
+
+    // Watch every status until all are final: none may ever name a console change order.
+    let mut named_console = vec![];
+    let statuses = loop {
+        let all = w.statuses().await;
+        for (case, co) in &console_orders {
+            if all[*case]["changeOrderId"] == co.as_str() {
+                named_console.push(format!("{case}: {:#}", all[*case]));
+            }
+        }
+        if all.values().all(is_terminal) {
+            break all;
+        }
+        assert!(
+            named_console.len() < 10 && deadline + Duration::from_secs(DEADLINE) > Instant::now(),
+            "not all terminal: {all:#?}\n{named_console:#?}\n--- controller log tail ---\n{}",
+            tail(&w.controller.logs(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let ledger = w.sim.ledger().await;
+    let everything: Vec<Planned> = planned.iter().cloned().chain([warm]).collect();
+    let audit = audit_ledger(&ledger, &everything).unwrap_or_else(|breach| panic!("{breach}"));
+    println!(
+        "console: {:?}; lost-executed ended {}/{}; {} sends, {} committed; console change orders \
+         {console_orders:?}",
+        phase_counts(&statuses),
+        statuses["lost-executed"]["phase"],
+        reason(&statuses["lost-executed"]),
+        audit.sends,
+        audit.committed
+    );
+    assert!(
+        named_console.is_empty(),
+        "a status named the console's change order: {named_console:#?}"
+    );
+    let mut breaches = vec![];
+    if let Err(e) = check_outcomes(&ledger, &everything, &statuses, &audit) {
+        breaches.push(e);
+    }
+    let (ambiguous, clear): (Vec<Planned>, Vec<Planned>) = planned
+        .iter()
+        .cloned()
+        .partition(|p| p.name == "lost-executed");
+    if let Err(e) = check_resolved(&ledger, &clear, &statuses) {
+        breaches.push(e);
+    }
+    for object in &ambiguous {
+        let status = &statuses[&object.name];
+        let got = (status["phase"].as_str().unwrap_or("-"), reason(status));
+        if ![("Succeeded", "Succeeded"), ("Failed", "OutcomeUnknown")].contains(&got) {
+            breaches.push(format!("{}: {got:?}: {status:#}", object.name));
+        }
+    }
+    for object in &planned {
+        let sends = audit.of(&object.name).all.len();
+        let want = if object.name == "lost-executed" { 1 } else { 2 };
+        if sends != want {
+            breaches.push(format!("{}: {sends} sends, expected {want}", object.name));
+        }
+        let groups =
+            w.sim.admin_get(&format!("/_sim/apps/{}", object.app)).await["groups"].to_string();
+        if groups.contains("\"i-1\"") {
+            breaches.push(format!("{}: i-1 still runs: {groups}", object.name));
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "{}\n--- controller log tail ---\n{}",
+        breaches.join("\n"),
+        tail(&w.controller.logs(), 40)
+    );
 }
 
 /// The status that records SAE's acceptance is held for the first change-order poll (about a
