@@ -194,7 +194,8 @@ impl Finished {
                 (phase, status.change_order_id.clone()),
             );
             if let Some(zone) = &status.create_time_zone {
-                kept.zones.insert(obj.spec.region_id.clone(), zone.clone());
+                kept.zones
+                    .insert(obj.pinned().region_id.to_string(), zone.clone());
             }
         }
     }
@@ -277,7 +278,8 @@ const CHANGE_ORDER_PAGE_SIZE: u32 = 50;
 const CLAIM_GRACE: Duration = Duration::from_secs(10);
 
 fn app_key(obj: &SaeInstanceDeletion) -> (String, String) {
-    (obj.spec.region_id.clone(), obj.spec.app_id.clone())
+    let pinned = obj.pinned();
+    (pinned.region_id.to_string(), pinned.app_id.to_string())
 }
 
 impl Context {
@@ -465,7 +467,7 @@ impl Context {
         if let Some(offset) = self.settings.create_time_offset {
             return CreateTimeZone::Offset(offset);
         }
-        let region = &obj.spec.region_id;
+        let region = obj.pinned().region_id;
         let learned = |o: &SaeInstanceDeletion| {
             let status = o.status.as_ref()?;
             let zone = status.create_time_zone.as_deref()?;
@@ -477,7 +479,7 @@ impl Context {
         let cached = self.store.state();
         let live = std::iter::once(obj)
             .chain(cached.iter().map(|o| &**o))
-            .filter(|o| o.spec.region_id == *region)
+            .filter(|o| o.pinned().region_id == region)
             .filter_map(learned)
             .max()
             .map(|(_, zone)| zone);
@@ -496,8 +498,8 @@ impl Context {
         since: Timestamp,
     ) -> Result<Result<Evidence, SaeError>, Error> {
         let key = (
-            obj.spec.region_id.clone(),
-            obj.spec.app_id.clone(),
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
             creds.access_key_id().to_string(),
         );
         let shared = {
@@ -559,7 +561,7 @@ impl Context {
         since: Timestamp,
         zone: CreateTimeZone,
     ) -> Result<Result<Look, SaeError>, Error> {
-        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
+        let (region, app) = (obj.pinned().region_id, obj.pinned().app_id);
         let mut change_orders = vec![];
         let mut complete = false;
         // While the zone is unknown nothing can be proven absent, so reading further back than the
@@ -653,7 +655,7 @@ impl Context {
     /// attempt. Errors are messages for the status (never a value).
     async fn credentials_for(&self, obj: &SaeInstanceDeletion) -> Result<Credentials, String> {
         let namespace = obj.namespace().unwrap_or_default();
-        let Some(reference) = &obj.spec.credentials_ref else {
+        let Some(reference) = obj.pinned().credentials_ref else {
             return self.default_credentials.get().await;
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
@@ -843,7 +845,7 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     let span = info_span!(
         "reconcile",
         object = %object_key(&obj),
-        app_id = %obj.spec.app_id,
+        app_id = %obj.pinned().app_id,
         change_order_id = obj.status.as_ref().and_then(|s| s.change_order_id.as_deref()).unwrap_or(""),
         request_id = obj.status.as_ref().and_then(|s| s.request_id.as_deref()).unwrap_or(""),
     );
@@ -962,7 +964,10 @@ async fn reconcile_steps(
                 publish(&ctx, &obj, event).await;
             }
         }
-        let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
+        let (region, app) = (
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
+        );
         observation = match decision.action {
             Action::Done => return Ok(Requeue::await_change()),
             Action::WaitUntil(t) => return Ok(Requeue::requeue(until(t))),

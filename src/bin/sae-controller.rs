@@ -41,7 +41,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// SAE endpoint; `{regionId}` is replaced by the object's spec.regionId.
+    /// SAE endpoint; `{regionId}` is replaced by the object's region (status.regionId once recorded).
     #[arg(
         long,
         env = "SAE_ENDPOINT",
