@@ -345,11 +345,13 @@ impl Context {
         region: &str,
         app: &str,
     ) -> Result<Vec<String>, SaeError> {
-        self.timed(
+        // One quota token per HTTP request of the listing (groups, then each page).
+        let (quota, key) = (&self.quota, creds.access_key_id());
+        let gate = move || quota.acquire(key, priority);
+        self.measured(
             "ListInstances",
             creds,
-            priority,
-            self.sae.list_all_instance_ids(creds, region, app),
+            self.sae.list_all_instance_ids(creds, region, app, gate),
         )
         .await
     }

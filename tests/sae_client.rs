@@ -183,7 +183,7 @@ async fn success_with_both_signature_versions() {
     assert_eq!((page.total, page.instance_ids.clone()), (1, ids(&["i-c"])));
     assert_eq!(
         client
-            .list_all_instance_ids(&creds(), REGION, "app-1")
+            .list_all_instance_ids(&creds(), REGION, "app-1", || async {})
             .await
             .unwrap(),
         ids(&["i-c"])
@@ -229,7 +229,7 @@ async fn list_all_instance_ids_pages_through_every_group() {
         .unwrap();
     let all = h
         .client()
-        .list_all_instance_ids(&creds(), REGION, "app-big")
+        .list_all_instance_ids(&creds(), REGION, "app-big", || async {})
         .await
         .unwrap();
     assert_eq!(all, many);
