@@ -121,8 +121,9 @@ async fn handle(
             if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
                 headers.insert("x-acs-request-id", v);
             }
-            if let Some(secs) = reply.retry_after_secs {
-                headers.insert("x-acs-retry-after", HeaderValue::from(secs));
+            if let Some(millis) = reply.retry_after_millis {
+                // Milliseconds, as SAE's gateway and the official SDKs mean it.
+                headers.insert("x-acs-retry-after", HeaderValue::from(millis));
             }
             resp
         }
@@ -146,7 +147,7 @@ struct Reply {
     status: u16,
     code: String,
     request_id: String,
-    retry_after_secs: Option<u64>,
+    retry_after_millis: Option<u64>,
     body: ReplyBody,
 }
 
@@ -164,7 +165,7 @@ impl Reply {
             status: 200,
             code: "OK".into(),
             request_id,
-            retry_after_secs: None,
+            retry_after_millis: None,
             body: ReplyBody::Json(body),
         }
     }
@@ -186,7 +187,7 @@ impl Reply {
             status: err.http_status,
             code: err.code.clone(),
             request_id,
-            retry_after_secs: err.retry_after_secs,
+            retry_after_millis: err.retry_after_millis,
             body: ReplyBody::Json(body),
         }
     }
@@ -411,7 +412,7 @@ async fn call(
                 status: 0,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Hang,
             }
         }
@@ -422,7 +423,7 @@ async fn call(
                 status: 200,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Garbage,
             }
         }
@@ -500,7 +501,7 @@ async fn sts_call(
         status: 200,
         code: "OK".into(),
         request_id,
-        retry_after_secs: None,
+        retry_after_millis: None,
         body: ReplyBody::Json(answer),
     })
 }
@@ -531,6 +532,21 @@ struct ConfigBody {
     max_skew_seconds: Option<u64>,
 }
 
+/// `POST /_sim/throttle`: refuse (or stop refusing) every call of one key with `Throttling.User`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ThrottleBody {
+    access_key_id: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Sent as `x-acs-retry-after` with each refusal.
+    retry_after_millis: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn config_view(sim: &Simulator) -> Value {
     sim.with_model(|model, _| {
         let c = model.config();
@@ -539,6 +555,7 @@ fn config_view(sim: &Simulator) -> Value {
             "changeOrderSeconds": c.change_order_duration.as_secs_f64(),
             "maxSkewSeconds": c.max_skew.as_secs(),
             "accessKeyIds": model.access_key_ids(),
+            "throttledAccessKeyIds": model.throttled_access_key_ids(),
         })
     })
 }
@@ -589,6 +606,20 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                     Ok(()) => admin_json(StatusCode::OK, json!({"accessKeyId": id})),
                     Err(message) => bad_request(message),
                 }
+            }
+        },
+        ("POST", "/_sim/throttle") => match parse::<ThrottleBody>(&body) {
+            Err(message) => bad_request(message),
+            Ok(t) if t.access_key_id.trim().is_empty() => {
+                bad_request("accessKeyId must not be empty".into())
+            }
+            Ok(t) => {
+                let throttle = t.enabled.then_some(t.retry_after_millis);
+                sim.with_model(|model, _| model.set_throttle(&t.access_key_id, throttle));
+                admin_json(
+                    StatusCode::OK,
+                    json!({"accessKeyId": t.access_key_id, "throttled": t.enabled}),
+                )
             }
         },
         ("POST", "/_sim/oidc") => match parse::<OidcTokenSpec>(&body) {
