@@ -738,7 +738,7 @@ impl Model {
         ids
     }
 
-    /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys
+    /// Forgets apps, change orders, faults, throttle switches, the ledger, nonces and quota use; keeps access keys
     /// (issued STS keys included), OIDC tokens and settings.
     pub fn reset(&mut self) {
         *self = Self {
