@@ -29,12 +29,15 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
+use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, decide,
+    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
+    decide, holds_app, listed_past, object_key, queue_order, shares_app, waits_for_app,
+    waits_in_line,
 };
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
+use crate::sae::time::{CreateTimeZone, parse_sae_time};
 use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
@@ -51,8 +54,9 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// How long after a send SAE may still act on it: the client's total timeout plus a margin.
     pub resolve_after: SignedDuration,
-    /// The UTC offset SAE's zone-less `CreateTime` is written in.
-    pub create_time_offset: jiff::tz::Offset,
+    /// The UTC offset SAE's zone-less `CreateTime` is written in, when the operator states it
+    /// (`--sae-create-time-offset`). None: learned from SAE's answers (see `decide`).
+    pub create_time_offset: Option<jiff::tz::Offset>,
 }
 
 /// The controller's own credentials, used for objects without `spec.credentialsRef`. RRSA wins
@@ -112,6 +116,9 @@ pub struct Context {
     claims: std::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
     /// Finished objects, which the cache does not hold (set by [`run`]).
     finished: Finished,
+    /// Reconciles doing work at once. A reconcile waiting for a quota token gives its slot back,
+    /// so one paused or busy AccessKey cannot hold up the objects of any other.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Finished objects, kept out of the cache: a terminal object is never touched again, so all that
@@ -123,8 +130,34 @@ pub struct Finished {
     by_uid: Arc<std::sync::Mutex<FinishedByUid>>,
 }
 
-/// Object uid → (final phase, change order id).
-type FinishedByUid = HashMap<String, (Phase, Option<String>)>;
+/// What is kept of objects that are finished or gone.
+#[derive(Default)]
+struct FinishedByUid {
+    /// Object uid → (final phase, change order id).
+    finished: HashMap<String, (Phase, Option<String>)>,
+    /// Change orders of deleted objects, oldest first: still never another object's to adopt.
+    tombstones: std::collections::VecDeque<(Instant, String)>,
+    /// Uids of objects deleted while not finished: an attempt of theirs is not sent.
+    deleted: std::collections::VecDeque<(Instant, String)>,
+    /// Region → the zone SAE writes change-order times in, as finished objects learned it.
+    zones: HashMap<String, String>,
+}
+
+/// How long the change order of a deleted object, or a deleted uid, is remembered: longer than
+/// any window a lost answer is searched in, and than any send can wait.
+const TOMBSTONE_AGE: Duration = Duration::from_secs(24 * 3600);
+/// At most this many of each are remembered (the oldest go first).
+const TOMBSTONE_CAPACITY: usize = 10_000;
+
+fn remember(list: &mut std::collections::VecDeque<(Instant, String)>, value: String) {
+    while list
+        .front()
+        .is_some_and(|(t, _)| t.elapsed() > TOMBSTONE_AGE || list.len() >= TOMBSTONE_CAPACITY)
+    {
+        list.pop_front();
+    }
+    list.push_back((Instant::now(), value));
+}
 
 impl Finished {
     fn lock(&self) -> std::sync::MutexGuard<'_, FinishedByUid> {
@@ -134,27 +167,55 @@ impl Finished {
     fn record(&self, obj: &SaeInstanceDeletion) {
         let Some(status) = &obj.status else { return };
         if let Some(phase) = status.phase {
-            self.lock().insert(
+            let mut kept = self.lock();
+            kept.finished.insert(
                 obj.uid().unwrap_or_default(),
                 (phase, status.change_order_id.clone()),
             );
+            if let Some(zone) = &status.create_time_zone {
+                kept.zones.insert(obj.spec.region_id.clone(), zone.clone());
+            }
         }
     }
 
-    fn forget(&self, obj: &SaeInstanceDeletion) {
-        self.lock().remove(&obj.uid().unwrap_or_default());
+    /// The object is gone from the API server: its change order stays remembered as someone's.
+    fn deleted(&self, obj: &SaeInstanceDeletion) {
+        let mut kept = self.lock();
+        let uid = obj.uid().unwrap_or_default();
+        let change_order = kept
+            .finished
+            .remove(&uid)
+            .and_then(|(_, co)| co)
+            .or_else(|| obj.status.as_ref().and_then(|s| s.change_order_id.clone()));
+        if let Some(co) = change_order {
+            remember(&mut kept.tombstones, co);
+        }
+        if !is_terminal(obj) {
+            remember(&mut kept.deleted, uid);
+        }
+    }
+
+    fn was_deleted(&self, obj: &SaeInstanceDeletion) -> bool {
+        let uid = obj.uid().unwrap_or_default();
+        self.lock().deleted.iter().any(|(_, d)| *d == uid)
     }
 
     fn change_order_ids(&self) -> Vec<String> {
-        self.lock()
+        let kept = self.lock();
+        kept.finished
             .values()
             .filter_map(|(_, co)| co.clone())
+            .chain(kept.tombstones.iter().map(|(_, co)| co.clone()))
             .collect()
+    }
+
+    fn zone(&self, region: &str) -> Option<String> {
+        self.lock().zones.get(region).cloned()
     }
 
     fn count_by_phase(&self) -> Vec<(&'static str, i64)> {
         let mut counts: std::collections::BTreeMap<&'static str, i64> = Default::default();
-        for (phase, _) in self.lock().values() {
+        for (phase, _) in self.lock().finished.values() {
             *counts.entry(phase.as_str()).or_default() += 1;
         }
         counts.into_iter().collect()
@@ -177,7 +238,7 @@ impl Finished {
                 None
             }
             Ok(Event::Delete(obj)) => {
-                self.forget(&obj);
+                self.deleted(&obj);
                 Some(Ok(Event::Delete(obj)))
             }
             other => Some(other),
@@ -185,8 +246,11 @@ impl Finished {
     }
 }
 
-/// Reconciles in flight at once.
-const RECONCILE_CONCURRENCY: u16 = 64;
+/// Reconciles doing work (not waiting for quota) at once.
+const RECONCILE_CONCURRENCY: usize = 64;
+/// Pages of ListChangeOrders one look at a lost attempt may read (50 rows each).
+const MAX_CHANGE_ORDER_PAGES: u32 = 10;
+const CHANGE_ORDER_PAGE_SIZE: u32 = 50;
 
 /// How long a claim outlives the cache not (yet) showing its holder on the app.
 const CLAIM_GRACE: Duration = Duration::from_secs(10);
@@ -224,6 +288,7 @@ impl Context {
             wake: None,
             claims: Default::default(),
             finished: Finished::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
         }
     }
 
@@ -303,6 +368,7 @@ impl Context {
         });
     }
 
+    /// The lease is still ours for longer than the request takes to leave (when leading is on).
     async fn may_send(&self) -> bool {
         match &self.fence {
             None => true,
@@ -310,20 +376,29 @@ impl Context {
         }
     }
 
-    /// Runs one SAE call: waits for a token of the AccessKey's quota (by priority), pauses that
-    /// bucket when SAE says it is throttling, and records the result code and duration.
-    async fn timed<T>(
+    /// Takes a token of this AccessKey's quota, by priority, without holding a reconcile slot
+    /// while it waits.
+    async fn token(&self, slot: &mut Slot, creds: &Credentials, priority: Priority) {
+        slot.released(self.quota.acquire(creds.access_key_id(), priority))
+            .await;
+    }
+
+    /// Runs one SAE request: a token of its AccessKey's quota first (by priority; the slot is
+    /// given back while waiting), then the call, recorded by [`Self::measured`].
+    async fn with_token<T>(
         &self,
+        slot: &mut Slot,
         operation: &str,
         creds: &Credentials,
         priority: Priority,
         call: impl Future<Output = Result<T, SaeError>>,
     ) -> Result<T, SaeError> {
-        self.quota.acquire(creds.access_key_id(), priority).await;
+        self.token(slot, creds, priority).await;
         self.measured(operation, creds, call).await
     }
 
-    /// Runs one SAE call whose quota token was already taken, recording its result and duration.
+    /// Runs one SAE request whose quota token was already taken, recording its result and
+    /// duration, and pausing the key's bucket when SAE says it is throttling.
     async fn measured<T>(
         &self,
         operation: &str,
@@ -340,14 +415,20 @@ impl Context {
 
     async fn instance_ids(
         &self,
+        slot: &mut Slot,
         creds: &Credentials,
         priority: Priority,
         region: &str,
         app: &str,
     ) -> Result<Vec<String>, SaeError> {
-        // One quota token per HTTP request of the listing (groups, then each page).
-        let (quota, key) = (&self.quota, creds.access_key_id());
-        let gate = move || quota.acquire(key, priority);
+        // One quota token per HTTP request of the listing (groups, then each page), the slot
+        // given back while each one waits. The gate runs once per request, one after the other;
+        // the lock only lends it the slot (an async closure borrowing it would not be Send).
+        let slot = tokio::sync::Mutex::new(slot);
+        let gate = || async {
+            let mut slot = slot.lock().await;
+            self.token(&mut slot, creds, priority).await
+        };
         self.measured(
             "ListInstances",
             creds,
@@ -356,23 +437,44 @@ impl Context {
         .await
     }
 
-    /// What SAE shows about a lost attempt: the app's recent CoDeleteInstances change orders that
-    /// no other object has claimed, and the instances the app still has.
+    /// What is known of the zone of SAE's change-order times in `region`: the operator's word,
+    /// else what this object or any other learned (the most recent attempt's, live objects
+    /// first), else unknown.
+    fn zone_for(&self, obj: &SaeInstanceDeletion) -> CreateTimeZone {
+        if let Some(offset) = self.settings.create_time_offset {
+            return CreateTimeZone::Offset(offset);
+        }
+        let region = &obj.spec.region_id;
+        let learned = |o: &SaeInstanceDeletion| {
+            let status = o.status.as_ref()?;
+            let zone = status.create_time_zone.as_deref()?;
+            Some((
+                status.last_attempt_time.as_ref().map(|t| t.0),
+                zone.to_string(),
+            ))
+        };
+        let cached = self.store.state();
+        let live = std::iter::once(obj)
+            .chain(cached.iter().map(|o| &**o))
+            .filter(|o| o.spec.region_id == *region)
+            .filter_map(learned)
+            .max()
+            .map(|(_, zone)| zone);
+        live.or_else(|| self.finished.zone(region))
+            .map_or(CreateTimeZone::Unknown, |z| CreateTimeZone::from_status(&z))
+    }
+
+    /// What SAE shows about a lost attempt: the app's change orders that may be deletions, back to
+    /// `since`, that no other object has claimed, and the instances the app still has.
     async fn evidence(
         &self,
+        slot: &mut Slot,
         creds: &Credentials,
         obj: &SaeInstanceDeletion,
+        since: Timestamp,
     ) -> Result<Evidence, SaeError> {
         let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
-        let page = self
-            .timed(
-                "ListChangeOrders",
-                creds,
-                Priority::Resolve,
-                self.sae
-                    .list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50),
-            )
-            .await?;
+        let zone = self.zone_for(obj);
         let mut claimed: HashSet<String> = self
             .store
             .state()
@@ -381,30 +483,58 @@ impl Context {
             .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
             .collect();
         claimed.extend(self.finished.change_order_ids());
-        let change_orders = page
-            .change_orders
-            .into_iter()
-            .filter(|co| {
-                co.co_type_code
+        let mut change_orders = vec![];
+        let mut complete = false;
+        for page_number in 1..=MAX_CHANGE_ORDER_PAGES {
+            let page = self
+                .with_token(
+                    slot,
+                    "ListChangeOrders",
+                    creds,
+                    Priority::Resolve,
+                    self.sae.list_change_orders(
+                        creds,
+                        region,
+                        app,
+                        Some("CoDeleteInstances"),
+                        page_number,
+                        CHANGE_ORDER_PAGE_SIZE,
+                    ),
+                )
+                .await?;
+            let rows = page.change_orders.len();
+            let mut reached = false;
+            for co in page.change_orders {
+                let found = FoundChangeOrder {
+                    created: co.create_time.as_deref().and_then(parse_sae_time),
+                    typed: co.co_type_code.is_some(),
+                    change_order_id: co.change_order_id,
+                    status: co.status,
+                };
+                reached |= listed_past(&found, since, zone);
+                let deletion = co
+                    .co_type_code
                     .as_deref()
-                    .is_none_or(|t| t == "CoDeleteInstances")
-            })
-            .filter(|co| !claimed.contains(&co.change_order_id))
-            .map(|co| FoundChangeOrder {
-                created: co
-                    .create_time
-                    .as_deref()
-                    .and_then(|t| parse_create_time(t, self.settings.create_time_offset)),
-                change_order_id: co.change_order_id,
-                status: co.status,
-            })
-            .collect();
+                    .is_none_or(|t| t == "CoDeleteInstances");
+                if deletion && !claimed.contains(&found.change_order_id) {
+                    change_orders.push(found);
+                }
+            }
+            let seen = u64::from(page_number - 1) * u64::from(CHANGE_ORDER_PAGE_SIZE) + rows as u64;
+            if reached || rows == 0 || seen >= page.total {
+                complete = true;
+                break;
+            }
+        }
         let existing_instance_ids = self
-            .instance_ids(creds, Priority::Resolve, region, app)
+            .instance_ids(slot, creds, Priority::Resolve, region, app)
             .await?;
         Ok(Evidence {
             change_orders,
+            complete,
             existing_instance_ids,
+            terminating_instance_ids: vec![],
+            zone,
         })
     }
 
@@ -555,11 +685,33 @@ fn until(t: Timestamp) -> Duration {
         .max(Duration::from_millis(200))
 }
 
+/// A reconcile's place among those doing work at once ([`Context::slots`]).
+struct Slot {
+    slots: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    async fn take(slots: Arc<tokio::sync::Semaphore>) -> Self {
+        let permit = slots.clone().acquire_owned().await.ok();
+        Self { slots, permit }
+    }
+
+    /// Waits for `wait` without holding the slot, then takes one again.
+    async fn released<F: Future>(&mut self, wait: F) -> F::Output {
+        self.permit = None;
+        let out = wait.await;
+        self.permit = self.slots.clone().acquire_owned().await.ok();
+        out
+    }
+}
+
 async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // A terminal object is never touched again: no Secret read, no SAE call, no write.
     if is_terminal(&obj) {
         return Ok(Requeue::await_change());
     }
+    let slot = Slot::take(ctx.slots.clone()).await;
     let span = info_span!(
         "reconcile",
         object = %object_key(&obj),
@@ -569,12 +721,28 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     );
     // Boxed: the steps' future is large, and the runner holds one reconcile future per object it
     // has scheduled; terminal objects (the vast majority, after a while) never allocate it.
-    Box::pin(reconcile_steps((*obj).clone(), ctx).instrument(span)).await
+    Box::pin(reconcile_steps((*obj).clone(), ctx, slot).instrument(span)).await
+}
+
+/// Whether the write-ahead recorded in `obj` is recent enough for its request to leave now.
+fn within_send_bound(obj: &SaeInstanceDeletion) -> bool {
+    let Some(recorded) = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_attempt_time.as_ref())
+    else {
+        return false;
+    };
+    recorded
+        .0
+        .checked_add(SEND_BOUND)
+        .is_ok_and(|latest| Timestamp::now() < latest)
 }
 
 async fn reconcile_steps(
     mut obj: SaeInstanceDeletion,
     ctx: Arc<Context>,
+    mut slot: Slot,
 ) -> Result<Requeue, Error> {
     let app = app_turn(&ctx.store.state(), &obj);
     // An object already waiting its turn on a busy app needs no credentials until the app is free,
@@ -585,19 +753,28 @@ async fn reconcile_steps(
     } else {
         Some(ctx.credentials_for(&obj).await)
     };
-    let mut observation = Observation::Start {
+    let start = |app: AppTurn| Observation::Start {
         credentials: match &credentials {
             None => Ok(()),
             Some(read) => read.as_ref().map(|_| ()).map_err(Clone::clone),
         },
         app,
     };
+    let mut observation = start(app);
+    let creds = || {
+        credentials
+            .as_ref()
+            .and_then(|read| read.as_ref().ok())
+            .ok_or_else(|| Error::Internal("an SAE call was decided without credentials".into()))
+    };
     // A status decided but not written yet (Action::FirstPoll), with the events of that decision.
     // `obj` carries it in memory; its resourceVersion is still the one the write-ahead got.
     let mut held: Option<Vec<Event>> = None;
+    // Whether this reconcile holds a quota token for a DeleteInstances.
+    let mut send_token = false;
     // Each decision leads to at most one SAE step; a handful of rounds covers
-    // send → accepted → first wait, or resolve → adopt → poll.
-    for _ in 0..8 {
+    // token → send → accepted → first wait, or resolve → adopt → poll.
+    for _ in 0..10 {
         let clock = Clock {
             now: Timestamp::now(),
             jitter: fastrand::f64(),
@@ -605,6 +782,23 @@ async fn reconcile_steps(
         };
         let decision = decide(&obj, &clock, observation);
         if let Action::SendDelete { .. } = decision.action {
+            if !send_token {
+                // Token first: the wait for quota may be long, and it must not lie between the
+                // write-ahead and the send. Then decide again on what is true after the wait.
+                ctx.token(&mut slot, creds()?, Priority::Delete).await;
+                send_token = true;
+                if ctx.finished.was_deleted(&obj) {
+                    info!("object deleted while waiting for quota: nothing sent");
+                    return Ok(Requeue::await_change());
+                }
+                if let Some(newer) = ctx.store.get(&ObjectRef::from_obj(&obj))
+                    && newer.metadata.resource_version != obj.metadata.resource_version
+                {
+                    obj = (*newer).clone();
+                }
+                observation = start(app_turn(&ctx.store.state(), &obj));
+                continue;
+            }
             if !ctx.may_send().await {
                 // A replica that lost its lease sends nothing and writes nothing; the leader takes over.
                 warn!("not leading any more: DeleteInstances not sent");
@@ -639,25 +833,34 @@ async fn reconcile_steps(
                 publish(&ctx, &obj, event).await;
             }
         }
-        let creds = || {
-            credentials
-                .as_ref()
-                .and_then(|read| read.as_ref().ok())
-                .ok_or_else(|| {
-                    Error::Internal("an SAE call was decided without credentials".into())
-                })
-        };
         let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
         observation = match decision.action {
             Action::Done => return Ok(Requeue::await_change()),
             Action::WaitUntil(t) => return Ok(Requeue::requeue(until(t))),
             Action::SendDelete { instance_ids } => {
                 let creds = creds()?;
-                // Fencing, second half: the lease must still be ours at the moment of sending.
+                send_token = false;
+                // Fencing, second half: after the token and the write-ahead, right before the
+                // bytes leave, the lease must still be ours and the object still wanted.
+                if ctx.finished.was_deleted(&obj) {
+                    ctx.release_app(&obj);
+                    info!("object deleted after its write-ahead: DeleteInstances not sent");
+                    return Ok(Requeue::await_change());
+                }
                 if !ctx.may_send().await {
                     ctx.release_app(&obj);
                     warn!("lease lost after recording the attempt: DeleteInstances not sent");
                     return Ok(Requeue::await_change());
+                }
+                if !within_send_bound(&obj) {
+                    warn!("the write-ahead is too old to send on: DeleteInstances not sent");
+                    observation = Observation::NotSent {
+                        why: format!(
+                            "it could not leave within {} s of its write-ahead (slow API server?)",
+                            SEND_BOUND.as_secs()
+                        ),
+                    };
+                    continue;
                 }
                 info!(
                     instances = instance_ids.len(),
@@ -665,10 +868,9 @@ async fn reconcile_steps(
                     "sending DeleteInstances"
                 );
                 let result = ctx
-                    .timed(
+                    .measured(
                         "DeleteInstances",
                         creds,
-                        Priority::Delete,
                         ctx.sae
                             .delete_instances(creds, &region, &app, &instance_ids),
                     )
@@ -692,27 +894,32 @@ async fn reconcile_steps(
                 }
                 Observation::DeleteResult(result)
             }
-            Action::PollChangeOrder { change_order_id } => Observation::ChangeOrderResult(
-                ctx.timed(
-                    "DescribeChangeOrder",
-                    creds()?,
-                    Priority::Poll,
-                    ctx.sae
-                        .describe_change_order(creds()?, &region, &change_order_id),
+            Action::PollChangeOrder { change_order_id } => {
+                let creds = creds()?;
+                Observation::ChangeOrderResult(
+                    ctx.with_token(
+                        &mut slot,
+                        "DescribeChangeOrder",
+                        creds,
+                        Priority::Poll,
+                        ctx.sae
+                            .describe_change_order(creds, &region, &change_order_id),
+                    )
+                    .await,
                 )
-                .await,
-            ),
+            }
             Action::FirstPoll {
                 change_order_id,
                 at,
                 write_by,
             } => {
                 let creds = creds()?;
-                tokio::time::sleep(until(at)).await;
+                slot.released(tokio::time::sleep(until(at))).await;
                 // Pinned, so that writing the status meanwhile keeps its place in the line.
                 let token = ctx.quota.acquire(creds.access_key_id(), Priority::Poll);
                 tokio::pin!(token);
-                if tokio::time::timeout(until(write_by), &mut token)
+                if slot
+                    .released(tokio::time::timeout(until(write_by), &mut token))
                     .await
                     .is_err()
                 {
@@ -724,7 +931,7 @@ async fn reconcile_steps(
                     for event in held.take().unwrap_or_default() {
                         publish(&ctx, &obj, &event).await;
                     }
-                    token.await;
+                    slot.released(&mut token).await;
                 }
                 Observation::ChangeOrderResult(
                     ctx.measured(
@@ -737,15 +944,17 @@ async fn reconcile_steps(
                 )
             }
             Action::CheckInstances => Observation::DryRunResult(
-                ctx.instance_ids(creds()?, Priority::Poll, &region, &app)
+                ctx.instance_ids(&mut slot, creds()?, Priority::Poll, &region, &app)
                     .await,
             ),
-            Action::ResolveAttempt { .. } => {
-                let evidence = ctx.evidence(creds()?, &obj).await;
+            Action::ResolveAttempt { since, .. } => {
+                let evidence = ctx.evidence(&mut slot, creds()?, &obj, since).await;
                 match &evidence {
                     Ok(e) => info!(
                         change_orders = e.change_orders.len(),
+                        complete = e.complete,
                         instances = e.existing_instance_ids.len(),
+                        zone = ?e.zone,
                         "looked for the outcome of a lost attempt"
                     ),
                     Err(err) => {
@@ -756,7 +965,7 @@ async fn reconcile_steps(
             }
             Action::CheckGone { rejection } => {
                 let existing = ctx
-                    .instance_ids(creds()?, Priority::Resolve, &region, &app)
+                    .instance_ids(&mut slot, creds()?, Priority::Resolve, &region, &app)
                     .await;
                 Observation::GoneCheck {
                     rejection,
@@ -839,82 +1048,6 @@ async fn record(
     Ok(true)
 }
 
-/// Already in line for its app (it had credentials when it joined).
-fn waits_for_app(obj: &SaeInstanceDeletion) -> bool {
-    obj.status.as_ref().is_some_and(|s| {
-        s.phase == Some(Phase::Pending)
-            && s.reason() == Some(Reason::WaitingForApplication.as_str())
-    })
-}
-
-/// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
-/// another object with an attempt in flight or a change order running holds the app; otherwise
-/// the oldest waiting object goes first (creation time, then namespace/name, the same order in
-/// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
-/// hold no place in line.
-pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
-    let mine = queue_order(me);
-    let others = objects.iter().filter(|o| shares_app(o, me));
-    let mut ahead: Option<&SaeInstanceDeletion> = None;
-    for other in others {
-        if holds_app(other) {
-            return AppTurn::Busy {
-                holder: object_key(other),
-            };
-        }
-        if waits_in_line(other)
-            && queue_order(other) < mine
-            && ahead.is_none_or(|a| queue_order(other) < queue_order(a))
-        {
-            ahead = Some(other);
-        }
-    }
-    ahead.map_or(AppTurn::Free, |a| AppTurn::Queued {
-        ahead: object_key(a),
-    })
-}
-
-/// Another object (not `me`, not a dry run) deleting instances of `me`'s app.
-fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool {
-    // Cheapest tests first: this runs for every cached object on each look at the queue.
-    let same_object = || {
-        other.metadata.uid == me.metadata.uid
-            && other.metadata.namespace == me.metadata.namespace
-            && other.metadata.name == me.metadata.name
-    };
-    !other.spec.dry_run
-        && other.spec.app_id == me.spec.app_id
-        && other.spec.region_id == me.spec.region_id
-        && !same_object()
-}
-
-/// Not started yet, or waiting to try again, and able to act (credentials found): such an object
-/// holds its place in line. Finished objects and those waiting for credentials do not.
-fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
-    let Some(status) = &obj.status else {
-        return true;
-    };
-    matches!(
-        status.phase,
-        None | Some(Phase::Pending) | Some(Phase::Retrying)
-    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
-}
-
-/// The order objects of one app take turns in: creation time, then namespace/name — the same in
-/// every replica and after every restart.
-fn queue_order(obj: &SaeInstanceDeletion) -> (Option<Timestamp>, Option<&str>, Option<&str>) {
-    (
-        obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        obj.metadata.namespace.as_deref(),
-        obj.metadata.name.as_deref(),
-    )
-}
-
-/// "namespace/name", as logs, spans and status messages name an object.
-fn object_key(obj: &SaeInstanceDeletion) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
 /// Cuts an object down to what decisions read before it enters the cache: managedFields, labels
 /// and annotations can be most of an object's size. Safe because a status PUT takes only `status`
 /// from what we send (the API server copies everything else from the stored object).
@@ -922,23 +1055,6 @@ pub fn slim_for_cache(obj: &mut SaeInstanceDeletion) {
     obj.metadata.managed_fields = None;
     obj.metadata.annotations = None;
     obj.metadata.labels = None;
-}
-
-/// An attempt in flight or a change order running: the object has its app to itself.
-fn holds_app(obj: &SaeInstanceDeletion) -> bool {
-    matches!(
-        obj.status.as_ref().and_then(|s| s.phase),
-        Some(Phase::Submitting | Phase::InProgress)
-    )
-}
-
-/// Reads SAE's zone-less `CreateTime` (`2020-12-17 21:06:45`) in the given offset.
-pub fn parse_create_time(text: &str, offset: jiff::tz::Offset) -> Option<Timestamp> {
-    let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim()).ok()?;
-    civil
-        .to_zoned(jiff::tz::TimeZone::fixed(offset))
-        .ok()
-        .map(|z| z.timestamp())
 }
 
 fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -> Requeue {
@@ -952,7 +1068,8 @@ fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -
 
 /// Confirms, right before each DeleteInstances, that this replica still holds the leader Lease:
 /// the lease manager's own view, and a fresh read of the Lease from the API server (holder is us
-/// and the lease has not expired). A replica that cannot confirm sends nothing.
+/// and the lease stays unexpired for at least [`SEND_BOUND`]). A replica that cannot confirm
+/// sends nothing.
 pub struct LeaderFence {
     pub leading: tokio::sync::watch::Receiver<bool>,
     pub leases: Api<Lease>,
@@ -981,7 +1098,11 @@ impl LeaderFence {
                 )))
                 .ok()
         });
-        holder_is_us && expires.is_some_and(|e| e > Timestamp::now())
+        // Unexpired for longer than the request can take to leave: a replica that cannot renew
+        // stops sending before any other can take the lease over (it never relies on the lease
+        // manager noticing first).
+        let needed = Timestamp::now().checked_add(SEND_BOUND).ok();
+        holder_is_us && expires.zip(needed).is_some_and(|(e, n)| e > n)
     }
 }
 
@@ -1108,7 +1229,9 @@ pub async fn run(
     controller
         // Reconciles wait on SAE's quota, not on CPU: a bounded number in flight keeps memory flat
         // when thousands of objects are scheduled at once (a restart, a bulk apply).
-        .with_config(ControllerConfig::default().concurrency(RECONCILE_CONCURRENCY))
+        // (0: unbounded here; `Context::slots` bounds the reconciles doing work, and a reconcile
+        // waiting for quota holds no slot.)
+        .with_config(ControllerConfig::default().concurrency(0))
         .reconcile_on(woken)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
@@ -1199,10 +1322,41 @@ mod tests {
         ));
         assert_eq!(finished.change_order_ids(), ["co-1"]);
         assert_eq!(finished.count_by_phase(), [("Succeeded", 1)]);
-        finished.keep_live_only(Ok(Event::Delete(done)));
+        finished.keep_live_only(Ok(Event::Delete(done.clone())));
         assert!(
-            finished.change_order_ids().is_empty(),
+            finished.count_by_phase().is_empty(),
             "a deleted object is forgotten"
+        );
+        assert_eq!(
+            finished.change_order_ids(),
+            ["co-1"],
+            "but its change order stays someone's: never adopted by another object"
+        );
+        assert!(
+            !finished.was_deleted(&done),
+            "it had finished: nothing of it was waiting"
+        );
+        let mut live = running.clone();
+        live.metadata.uid = Some("uid-live".into());
+        assert!(!finished.was_deleted(&live));
+        finished.keep_live_only(Ok(Event::Delete(live.clone())));
+        assert!(
+            finished.was_deleted(&live),
+            "an attempt of a deleted live object is not sent"
+        );
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let mut list = std::collections::VecDeque::new();
+        for i in 0..TOMBSTONE_CAPACITY + 5 {
+            remember(&mut list, format!("co-{i}"));
+        }
+        assert_eq!(list.len(), TOMBSTONE_CAPACITY);
+        assert_eq!(
+            list.front().map(|(_, co)| co.as_str()),
+            Some("co-5"),
+            "the oldest go first"
         );
     }
 
@@ -1427,7 +1581,7 @@ mod fake_api_tests {
         let settings = Settings {
             namespace: Some(NAMESPACE.into()),
             resolve_after: SignedDuration::from_secs(12),
-            create_time_offset: jiff::tz::Offset::constant(8),
+            create_time_offset: Some(jiff::tz::Offset::constant(8)),
         };
         let credentials = Some(Credentials::new("AK", "SK", None));
         let ctx = Context::new(
@@ -1615,7 +1769,7 @@ mod fake_api_tests {
             assert!(
                 seen.status_puts
                     .iter()
-                    .any(|s| s.reason() == Some(Reason::OutcomeUnknown.as_str())),
+                    .any(|s| s.reason() == Some(crate::crd::Reason::OutcomeUnknown.as_str())),
                 "the lost answer was recorded before SAE was asked"
             );
             assert!(seen.events > 0, "events were published");

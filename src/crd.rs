@@ -242,6 +242,13 @@ pub struct SaeInstanceDeletionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
 
+    /// The zone SAE writes change-order times in for this object's region, learned from SAE's
+    /// own answer about this object's change order (`+08:00`-style, or `named` when SAE's times
+    /// carry their zone). The controller reads it back from every object after a restart, so
+    /// that a lost answer is searched for in the right window; it never guesses a zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time_zone: Option<String>,
+
     /// Ready (True once Succeeded), Reconciling (True until a final phase), Stalled (True when
     /// Failed). All three carry the current reason and message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod error;
 pub mod rrsa;
 pub mod sign;
+pub mod time;
 
 pub use client::{
     ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
