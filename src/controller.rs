@@ -32,7 +32,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
     Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
-    decide, holds_app, listed_past, object_key, queue_order, shares_app, waits_for_app,
+    decide, holds_app, listed_past, needs_credentials, object_key, queue_order, shares_app,
     waits_in_line,
 };
 use crate::metrics::Metrics;
@@ -119,7 +119,28 @@ pub struct Context {
     /// Reconciles doing work at once. A reconcile waiting for a quota token gives its slot back,
     /// so one paused or busy AccessKey cannot hold up the objects of any other.
     slots: Arc<tokio::sync::Semaphore>,
+    /// The last look at each app for lost attempts, so that one look serves every object
+    /// resolving on that app at about the same time (after a restart, say).
+    looks: std::sync::Mutex<HashMap<LookKey, Arc<tokio::sync::Mutex<Option<Look>>>>>,
 }
+
+/// (region, app, AccessKey ID): a look made with one key is not shown to another.
+type LookKey = (String, String, String);
+
+/// What one look at an app for lost attempts saw.
+#[derive(Clone)]
+struct Look {
+    taken: Instant,
+    /// How far back the change-order list was read.
+    since: Timestamp,
+    /// Rows that may be deletions, before anyone's claims are taken out.
+    change_orders: Vec<FoundChangeOrder>,
+    complete: bool,
+    existing_instance_ids: Vec<String>,
+}
+
+/// A look this recent serves another object of the same app.
+const LOOK_SHARED_FOR: Duration = Duration::from_secs(2);
 
 /// Finished objects, kept out of the cache: a terminal object is never touched again, so all that
 /// is left to know of it is its change order (so that a lost answer of another object is never
@@ -289,6 +310,7 @@ impl Context {
             claims: Default::default(),
             finished: Finished::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
+            looks: Default::default(),
         }
     }
 
@@ -377,10 +399,15 @@ impl Context {
     }
 
     /// Takes a token of this AccessKey's quota, by priority, without holding a reconcile slot
-    /// while it waits.
-    async fn token(&self, slot: &mut Slot, creds: &Credentials, priority: Priority) {
-        slot.released(self.quota.acquire(creds.access_key_id(), priority))
-            .await;
+    /// while it waits, and not past the object's deadline.
+    async fn token(
+        &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        priority: Priority,
+    ) -> Result<(), Error> {
+        slot.until_token(self.quota.acquire(creds.access_key_id(), priority))
+            .await
     }
 
     /// Runs one SAE request: a token of its AccessKey's quota first (by priority; the slot is
@@ -392,9 +419,9 @@ impl Context {
         creds: &Credentials,
         priority: Priority,
         call: impl Future<Output = Result<T, SaeError>>,
-    ) -> Result<T, SaeError> {
-        self.token(slot, creds, priority).await;
-        self.measured(operation, creds, call).await
+    ) -> Result<Result<T, SaeError>, Error> {
+        self.token(slot, creds, priority).await?;
+        Ok(self.measured(operation, creds, call).await)
     }
 
     /// Runs one SAE request whose quota token was already taken, recording its result and
@@ -420,21 +447,26 @@ impl Context {
         priority: Priority,
         region: &str,
         app: &str,
-    ) -> Result<Vec<String>, SaeError> {
+    ) -> Result<Result<Vec<String>, SaeError>, Error> {
         // One quota token per HTTP request of the listing (groups, then each page), the slot
         // given back while each one waits. The gate runs once per request, one after the other;
-        // the lock only lends it the slot (an async closure borrowing it would not be Send).
+        // the lock only lends it the slot (an async closure borrowing it would not be Send). A
+        // token refused (the deadline came) ends the listing; nothing more is sent.
         let slot = tokio::sync::Mutex::new(slot);
         let gate = || async {
             let mut slot = slot.lock().await;
             self.token(&mut slot, creds, priority).await
         };
-        self.measured(
-            "ListInstances",
-            creds,
-            self.sae.list_all_instance_ids(creds, region, app, gate),
-        )
-        .await
+        // Recorded as one ListInstances, waits between its requests included.
+        let started = Instant::now();
+        let listed = self
+            .sae
+            .list_all_instance_ids(creds, region, app, gate)
+            .await?;
+        self.metrics
+            .observe_sae_result("ListInstances", &listed, started.elapsed());
+        self.quota.note_result(creds.access_key_id(), &listed);
+        Ok(listed)
     }
 
     /// What is known of the zone of SAE's change-order times in `region`: the operator's word,
@@ -465,16 +497,48 @@ impl Context {
     }
 
     /// What SAE shows about a lost attempt: the app's change orders that may be deletions, back to
-    /// `since`, that no other object has claimed, and the instances the app still has.
+    /// `since`, that no other object has claimed, and the instances the app still has. One look
+    /// at an app serves every object resolving there within [`LOOK_SHARED_FOR`].
     async fn evidence(
         &self,
         slot: &mut Slot,
         creds: &Credentials,
         obj: &SaeInstanceDeletion,
         since: Timestamp,
-    ) -> Result<Evidence, SaeError> {
-        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
+    ) -> Result<Result<Evidence, SaeError>, Error> {
+        let key = (
+            obj.spec.region_id.clone(),
+            obj.spec.app_id.clone(),
+            creds.access_key_id().to_string(),
+        );
+        let shared = {
+            let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+            looks.retain(|_, look| {
+                look.try_lock().map_or(true, |l| {
+                    l.as_ref()
+                        .is_some_and(|l| l.taken.elapsed() < LOOK_SHARED_FOR)
+                })
+            });
+            looks.entry(key).or_default().clone()
+        };
+        // Waiting here means another object of the app is looking right now: its look serves us.
+        let mut last = slot.released(shared.lock()).await;
         let zone = self.zone_for(obj);
+        let fresh = last
+            .as_ref()
+            .filter(|l| l.taken.elapsed() < LOOK_SHARED_FOR && l.since <= since)
+            .cloned();
+        let look = match fresh {
+            Some(look) => look,
+            None => match self.look(slot, creds, obj, since, zone).await? {
+                Ok(look) => {
+                    *last = Some(look.clone());
+                    look
+                }
+                Err(err) => return Ok(Err(err)),
+            },
+        };
+        drop(last);
         let mut claimed: HashSet<String> = self
             .store
             .state()
@@ -483,9 +547,40 @@ impl Context {
             .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
             .collect();
         claimed.extend(self.finished.change_order_ids());
+        Ok(Ok(Evidence {
+            change_orders: look
+                .change_orders
+                .into_iter()
+                .filter(|co| !claimed.contains(&co.change_order_id))
+                .collect(),
+            complete: look.complete,
+            existing_instance_ids: look.existing_instance_ids,
+            terminating_instance_ids: vec![],
+            zone,
+        }))
+    }
+
+    /// One look at an app: ListChangeOrders (newest first) until a row is surely older than
+    /// `since`, at most [`MAX_CHANGE_ORDER_PAGES`] pages, then its instances. A token per request.
+    async fn look(
+        &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        obj: &SaeInstanceDeletion,
+        since: Timestamp,
+        zone: CreateTimeZone,
+    ) -> Result<Result<Look, SaeError>, Error> {
+        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
         let mut change_orders = vec![];
         let mut complete = false;
-        for page_number in 1..=MAX_CHANGE_ORDER_PAGES {
+        // While the zone is unknown nothing can be proven absent, so reading further back than the
+        // newest page would only spend quota.
+        let pages = if zone.is_known() {
+            MAX_CHANGE_ORDER_PAGES
+        } else {
+            1
+        };
+        for page_number in 1..=pages {
             let page = self
                 .with_token(
                     slot,
@@ -502,6 +597,10 @@ impl Context {
                     ),
                 )
                 .await?;
+            let page = match page {
+                Ok(page) => page,
+                Err(err) => return Ok(Err(err)),
+            };
             let rows = page.change_orders.len();
             let mut reached = false;
             for co in page.change_orders {
@@ -512,11 +611,12 @@ impl Context {
                     status: co.status,
                 };
                 reached |= listed_past(&found, since, zone);
-                let deletion = co
+                // Rows of another type are not deletions; rows without a type may be.
+                if co
                     .co_type_code
                     .as_deref()
-                    .is_none_or(|t| t == "CoDeleteInstances");
-                if deletion && !claimed.contains(&found.change_order_id) {
+                    .is_none_or(|t| t == "CoDeleteInstances")
+                {
                     change_orders.push(found);
                 }
             }
@@ -526,16 +626,20 @@ impl Context {
                 break;
             }
         }
-        let existing_instance_ids = self
+        let existing_instance_ids = match self
             .instance_ids(slot, creds, Priority::Resolve, region, app)
-            .await?;
-        Ok(Evidence {
+            .await?
+        {
+            Ok(ids) => ids,
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(Ok(Look {
+            taken: Instant::now(),
+            since,
             change_orders,
             complete,
             existing_instance_ids,
-            terminating_instance_ids: vec![],
-            zone,
-        })
+        }))
     }
 
     fn observe_terminal(&self, obj: &SaeInstanceDeletion) {
@@ -626,6 +730,9 @@ pub enum Error {
     StatusWrite { object: String, source: kube::Error },
     #[error("internal: {0}")]
     Internal(String),
+    /// The object's deadline came while it waited for a quota token (handled in `reconcile`).
+    #[error("the deadline passed while waiting for SAE quota")]
+    QuotaPastDeadline,
 }
 
 enum Written {
@@ -685,16 +792,37 @@ fn until(t: Timestamp) -> Duration {
         .max(Duration::from_millis(200))
 }
 
-/// A reconcile's place among those doing work at once ([`Context::slots`]).
+/// A reconcile's place among those doing work at once ([`Context::slots`]), and the object's
+/// deadline, which no wait for quota may pass.
 struct Slot {
     slots: Arc<tokio::sync::Semaphore>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Slot {
-    async fn take(slots: Arc<tokio::sync::Semaphore>) -> Self {
+    async fn take(slots: Arc<tokio::sync::Semaphore>, obj: &SaeInstanceDeletion) -> Self {
         let permit = slots.clone().acquire_owned().await.ok();
-        Self { slots, permit }
+        let deadline = obj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|created| {
+                let deadline = created
+                    .0
+                    .checked_add(SignedDuration::from_secs(
+                        obj.spec.active_deadline_seconds.into(),
+                    ))
+                    .ok()?;
+                let left = Duration::try_from(deadline.duration_since(Timestamp::now()))
+                    .unwrap_or_default();
+                tokio::time::Instant::now().checked_add(left)
+            });
+        Self {
+            slots,
+            permit,
+            deadline,
+        }
     }
 
     /// Waits for `wait` without holding the slot, then takes one again.
@@ -704,6 +832,17 @@ impl Slot {
         self.permit = self.slots.clone().acquire_owned().await.ok();
         out
     }
+
+    /// Waits for a quota token like [`Self::released`], but not past the object's deadline:
+    /// then the reconcile ends (`Error::QuotaPastDeadline`) and the next one ends the object.
+    async fn until_token<F: Future>(&mut self, wait: F) -> Result<F::Output, Error> {
+        let Some(deadline) = self.deadline else {
+            return Ok(self.released(wait).await);
+        };
+        self.released(tokio::time::timeout_at(deadline, wait))
+            .await
+            .map_err(|_| Error::QuotaPastDeadline)
+    }
 }
 
 async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -711,7 +850,7 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     if is_terminal(&obj) {
         return Ok(Requeue::await_change());
     }
-    let slot = Slot::take(ctx.slots.clone()).await;
+    let slot = Slot::take(ctx.slots.clone(), &obj).await;
     let span = info_span!(
         "reconcile",
         object = %object_key(&obj),
@@ -721,7 +860,11 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     );
     // Boxed: the steps' future is large, and the runner holds one reconcile future per object it
     // has scheduled; terminal objects (the vast majority, after a while) never allocate it.
-    Box::pin(reconcile_steps((*obj).clone(), ctx, slot).instrument(span)).await
+    match Box::pin(reconcile_steps((*obj).clone(), ctx, slot).instrument(span)).await {
+        // The deadline came while waiting for quota: the next reconcile ends the object.
+        Err(Error::QuotaPastDeadline) => Ok(Requeue::requeue(Duration::from_millis(200))),
+        other => other,
+    }
 }
 
 /// Whether the write-ahead recorded in `obj` is recent enough for its request to leave now.
@@ -745,13 +888,10 @@ async fn reconcile_steps(
     mut slot: Slot,
 ) -> Result<Requeue, Error> {
     let app = app_turn(&ctx.store.state(), &obj);
-    // An object already waiting its turn on a busy app needs no credentials until the app is free,
-    // and decides nothing that calls SAE before then: its Secret is read when it may send, not at
-    // every re-check of the line (a long queue would read it every few seconds per object).
-    let credentials = if app != AppTurn::Free && waits_for_app(&obj) {
-        None
-    } else {
+    let credentials = if needs_credentials(&obj, &app) {
         Some(ctx.credentials_for(&obj).await)
+    } else {
+        None
     };
     let start = |app: AppTurn| Observation::Start {
         credentials: match &credentials {
@@ -785,7 +925,7 @@ async fn reconcile_steps(
             if !send_token {
                 // Token first: the wait for quota may be long, and it must not lie between the
                 // write-ahead and the send. Then decide again on what is true after the wait.
-                ctx.token(&mut slot, creds()?, Priority::Delete).await;
+                ctx.token(&mut slot, creds()?, Priority::Delete).await?;
                 send_token = true;
                 if ctx.finished.was_deleted(&obj) {
                     info!("object deleted while waiting for quota: nothing sent");
@@ -905,7 +1045,7 @@ async fn reconcile_steps(
                         ctx.sae
                             .describe_change_order(creds, &region, &change_order_id),
                     )
-                    .await,
+                    .await?,
                 )
             }
             Action::FirstPoll {
@@ -931,7 +1071,7 @@ async fn reconcile_steps(
                     for event in held.take().unwrap_or_default() {
                         publish(&ctx, &obj, &event).await;
                     }
-                    slot.released(&mut token).await;
+                    slot.until_token(&mut token).await?;
                 }
                 Observation::ChangeOrderResult(
                     ctx.measured(
@@ -945,10 +1085,10 @@ async fn reconcile_steps(
             }
             Action::CheckInstances => Observation::DryRunResult(
                 ctx.instance_ids(&mut slot, creds()?, Priority::Poll, &region, &app)
-                    .await,
+                    .await?,
             ),
             Action::ResolveAttempt { since, .. } => {
-                let evidence = ctx.evidence(&mut slot, creds()?, &obj, since).await;
+                let evidence = ctx.evidence(&mut slot, creds()?, &obj, since).await?;
                 match &evidence {
                     Ok(e) => info!(
                         change_orders = e.change_orders.len(),
@@ -966,7 +1106,7 @@ async fn reconcile_steps(
             Action::CheckGone { rejection } => {
                 let existing = ctx
                     .instance_ids(&mut slot, creds()?, Priority::Resolve, &region, &app)
-                    .await;
+                    .await?;
                 Observation::GoneCheck {
                     rejection,
                     existing,
@@ -1062,6 +1202,7 @@ fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -
     ctx.metrics.reconcile_error(match err {
         Error::StatusWrite { .. } => "status_write",
         Error::Internal(_) => "internal",
+        Error::QuotaPastDeadline => "quota_past_deadline",
     });
     Requeue::requeue(Duration::from_secs(5))
 }
@@ -1343,6 +1484,78 @@ mod tests {
         assert!(
             finished.was_deleted(&live),
             "an attempt of a deleted live object is not sent"
+        );
+    }
+
+    fn deadline_in(seconds: i64) -> SaeInstanceDeletion {
+        let spec = crate::crd::SaeInstanceDeletionSpec {
+            region_id: "cn-hangzhou".into(),
+            app_id: "app".into(),
+            instance_ids: vec!["i-1".into()],
+            credentials_ref: None,
+            retry: Default::default(),
+            active_deadline_seconds: 3600,
+            wait_for_completion: true,
+            dry_run: false,
+        };
+        let mut obj = SaeInstanceDeletion::new("x", spec);
+        let created = Timestamp::now() - SignedDuration::from_secs(3600 - seconds);
+        obj.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created),
+        );
+        obj
+    }
+
+    /// One AccessKey's empty bucket must not stall the objects of another: a reconcile waiting for
+    /// a token gives its slot back, and takes one again once the token came.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_quota_holds_no_reconcile_slot() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let quota = QuotaPlanner::new(60, None);
+        // Key A has spent its burst: its next token is a second away.
+        quota.acquire("A", Priority::Delete).await;
+        let mut waiting = Slot::take(slots.clone(), &deadline_in(600)).await;
+        assert_eq!(slots.available_permits(), 0);
+        let wait = waiting.until_token(quota.acquire("A", Priority::Delete));
+        tokio::pin!(wait);
+        assert!(futures::poll!(&mut wait).is_pending());
+        assert_eq!(
+            slots.available_permits(),
+            1,
+            "the waiting reconcile gave its slot back"
+        );
+        // Another key's reconcile takes the slot and its token at once.
+        let other = Slot::take(slots.clone(), &deadline_in(600)).await;
+        quota.acquire("B", Priority::Delete).await;
+        drop(other);
+        assert!(wait.await.is_ok());
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the slot is held again for the call"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_quota_ends_at_the_deadline() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(4));
+        let quota = QuotaPlanner::new(60, None);
+        quota.pause("A", Duration::from_secs(120));
+        let mut slot = Slot::take(slots.clone(), &deadline_in(30)).await;
+        let started = tokio::time::Instant::now();
+        let waited = slot.until_token(quota.acquire("A", Priority::Delete)).await;
+        assert!(matches!(waited, Err(Error::QuotaPastDeadline)));
+        let took = started.elapsed();
+        assert!(
+            took <= Duration::from_secs(31) && took >= Duration::from_secs(29),
+            "{took:?}"
+        );
+        // An object already past its deadline does not wait at all.
+        let mut late = Slot::take(slots, &deadline_in(-5)).await;
+        assert!(
+            late.until_token(quota.acquire("A", Priority::Delete))
+                .await
+                .is_err()
         );
     }
 
@@ -1643,6 +1856,48 @@ mod fake_api_tests {
             .into_iter()
             .filter(|r| r.operation == "DeleteInstances")
             .collect()
+    }
+
+    /// After a restart, every object in `Submitting` resolves at once: one look at an app must
+    /// serve all of them, not cost each its own ListChangeOrders and instance listing.
+    #[tokio::test]
+    async fn one_look_at_an_app_serves_every_object_resolving_there() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (sim, sae) = sae().await;
+        let (ctx, _writer) = context(Client::new(service, "default"), sae);
+        let first = new_object();
+        let mut second = new_object();
+        second.metadata.name = Some("other".into());
+        second.metadata.uid = Some("uid-2".into());
+        let creds = Credentials::new("AK", "SK", None);
+        let since = Timestamp::now() - SignedDuration::from_secs(20);
+        for obj in [&first, &second, &first] {
+            let mut slot = Slot::take(ctx.slots.clone(), obj).await;
+            let evidence = ctx
+                .evidence(&mut slot, &creds, obj, since)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(evidence.complete);
+            assert_eq!(evidence.existing_instance_ids, ["i-1", "i-2"]);
+        }
+        let count = |op: &str| {
+            sim.ledger()
+                .requests
+                .iter()
+                .filter(|r| r.operation == op)
+                .count()
+        };
+        assert_eq!(count("ListChangeOrders"), 1);
+        assert_eq!(count("DescribeApplicationGroups"), 1);
+        // A look that reached back less far does not serve an older attempt.
+        let older = since - SignedDuration::from_secs(60);
+        let mut slot = Slot::take(ctx.slots.clone(), &second).await;
+        ctx.evidence(&mut slot, &creds, &second, older)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count("ListChangeOrders"), 2);
     }
 
     #[tokio::test]

@@ -61,7 +61,8 @@ use std::time::Duration;
 mod queue;
 
 pub use queue::{
-    app_turn, holds_app, object_key, queue_order, shares_app, waits_for_app, waits_in_line,
+    app_turn, holds_app, needs_credentials, object_key, queue_order, shares_app, waits_for_app,
+    waits_in_line,
 };
 
 use backon::{BackoffBuilder, ExponentialBuilder};

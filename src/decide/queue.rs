@@ -22,6 +22,14 @@ pub fn waits_for_app(obj: &SaeInstanceDeletion) -> bool {
     })
 }
 
+/// Whether a reconcile must read `obj`'s credentials before deciding. An object already waiting
+/// its turn on an app that is not free decides nothing that calls SAE before then, so its Secret
+/// is read when it may send, not at every re-check of the line (a long queue would read it every
+/// few seconds per object).
+pub fn needs_credentials(obj: &SaeInstanceDeletion, app: &AppTurn) -> bool {
+    *app == AppTurn::Free || !waits_for_app(obj)
+}
+
 /// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
 /// another object with an attempt in flight or a change order running holds the app; otherwise
 /// the oldest waiting object goes first (creation time, then namespace/name, the same order in
@@ -236,6 +244,42 @@ mod tests {
         // Ties on creation time go by namespace/name, the same in every replica.
         let twin = obj("a-twin", "app", 10, None, None);
         assert_eq!(app_turn(&[twin], &me), queued("a-twin"));
+    }
+
+    #[test]
+    fn credentials_are_read_only_when_they_can_be_used() {
+        let waiting = obj(
+            "w",
+            "a",
+            0,
+            Some(Phase::Pending),
+            Some(Reason::WaitingForApplication),
+        );
+        let busy = AppTurn::Busy {
+            holder: "ns/h".into(),
+        };
+        let queued = AppTurn::Queued {
+            ahead: "ns/a".into(),
+        };
+        assert!(
+            !needs_credentials(&waiting, &busy),
+            "waiting on a busy app: not read"
+        );
+        assert!(
+            !needs_credentials(&waiting, &queued),
+            "waiting behind another: not read"
+        );
+        assert!(
+            needs_credentials(&waiting, &AppTurn::Free),
+            "its turn: read"
+        );
+        let new = obj("n", "a", 0, None, None);
+        assert!(
+            needs_credentials(&new, &busy),
+            "a new object reads them once, to join the line"
+        );
+        let resolving = obj("r", "a", 0, Some(Phase::Submitting), None);
+        assert!(needs_credentials(&resolving, &busy));
     }
 
     #[test]

@@ -405,26 +405,32 @@ impl SaeClient {
 
     /// Every instance id of the app: its groups, then every page of each group, without
     /// duplicates. That is 1 + (pages per group, summed) HTTP requests, and `gate` is awaited before
-    /// each one, so the caller can take one quota token per request.
+    /// each one, so the caller can take one quota token per request. A gate that refuses (`Err`)
+    /// stops the listing there, nothing more is sent, and its error is the outer one; the inner
+    /// result is SAE's. [`no_gate`] lets every request go.
     ///
     /// A group is paged as far as its first page said (`TotalSize` over `PageSize`), never further,
     /// and a first page announcing more than [`MAX_INSTANCE_PAGES`] pages is an error rather than
     /// hundreds of requests: a garbled total must not spend the key's quota.
-    pub async fn list_all_instance_ids<G, F>(
+    pub async fn list_all_instance_ids<G, F, E>(
         &self,
         creds: &Credentials,
         region_id: &str,
         app_id: &str,
         mut gate: G,
-    ) -> Result<Vec<String>, SaeError>
+    ) -> Result<Result<Vec<String>, SaeError>, E>
     where
         G: FnMut() -> F,
-        F: Future<Output = ()>,
+        F: Future<Output = Result<(), E>>,
     {
-        gate().await;
-        let groups = self
+        gate().await?;
+        let groups = match self
             .describe_application_groups(creds, region_id, app_id)
-            .await?;
+            .await
+        {
+            Ok(groups) => groups,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
         for group in groups {
@@ -432,7 +438,7 @@ impl SaeClient {
             let mut fetched: u64 = 0;
             let mut page_number: u32 = 1;
             loop {
-                gate().await;
+                gate().await?;
                 let page = self
                     .describe_application_instances(
                         creds,
@@ -442,9 +448,16 @@ impl SaeClient {
                         page_number,
                         INSTANCE_PAGE_SIZE,
                     )
-                    .await?;
+                    .await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => return Ok(Err(e)),
+                };
                 if page_number == 1 {
-                    pages = page_count(app_id, &group.group_id, &page)?;
+                    pages = match page_count(app_id, &group.group_id, &page) {
+                        Ok(pages) => pages,
+                        Err(e) => return Ok(Err(e)),
+                    };
                 }
                 fetched += page.instance_ids.len() as u64;
                 let empty = page.instance_ids.is_empty();
@@ -460,7 +473,7 @@ impl SaeClient {
                 page_number += 1;
             }
         }
-        Ok(ids)
+        Ok(Ok(ids))
     }
 
     /// Signs, sends and reads one request, and sorts the outcome. On `Ok` the envelope is a
@@ -620,6 +633,11 @@ impl SaeClient {
             }
         }
     }
+}
+
+/// The gate of [`SaeClient::list_all_instance_ids`] for a caller without a quota: every request goes.
+pub fn no_gate() -> std::future::Ready<Result<(), std::convert::Infallible>> {
+    std::future::ready(Ok(()))
 }
 
 /// How many pages a group's first page announces, refused beyond [`MAX_INSTANCE_PAGES`].
@@ -1409,11 +1427,15 @@ mod tests {
         let gated = Arc::new(Mutex::new(Vec::new()));
         let gate = || {
             let (gated, log) = (gated.clone(), log.clone());
-            async move { gated.lock().unwrap().push(log.lock().unwrap().len()) }
+            async move {
+                gated.lock().unwrap().push(log.lock().unwrap().len());
+                Ok::<(), ()>(())
+            }
         };
         let all = client_for(addr)
             .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
             .await
+            .unwrap()
             .unwrap();
         let mut want: Vec<String> = (0..60).map(|i| format!("i-{i}")).collect();
         want.push("i-x".into());
@@ -1421,6 +1443,27 @@ mod tests {
         // groups + two pages of g-1 + one page of g-2, each behind the gate once
         assert_eq!(log.lock().unwrap().len(), 4);
         assert_eq!(*gated.lock().unwrap(), [0, 1, 2, 3]);
+
+        // A gate that refuses the third request stops the listing there.
+        let before = log.lock().unwrap().len();
+        let passes = Arc::new(Mutex::new(0));
+        let gate = || {
+            let passes = passes.clone();
+            async move {
+                let mut passes = passes.lock().unwrap();
+                *passes += 1;
+                if *passes > 2 { Err("deadline") } else { Ok(()) }
+            }
+        };
+        let refused = client_for(addr)
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
+            .await;
+        assert_eq!(refused, Err("deadline"));
+        assert_eq!(
+            log.lock().unwrap().len() - before,
+            2,
+            "nothing sent after the refusal"
+        );
     }
 
     /// A server answering every instance page with `total` and 50 fresh rows (its totals may grow).
@@ -1459,11 +1502,15 @@ mod tests {
         let gates = Arc::new(Mutex::new(0));
         let gate = || {
             let gates = gates.clone();
-            async move { *gates.lock().unwrap() += 1 }
+            async move {
+                *gates.lock().unwrap() += 1;
+                Ok::<(), ()>(())
+            }
         };
         let err = client_for(addr)
             .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
             .await
+            .unwrap()
             .unwrap_err();
         let text = err.to_string();
         assert!(
@@ -1489,8 +1536,9 @@ mod tests {
         })
         .await;
         let ids = client_for(addr)
-            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", || async {})
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", no_gate)
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(ids.len(), 150);
         assert_eq!(log.lock().unwrap().len(), 4, "groups + 3 pages");
@@ -1499,8 +1547,9 @@ mod tests {
         let most = MAX_INSTANCE_PAGES * 50;
         let (addr, log) = paging_server(move |_| most).await;
         let ids = client_for(addr)
-            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", || async {})
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", no_gate)
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(ids.len() as u64, most);
         assert_eq!(log.lock().unwrap().len() as u64, 1 + MAX_INSTANCE_PAGES);
