@@ -450,14 +450,25 @@ impl Context {
         region: &str,
         app: &str,
     ) -> Result<Result<Vec<String>, SaeError>, Error> {
-        self.with_token(
-            slot,
-            "ListInstances",
-            creds,
-            priority,
-            self.sae.list_all_instance_ids(creds, region, app),
-        )
-        .await
+        // One quota token per HTTP request of the listing (groups, then each page), the slot
+        // given back while each one waits. The gate runs once per request, one after the other;
+        // the lock only lends it the slot (an async closure borrowing it would not be Send). A
+        // token refused (the deadline came) ends the listing; nothing more is sent.
+        let slot = tokio::sync::Mutex::new(slot);
+        let gate = || async {
+            let mut slot = slot.lock().await;
+            self.token(&mut slot, creds, priority).await
+        };
+        // Recorded as one ListInstances, waits between its requests included.
+        let started = Instant::now();
+        let listed = self
+            .sae
+            .list_all_instance_ids(creds, region, app, gate)
+            .await?;
+        self.metrics
+            .observe_sae_result("ListInstances", &listed, started.elapsed());
+        self.quota.note_result(creds.access_key_id(), &listed);
+        Ok(listed)
     }
 
     /// What is known of the zone of SAE's change-order times in `region`: the operator's word,

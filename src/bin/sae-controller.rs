@@ -70,6 +70,10 @@ struct RunArgs {
     /// 60 for all SAE APIs of an account together); 0 turns client-side planning off.
     #[arg(long, default_value_t = 60)]
     sae_requests_per_minute: u32,
+    /// Longest pause a throttling answer's retry hint (`x-acs-retry-after`, in milliseconds) may
+    /// impose on an AccessKey, in seconds: 1 to 120 (the official SDKs' own ceiling).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=120))]
+    sae_max_retry_after_seconds: u64,
     /// Elect one active replica through a Lease; the others stand by.
     #[arg(long)]
     leader_elect: bool,
@@ -311,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
         endpoint: args.sae_endpoint.clone(),
         signature_version: args.signature_version,
         timeout: args.sae_timeout(),
+        max_retry_after: Duration::from_secs(args.sae_max_retry_after_seconds),
         ..SaeClientConfig::default()
     })
     .context("configuring the SAE client")?;

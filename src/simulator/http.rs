@@ -139,8 +139,9 @@ async fn answer(
             if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
                 headers.insert("x-acs-request-id", v);
             }
-            if let Some(secs) = reply.retry_after_secs {
-                headers.insert("x-acs-retry-after", HeaderValue::from(secs));
+            if let Some(millis) = reply.retry_after_millis {
+                // Milliseconds, as SAE's gateway and the official SDKs mean it.
+                headers.insert("x-acs-retry-after", HeaderValue::from(millis));
             }
             resp
         }
@@ -164,7 +165,7 @@ struct Reply {
     status: u16,
     code: String,
     request_id: String,
-    retry_after_secs: Option<u64>,
+    retry_after_millis: Option<u64>,
     body: ReplyBody,
 }
 
@@ -182,7 +183,7 @@ impl Reply {
             status: 200,
             code: "OK".into(),
             request_id,
-            retry_after_secs: None,
+            retry_after_millis: None,
             body: ReplyBody::Json(body),
         }
     }
@@ -204,7 +205,7 @@ impl Reply {
             status: err.http_status,
             code: err.code.clone(),
             request_id,
-            retry_after_secs: err.retry_after_secs,
+            retry_after_millis: err.retry_after_millis,
             body: ReplyBody::Json(body),
         }
     }
@@ -429,7 +430,7 @@ async fn call(
                 status: 0,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Hang,
             }
         }
@@ -440,7 +441,7 @@ async fn call(
                 status: 200,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Garbage,
             }
         }
@@ -518,7 +519,7 @@ async fn sts_call(
         status: 200,
         code: "OK".into(),
         request_id,
-        retry_after_secs: None,
+        retry_after_millis: None,
         body: ReplyBody::Json(answer),
     })
 }
@@ -556,6 +557,21 @@ struct ConfigBody {
     key_requests_per_minute: Option<BTreeMap<String, Option<u32>>>,
 }
 
+/// `POST /_sim/throttle`: refuse (or stop refusing) every call of one key with `Throttling.User`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ThrottleBody {
+    access_key_id: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Sent as `x-acs-retry-after` with each refusal.
+    retry_after_millis: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn config_view(sim: &Simulator) -> Value {
     sim.with_model(|model, now| {
         let c = model.config();
@@ -571,6 +587,7 @@ fn config_view(sim: &Simulator) -> Value {
             "keyRequestsPerMinute": c.key_requests_per_minute,
             "now": now,
             "accessKeyIds": model.access_key_ids(),
+            "throttledAccessKeyIds": model.throttled_access_key_ids(),
         })
     })
 }
@@ -626,6 +643,20 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                     Ok(()) => admin_json(StatusCode::OK, json!({"accessKeyId": id})),
                     Err(message) => bad_request(message),
                 }
+            }
+        },
+        ("POST", "/_sim/throttle") => match parse::<ThrottleBody>(&body) {
+            Err(message) => bad_request(message),
+            Ok(t) if t.access_key_id.trim().is_empty() => {
+                bad_request("accessKeyId must not be empty".into())
+            }
+            Ok(t) => {
+                let throttle = t.enabled.then_some(t.retry_after_millis);
+                sim.with_model(|model, _| model.set_throttle(&t.access_key_id, throttle));
+                admin_json(
+                    StatusCode::OK,
+                    json!({"accessKeyId": t.access_key_id, "throttled": t.enabled}),
+                )
             }
         },
         ("POST", "/_sim/oidc") => match parse::<OidcTokenSpec>(&body) {
