@@ -1087,6 +1087,11 @@ pub async fn run(
                 *counts.entry(phase).or_default() += count;
             }
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
+            // Finished objects are not cached, and only unfinished ones count here.
+            let cached = gauge_store.state();
+            gauge_metrics
+                .ops()
+                .set_deadline_used(cached.iter().map(|o| &**o), Timestamp::now());
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();

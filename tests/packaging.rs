@@ -476,11 +476,29 @@ fn example_network_policy_opens_only_what_the_controller_uses() {
 }
 
 #[test]
-fn example_service_monitor_scrapes_the_metrics_port() {
+fn monitoring_service_monitor_scrapes_the_metrics_port() {
+    let rendered = kustomize("deploy/overlays/monitoring");
+    let deployment = one(&rendered, "Deployment");
+    let service = one(&rendered, "Service");
+    let monitor = one(&rendered, "ServiceMonitor");
+    for kind in ["Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
+        assert_eq!(
+            one(&rendered, kind)["metadata"]["namespace"],
+            deployment["metadata"]["namespace"],
+            "{kind} lives with the controller"
+        );
+    }
+    let dashboard = one(&rendered, "ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        dashboard["data"]["sae-controller-dashboard.json"],
+        read("deploy/monitoring/sae-controller-dashboard.json").as_str()
+    );
+    // The base alone stays free of Prometheus Operator kinds.
     let base = kustomize("deploy/");
-    let deployment = one(&base, "Deployment");
-    let service = example("service.yaml");
-    let monitor = example("servicemonitor.yaml");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(!kinds(&base).contains(&kind), "the base renders a {kind}");
+    }
 
     assert_selects_pods(&service["spec"]["selector"], deployment);
     let service_port = &service["spec"]["ports"][0];
@@ -503,9 +521,20 @@ fn example_service_monitor_scrapes_the_metrics_port() {
     );
 
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
-    assert_eq!(
-        monitor["spec"]["namespaceSelector"]["matchNames"],
-        json!([service["metadata"]["namespace"]])
+    // No namespaceSelector: the operator looks in the ServiceMonitor's own namespace, so an overlay
+    // that moves the controller moves the scrape with it.
+    assert!(
+        monitor["spec"].get("namespaceSelector").is_none(),
+        "{monitor}"
+    );
+    // The alerts select the job Prometheus names after the Service.
+    let rule = one(&rendered, "PrometheusRule").to_string();
+    assert!(
+        rule.contains(&format!(
+            r#"job=\"{}\""#,
+            service["metadata"]["name"].as_str().unwrap()
+        )),
+        "the alerts select another job than the Service's name"
     );
     for (key, value) in monitor["spec"]["selector"]["matchLabels"]
         .as_object()

@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
 use sae_controller::controller::{self, DefaultCredentials, LeaderFence, Settings, WatchHealth};
-use sae_controller::metrics::Metrics;
+use sae_controller::metrics::{self, Metrics};
+use sae_controller::metrics_text;
 use sae_controller::sae::{
     Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig, SignatureVersion,
 };
@@ -23,7 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 #[derive(Parser, Debug)]
 #[command(
     name = "sae-controller",
-    version,
+    version = sae_controller::version::LONG_VERSION,
     about = "Deletes Alibaba Cloud SAE instances, at most once, from SaeInstanceDeletion objects"
 )]
 struct Cli {
@@ -218,19 +220,31 @@ async fn serve_probes(
     Ok(())
 }
 
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Metrics) -> anyhow::Result<()> {
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    health: WatchHealth,
+) -> anyhow::Result<()> {
     let app = Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: axum::http::HeaderMap| {
             let metrics = metrics.clone();
+            let health = health.clone();
             async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        sae_controller::metrics::CONTENT_TYPE,
-                    )],
-                    metrics.encode(),
-                )
+                // Read at scrape time, so the gauge says exactly what /healthz would say now.
+                metrics.ops().set_watch_healthy(health.healthy());
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let openmetrics = metrics.encode();
+                if metrics_text::wants_openmetrics(accept) {
+                    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], openmetrics)
+                } else {
+                    (
+                        [(CONTENT_TYPE, metrics_text::TEXT_CONTENT_TYPE)],
+                        metrics_text::openmetrics_to_text(&openmetrics),
+                    )
+                }
             }
         }),
     );
@@ -346,6 +360,8 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     tracing::info!(
+        version = sae_controller::version::VERSION,
+        commit = sae_controller::version::COMMIT,
         endpoint = %args.sae_endpoint,
         signature_version = %args.signature_version,
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
@@ -360,7 +376,11 @@ async fn main() -> anyhow::Result<()> {
     let (metrics_listener, metrics_address) = bind(args.metrics_bind_address, "metrics").await?;
     tracing::info!(%probe_address, %metrics_address, "serving /healthz, /readyz and /metrics");
     let probes = tokio::spawn(serve_probes(probe_listener, ready.clone(), health.clone()));
-    let metrics_server = tokio::spawn(serve_metrics(metrics_listener, metrics.clone()));
+    let metrics_server = tokio::spawn(serve_metrics(
+        metrics_listener,
+        metrics.clone(),
+        health.clone(),
+    ));
     let fence = if args.leader_elect {
         // Standby replicas are ready (they serve probes) but do not watch or act.
         ready.store(true, Ordering::SeqCst);
