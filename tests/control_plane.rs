@@ -291,7 +291,10 @@ fn deployment_is_installed_locked_down() {
         "RuntimeDefault"
     );
     let c = &pod["containers"][0];
-    assert_eq!(c["image"], "sae-controller:latest");
+    assert_eq!(
+        c["image"],
+        format!("sae-controller:{}", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));

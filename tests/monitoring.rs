@@ -499,6 +499,23 @@ async fn the_controllers_metrics_pass_promtool_and_hold_every_metric_the_alerts_
     // The phase gauge is refreshed every 10 s.
     let healthy = scrape_until(&w.controller, r#"sae_objects{phase="Failed"} 1"#).await;
 
+    // The build it reports is the one `--version` names.
+    let version = Command::new(env!("CARGO_BIN_EXE_sae-controller"))
+        .arg("--version")
+        .output()
+        .expect("sae-controller --version");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let (number, commit) = version
+        .strip_prefix("sae-controller ")
+        .and_then(|v| v.strip_suffix(')'))
+        .and_then(|v| v.split_once(" (commit "))
+        .unwrap_or_else(|| panic!("unexpected --version: {version}"));
+    let build_info = format!(r#"sae_build_info{{version="{number}",commit="{commit}"}} 1"#);
+    assert!(
+        healthy.lines().any(|l| l == build_info),
+        "no `{build_info}` in /metrics:\n{healthy}"
+    );
+
     // The same scrape as Prometheus asks for it: OpenMetrics, with the same samples.
     let openmetrics = scrape(
         &w.controller,

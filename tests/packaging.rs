@@ -592,3 +592,84 @@ fn dockerfile_ships_the_checked_static_binary_as_nonroot() {
     assert!(mode & 0o111 != 0, "hack/check-static.sh is not executable");
     run("bash", &["-n", "hack/check-static.sh"], "bash is required");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The version installed
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[test]
+fn every_install_runs_the_image_of_the_crate_version() {
+    for dir in [
+        "deploy/",
+        "deploy/overlays/ha",
+        "deploy/overlays/single-namespace",
+        "deploy/overlays/monitoring",
+    ] {
+        let objects = kustomize(dir);
+        let deployment = one(&objects, "Deployment");
+        let image = container(deployment)["image"].as_str().expect("image");
+        assert_eq!(
+            image.rsplit_once(':').map(|(_, tag)| tag),
+            Some(VERSION),
+            "{dir}: the image tag is the crate version"
+        );
+        assert_eq!(
+            deployment["metadata"]["labels"]["app.kubernetes.io/version"], VERSION,
+            "{dir}: Deployment label"
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"],
+            VERSION,
+            "{dir}: pod label"
+        );
+        assert!(
+            !deployment["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .unwrap()
+                .contains_key("app.kubernetes.io/version"),
+            "{dir}: a version in the selector would make every upgrade a new Deployment"
+        );
+    }
+    // `make image` tags with the same version, and passes the commit into the build.
+    assert_eq!(
+        run("make", &["-s", "version"], "make is required").trim(),
+        VERSION
+    );
+    let makefile = read("Makefile");
+    let image = makefile
+        .split("\nimage:")
+        .nth(1)
+        .expect("a make image target");
+    assert!(image.contains("-t $(IMAGE):$(VERSION)"), "{image}");
+    assert!(
+        image.contains("SAE_CONTROLLER_GIT_COMMIT=")
+            && read("Dockerfile").contains("ARG SAE_CONTROLLER_GIT_COMMIT"),
+        "the commit reaches the Docker build"
+    );
+}
+
+/// The commit the binary should report: HEAD of this checkout, or `unknown` outside git.
+fn expected_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[test]
+fn version_flag_names_the_crate_version_and_the_commit() {
+    let out = run(
+        env!("CARGO_BIN_EXE_sae-controller"),
+        &["--version"],
+        "built by cargo",
+    );
+    assert_eq!(
+        out.trim(),
+        format!("sae-controller {VERSION} (commit {})", expected_commit())
+    );
+}
