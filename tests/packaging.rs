@@ -298,6 +298,107 @@ fn is_namespaced(kind: &str) -> bool {
     )
 }
 
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", kinds(objects)))
+}
+
+/// Every (Cluster)RoleBinding binds the controller's ServiceAccount, in the namespace it runs in.
+fn assert_bindings_name_the_service_account(objects: &[Value]) {
+    let account = one(objects, "ServiceAccount");
+    let expected = json!([{
+        "kind": "ServiceAccount",
+        "name": account["metadata"]["name"],
+        "namespace": account["metadata"]["namespace"],
+    }]);
+    for binding in objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        assert_eq!(
+            binding["subjects"], expected,
+            "{} {}",
+            binding["kind"], binding["metadata"]["name"]
+        );
+    }
+}
+
+/// The RBAC every install grants on Leases: only the leader-election Role, in the controller's
+/// namespace, naming one Lease for everything but create.
+fn assert_lease_rights_are_one_named_lease(dir: &str, objects: &[Value]) {
+    let deployment = one(objects, "Deployment");
+    for object in objects
+        .iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+    {
+        let lease_rules: Vec<&Value> = object["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| r["apiGroups"] == json!(["coordination.k8s.io"]))
+            .collect();
+        if object["metadata"]["name"] != "sae-controller-leader-election" {
+            assert!(
+                lease_rules.is_empty(),
+                "{dir}: {} {} grants lease rights",
+                object["kind"],
+                object["metadata"]["name"]
+            );
+            continue;
+        }
+        assert_eq!(object["kind"], "Role", "{dir}");
+        assert_eq!(
+            object["metadata"]["namespace"], deployment["metadata"]["namespace"],
+            "{dir}: the Lease lives with the controller"
+        );
+        assert_eq!(
+            lease_rules,
+            vec![
+                &json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}),
+                &json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                        "resourceNames": ["sae-controller"], "verbs": ["get", "update", "patch"]}),
+            ],
+            "{dir}"
+        );
+    }
+    let args = args(deployment);
+    assert!(args.contains(&"--leader-elect"), "{dir}: {args:?}");
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--leader-election-lease-name")
+                || a.starts_with("--leader-election-namespace")),
+        "{dir}: another Lease than the one the Role names: {args:?}"
+    );
+    let env = container(deployment)["env"].as_array().expect("env");
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("{dir}: {var} missing"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], field, "{dir}");
+    }
+}
+
+#[test]
+fn every_install_elects_a_leader_with_one_named_lease() {
+    for dir in [
+        "deploy/",
+        "deploy/overlays/ha",
+        "deploy/overlays/single-namespace",
+        "deploy/overlays/monitoring",
+    ] {
+        let objects = kustomize(dir);
+        assert_lease_rights_are_one_named_lease(dir, &objects);
+        assert_bindings_name_the_service_account(&objects);
+    }
+}
+
 #[test]
 fn base_builds_with_cluster_wide_rbac() {
     let base = kustomize("deploy/");
@@ -329,8 +430,8 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
         !kinds.contains(&"ClusterRole") && !kinds.contains(&"ClusterRoleBinding"),
         "{kinds:?}"
     );
-    let role = one(&objects, "Role");
-    let binding = one(&objects, "RoleBinding");
+    let role = named(&objects, "Role", "sae-controller");
+    let binding = named(&objects, "RoleBinding", "sae-controller");
     let deployment = one(&objects, "Deployment");
     let namespace = one(&objects, "Namespace")["metadata"]["name"]
         .as_str()
@@ -366,6 +467,12 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
         one(&base, "ClusterRole")["rules"],
         "Role and base ClusterRole rules differ"
     );
+    // The leader-election Role came along unchanged, bound to this namespace's ServiceAccount.
+    assert_eq!(
+        named(&objects, "Role", "sae-controller-leader-election")["rules"],
+        named(&base, "Role", "sae-controller-leader-election")["rules"]
+    );
+    assert_bindings_name_the_service_account(&objects);
 
     // The controller watches the namespace it runs in, taken from the Downward API.
     assert!(
@@ -392,12 +499,17 @@ fn ha_overlay_runs_two_replicas_with_leader_election_and_a_budget() {
     let deployment = one(&objects, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
     let args = args(deployment);
-    assert!(args.contains(&"--leader-elect"), "{args:?}");
-    assert!(
-        args.contains(&"--leader-election-namespace=sae-system"),
+    // From the base, once: clap refuses a flag given twice.
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with("--leader-elect"))
+            .count(),
+        1,
         "{args:?}"
     );
     one(&objects, "ClusterRole");
+    named(&objects, "Role", "sae-controller-leader-election");
+    assert_bindings_name_the_service_account(&objects);
 
     let pdb = one(&objects, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
