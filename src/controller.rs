@@ -65,6 +65,9 @@ pub enum DefaultCredentials {
     Static(Credentials),
     /// STS credentials from the pod's OIDC token, cached and refreshed.
     Rrsa(RrsaProvider),
+    /// The SDKs' chain (environment, RRSA, mounted Secret, credentials file, ECS RAM role), see
+    /// [`crate::sae::chain`].
+    Chain(crate::sae::CredentialChain),
 }
 
 impl From<Option<Credentials>> for DefaultCredentials {
@@ -79,6 +82,7 @@ impl DefaultCredentials {
         match self {
             Self::Static(credentials) => Ok(credentials.clone()),
             Self::Rrsa(provider) => provider.credentials().await.map_err(|why| format!("RRSA: {why}")),
+            Self::Chain(chain) => chain.credentials().await,
             Self::None => Err("spec.credentialsRef is not set and the controller has no credentials of its own: \
                  set credentialsRef to a Secret with keys accessKeyId and accessKeySecret, or give the controller \
                  RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE) or \

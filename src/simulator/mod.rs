@@ -31,11 +31,15 @@
 //!   one); a nonce, when sent, may not repeat within the skew window.
 //! - `POST /` is STS: `Action=AssumeRoleWithOIDC` (query or form) exchanges a token registered
 //!   through `/_sim/oidc` for a fresh `STS.` key that SAE calls can sign with until it expires.
+//! - `/latest/...` is the ECS instance metadata service: a RAM role attached through
+//!   `/_sim/ecs-role` hands out `STS.` keys to a caller with an IMDSv2 session token
+//!   ([`metadata`]).
 //! - Authentication, quota and routing errors have the POP gateway's body
 //!   (`RequestId, HostId, Code, Message`); SAE's own errors add `ErrorCode`, `Success:false`, `TraceId`.
 
 mod auth;
 mod http;
+pub mod metadata;
 mod state;
 
 use std::sync::{Arc, Mutex};
@@ -122,6 +126,8 @@ pub struct ConfigError(pub String);
 pub struct Simulator {
     model: Mutex<Model>,
     clock: Arc<dyn Clock>,
+    /// The ECS instance metadata service (RAM role credentials), see [`metadata`].
+    metadata: metadata::MetadataService,
 }
 
 impl Simulator {
@@ -137,7 +143,12 @@ impl Simulator {
         Ok(Self {
             model: Mutex::new(model),
             clock: config.clock,
+            metadata: metadata::MetadataService::default(),
         })
+    }
+
+    pub fn metadata(&self) -> &metadata::MetadataService {
+        &self.metadata
     }
 
     pub fn now(&self) -> Timestamp {
