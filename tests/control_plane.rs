@@ -585,19 +585,40 @@ fn deployment_is_installed_locked_down() {
         "{args:?}"
     );
     assert!(args.contains(&"--leader-elect"), "{args:?}");
+    // Default credentials come from the optional Secret as files, never as environment variables.
     let env = c["env"].as_array().unwrap();
-    for var in [
-        "ALIBABA_CLOUD_ACCESS_KEY_ID",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-    ] {
-        let e = env
-            .iter()
-            .find(|e| e["name"] == var)
-            .unwrap_or_else(|| panic!("{var} missing"));
-        let secret_ref = &e["valueFrom"]["secretKeyRef"];
-        assert_eq!(secret_ref["name"], "sae-controller-credentials", "{e}");
-        assert_eq!(secret_ref["optional"], true, "{e}");
-    }
+    assert!(
+        env.iter()
+            .all(|e| e["valueFrom"].get("secretKeyRef").is_none()),
+        "a Secret in the environment: {env:?}"
+    );
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "credentials")
+        .expect("the credentials volume is mounted");
+    assert_eq!(mount["readOnly"], true);
+    assert!(
+        mount.get("subPath").is_none(),
+        "a subPath mount is never updated"
+    );
+    assert!(
+        args.contains(
+            &format!("--credentials-dir={}", mount["mountPath"].as_str().unwrap()).as_str()
+        ),
+        "{args:?}"
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "credentials")
+        .expect("the credentials volume");
+    assert_eq!(volume["secret"]["secretName"], "sae-controller-credentials");
+    assert_eq!(volume["secret"]["optional"], true);
+    assert_eq!(volume["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["securityContext"]["fsGroup"], 65532, "the files' group");
 }
 
 #[test]
