@@ -29,12 +29,15 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
+use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, decide,
+    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
+    decide, holds_app, listed_past, needs_credentials, object_key, queue_order, shares_app,
+    waits_in_line,
 };
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
+use crate::sae::time::{CreateTimeZone, parse_sae_time};
 use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
@@ -51,8 +54,9 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// How long after a send SAE may still act on it: the client's total timeout plus a margin.
     pub resolve_after: SignedDuration,
-    /// The UTC offset SAE's zone-less `CreateTime` is written in.
-    pub create_time_offset: jiff::tz::Offset,
+    /// The UTC offset SAE's zone-less `CreateTime` is written in, when the operator states it
+    /// (`--sae-create-time-offset`). None: learned from SAE's answers (see `decide`).
+    pub create_time_offset: Option<jiff::tz::Offset>,
 }
 
 /// The controller's own credentials, used for objects without `spec.credentialsRef`. RRSA wins
@@ -116,7 +120,31 @@ pub struct Context {
     claims: std::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
     /// Finished objects, which the cache does not hold (set by [`run`]).
     finished: Finished,
+    /// Reconciles doing work at once. A reconcile waiting for a quota token gives its slot back,
+    /// so one paused or busy AccessKey cannot hold up the objects of any other.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// The last look at each app for lost attempts, so that one look serves every object
+    /// resolving on that app at about the same time (after a restart, say).
+    looks: std::sync::Mutex<HashMap<LookKey, Arc<tokio::sync::Mutex<Option<Look>>>>>,
 }
+
+/// (region, app, AccessKey ID): a look made with one key is not shown to another.
+type LookKey = (String, String, String);
+
+/// What one look at an app for lost attempts saw.
+#[derive(Clone)]
+struct Look {
+    taken: Instant,
+    /// How far back the change-order list was read.
+    since: Timestamp,
+    /// Rows that may be deletions, before anyone's claims are taken out.
+    change_orders: Vec<FoundChangeOrder>,
+    complete: bool,
+    existing_instance_ids: Vec<String>,
+}
+
+/// A look this recent serves another object of the same app.
+const LOOK_SHARED_FOR: Duration = Duration::from_secs(2);
 
 /// Finished objects, kept out of the cache: a terminal object is never touched again, so all that
 /// is left to know of it is its change order (so that a lost answer of another object is never
@@ -127,8 +155,34 @@ pub struct Finished {
     by_uid: Arc<std::sync::Mutex<FinishedByUid>>,
 }
 
-/// Object uid → (final phase, change order id).
-type FinishedByUid = HashMap<String, (Phase, Option<String>)>;
+/// What is kept of objects that are finished or gone.
+#[derive(Default)]
+struct FinishedByUid {
+    /// Object uid → (final phase, change order id).
+    finished: HashMap<String, (Phase, Option<String>)>,
+    /// Change orders of deleted objects, oldest first: still never another object's to adopt.
+    tombstones: std::collections::VecDeque<(Instant, String)>,
+    /// Uids of objects deleted while not finished: an attempt of theirs is not sent.
+    deleted: std::collections::VecDeque<(Instant, String)>,
+    /// Region → the zone SAE writes change-order times in, as finished objects learned it.
+    zones: HashMap<String, String>,
+}
+
+/// How long the change order of a deleted object, or a deleted uid, is remembered: longer than
+/// any window a lost answer is searched in, and than any send can wait.
+const TOMBSTONE_AGE: Duration = Duration::from_secs(24 * 3600);
+/// At most this many of each are remembered (the oldest go first).
+const TOMBSTONE_CAPACITY: usize = 10_000;
+
+fn remember(list: &mut std::collections::VecDeque<(Instant, String)>, value: String) {
+    while list
+        .front()
+        .is_some_and(|(t, _)| t.elapsed() > TOMBSTONE_AGE || list.len() >= TOMBSTONE_CAPACITY)
+    {
+        list.pop_front();
+    }
+    list.push_back((Instant::now(), value));
+}
 
 impl Finished {
     fn lock(&self) -> std::sync::MutexGuard<'_, FinishedByUid> {
@@ -138,27 +192,56 @@ impl Finished {
     fn record(&self, obj: &SaeInstanceDeletion) {
         let Some(status) = &obj.status else { return };
         if let Some(phase) = status.phase {
-            self.lock().insert(
+            let mut kept = self.lock();
+            kept.finished.insert(
                 obj.uid().unwrap_or_default(),
                 (phase, status.change_order_id.clone()),
             );
+            if let Some(zone) = &status.create_time_zone {
+                kept.zones
+                    .insert(obj.pinned().region_id.to_string(), zone.clone());
+            }
         }
     }
 
-    fn forget(&self, obj: &SaeInstanceDeletion) {
-        self.lock().remove(&obj.uid().unwrap_or_default());
+    /// The object is gone from the API server: its change order stays remembered as someone's.
+    fn deleted(&self, obj: &SaeInstanceDeletion) {
+        let mut kept = self.lock();
+        let uid = obj.uid().unwrap_or_default();
+        let change_order = kept
+            .finished
+            .remove(&uid)
+            .and_then(|(_, co)| co)
+            .or_else(|| obj.status.as_ref().and_then(|s| s.change_order_id.clone()));
+        if let Some(co) = change_order {
+            remember(&mut kept.tombstones, co);
+        }
+        if !is_terminal(obj) {
+            remember(&mut kept.deleted, uid);
+        }
+    }
+
+    fn was_deleted(&self, obj: &SaeInstanceDeletion) -> bool {
+        let uid = obj.uid().unwrap_or_default();
+        self.lock().deleted.iter().any(|(_, d)| *d == uid)
     }
 
     fn change_order_ids(&self) -> Vec<String> {
-        self.lock()
+        let kept = self.lock();
+        kept.finished
             .values()
             .filter_map(|(_, co)| co.clone())
+            .chain(kept.tombstones.iter().map(|(_, co)| co.clone()))
             .collect()
+    }
+
+    fn zone(&self, region: &str) -> Option<String> {
+        self.lock().zones.get(region).cloned()
     }
 
     fn count_by_phase(&self) -> Vec<(&'static str, i64)> {
         let mut counts: std::collections::BTreeMap<&'static str, i64> = Default::default();
-        for (phase, _) in self.lock().values() {
+        for (phase, _) in self.lock().finished.values() {
             *counts.entry(phase.as_str()).or_default() += 1;
         }
         counts.into_iter().collect()
@@ -181,7 +264,7 @@ impl Finished {
                 None
             }
             Ok(Event::Delete(obj)) => {
-                self.forget(&obj);
+                self.deleted(&obj);
                 Some(Ok(Event::Delete(obj)))
             }
             other => Some(other),
@@ -189,14 +272,18 @@ impl Finished {
     }
 }
 
-/// Reconciles in flight at once.
-const RECONCILE_CONCURRENCY: u16 = 64;
+/// Reconciles doing work (not waiting for quota) at once.
+const RECONCILE_CONCURRENCY: usize = 64;
+/// Pages of ListChangeOrders one look at a lost attempt may read (50 rows each).
+const MAX_CHANGE_ORDER_PAGES: u32 = 10;
+const CHANGE_ORDER_PAGE_SIZE: u32 = 50;
 
 /// How long a claim outlives the cache not (yet) showing its holder on the app.
 const CLAIM_GRACE: Duration = Duration::from_secs(10);
 
 fn app_key(obj: &SaeInstanceDeletion) -> (String, String) {
-    (obj.spec.region_id.clone(), obj.spec.app_id.clone())
+    let pinned = obj.pinned();
+    (pinned.region_id.to_string(), pinned.app_id.to_string())
 }
 
 impl Context {
@@ -228,6 +315,8 @@ impl Context {
             wake: None,
             claims: Default::default(),
             finished: Finished::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
+            looks: Default::default(),
         }
     }
 
@@ -307,6 +396,7 @@ impl Context {
         });
     }
 
+    /// The lease is still ours for longer than the request takes to leave (when leading is on).
     async fn may_send(&self) -> bool {
         match &self.fence {
             None => true,
@@ -314,20 +404,34 @@ impl Context {
         }
     }
 
-    /// Runs one SAE call: waits for a token of the AccessKey's quota (by priority), pauses that
-    /// bucket when SAE says it is throttling, and records the result code and duration.
-    async fn timed<T>(
+    /// Takes a token of this AccessKey's quota, by priority, without holding a reconcile slot
+    /// while it waits, and not past the object's deadline.
+    async fn token(
         &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        priority: Priority,
+    ) -> Result<(), Error> {
+        slot.until_token(self.quota.acquire(creds.access_key_id(), priority))
+            .await
+    }
+
+    /// Runs one SAE request: a token of its AccessKey's quota first (by priority; the slot is
+    /// given back while waiting), then the call, recorded by [`Self::measured`].
+    async fn with_token<T>(
+        &self,
+        slot: &mut Slot,
         operation: &str,
         creds: &Credentials,
         priority: Priority,
         call: impl Future<Output = Result<T, SaeError>>,
-    ) -> Result<T, SaeError> {
-        self.quota.acquire(creds.access_key_id(), priority).await;
-        self.measured(operation, creds, call).await
+    ) -> Result<Result<T, SaeError>, Error> {
+        self.token(slot, creds, priority).await?;
+        Ok(self.measured(operation, creds, call).await)
     }
 
-    /// Runs one SAE call whose quota token was already taken, recording its result and duration.
+    /// Runs one SAE request whose quota token was already taken, recording its result and
+    /// duration, and pausing the key's bucket when SAE says it is throttling.
     async fn measured<T>(
         &self,
         operation: &str,
@@ -344,12 +448,14 @@ impl Context {
 
     async fn instance_ids(
         &self,
+        slot: &mut Slot,
         creds: &Credentials,
         priority: Priority,
         region: &str,
         app: &str,
-    ) -> Result<Vec<String>, SaeError> {
-        self.timed(
+    ) -> Result<Result<Vec<String>, SaeError>, Error> {
+        self.with_token(
+            slot,
             "ListInstances",
             creds,
             priority,
@@ -358,23 +464,76 @@ impl Context {
         .await
     }
 
-    /// What SAE shows about a lost attempt: the app's recent CoDeleteInstances change orders that
-    /// no other object has claimed, and the instances the app still has.
+    /// What is known of the zone of SAE's change-order times in `region`: the operator's word,
+    /// else what this object or any other learned (the most recent attempt's, live objects
+    /// first), else unknown.
+    fn zone_for(&self, obj: &SaeInstanceDeletion) -> CreateTimeZone {
+        if let Some(offset) = self.settings.create_time_offset {
+            return CreateTimeZone::Offset(offset);
+        }
+        let region = obj.pinned().region_id;
+        let learned = |o: &SaeInstanceDeletion| {
+            let status = o.status.as_ref()?;
+            let zone = status.create_time_zone.as_deref()?;
+            Some((
+                status.last_attempt_time.as_ref().map(|t| t.0),
+                zone.to_string(),
+            ))
+        };
+        let cached = self.store.state();
+        let live = std::iter::once(obj)
+            .chain(cached.iter().map(|o| &**o))
+            .filter(|o| o.pinned().region_id == region)
+            .filter_map(learned)
+            .max()
+            .map(|(_, zone)| zone);
+        live.or_else(|| self.finished.zone(region))
+            .map_or(CreateTimeZone::Unknown, |z| CreateTimeZone::from_status(&z))
+    }
+
+    /// What SAE shows about a lost attempt: the app's change orders that may be deletions, back to
+    /// `since`, that no other object has claimed, and the instances the app still has. One look
+    /// at an app serves every object resolving there within [`LOOK_SHARED_FOR`].
     async fn evidence(
         &self,
+        slot: &mut Slot,
         creds: &Credentials,
         obj: &SaeInstanceDeletion,
-    ) -> Result<Evidence, SaeError> {
-        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
-        let page = self
-            .timed(
-                "ListChangeOrders",
-                creds,
-                Priority::Resolve,
-                self.sae
-                    .list_change_orders(creds, region, app, Some("CoDeleteInstances"), 1, 50),
-            )
-            .await?;
+        since: Timestamp,
+    ) -> Result<Result<Evidence, SaeError>, Error> {
+        let key = (
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
+            creds.access_key_id().to_string(),
+        );
+        let shared = {
+            let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+            looks.retain(|_, look| {
+                look.try_lock().map_or(true, |l| {
+                    l.as_ref()
+                        .is_some_and(|l| l.taken.elapsed() < LOOK_SHARED_FOR)
+                })
+            });
+            looks.entry(key).or_default().clone()
+        };
+        // Waiting here means another object of the app is looking right now: its look serves us.
+        let mut last = slot.released(shared.lock()).await;
+        let zone = self.zone_for(obj);
+        let fresh = last
+            .as_ref()
+            .filter(|l| l.taken.elapsed() < LOOK_SHARED_FOR && l.since <= since)
+            .cloned();
+        let look = match fresh {
+            Some(look) => look,
+            None => match self.look(slot, creds, obj, since, zone).await? {
+                Ok(look) => {
+                    *last = Some(look.clone());
+                    look
+                }
+                Err(err) => return Ok(Err(err)),
+            },
+        };
+        drop(last);
         let mut claimed: HashSet<String> = self
             .store
             .state()
@@ -383,31 +542,99 @@ impl Context {
             .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
             .collect();
         claimed.extend(self.finished.change_order_ids());
-        let change_orders = page
-            .change_orders
-            .into_iter()
-            .filter(|co| {
-                co.co_type_code
+        Ok(Ok(Evidence {
+            change_orders: look
+                .change_orders
+                .into_iter()
+                .filter(|co| !claimed.contains(&co.change_order_id))
+                .collect(),
+            complete: look.complete,
+            existing_instance_ids: look.existing_instance_ids,
+            terminating_instance_ids: vec![],
+            zone,
+        }))
+    }
+
+    /// One look at an app: ListChangeOrders (newest first) until a row is surely older than
+    /// `since`, at most [`MAX_CHANGE_ORDER_PAGES`] pages, then its instances. A token per request.
+    async fn look(
+        &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        obj: &SaeInstanceDeletion,
+        since: Timestamp,
+        zone: CreateTimeZone,
+    ) -> Result<Result<Look, SaeError>, Error> {
+        let (region, app) = (obj.pinned().region_id, obj.pinned().app_id);
+        let mut change_orders = vec![];
+        let mut complete = false;
+        // While the zone is unknown nothing can be proven absent, so reading further back than the
+        // newest page would only spend quota.
+        let pages = if zone.is_known() {
+            MAX_CHANGE_ORDER_PAGES
+        } else {
+            1
+        };
+        for page_number in 1..=pages {
+            let page = self
+                .with_token(
+                    slot,
+                    "ListChangeOrders",
+                    creds,
+                    Priority::Resolve,
+                    self.sae.list_change_orders(
+                        creds,
+                        region,
+                        app,
+                        Some("CoDeleteInstances"),
+                        page_number,
+                        CHANGE_ORDER_PAGE_SIZE,
+                    ),
+                )
+                .await?;
+            let page = match page {
+                Ok(page) => page,
+                Err(err) => return Ok(Err(err)),
+            };
+            let rows = page.change_orders.len();
+            let mut reached = false;
+            for co in page.change_orders {
+                let found = FoundChangeOrder {
+                    created: co.create_time.as_deref().and_then(parse_sae_time),
+                    typed: co.co_type_code.is_some(),
+                    change_order_id: co.change_order_id,
+                    status: co.status,
+                };
+                reached |= listed_past(&found, since, zone);
+                // Rows of another type are not deletions; rows without a type may be.
+                if co
+                    .co_type_code
                     .as_deref()
                     .is_none_or(|t| t == "CoDeleteInstances")
-            })
-            .filter(|co| !claimed.contains(&co.change_order_id))
-            .map(|co| FoundChangeOrder {
-                created: co
-                    .create_time
-                    .as_deref()
-                    .and_then(|t| parse_create_time(t, self.settings.create_time_offset)),
-                change_order_id: co.change_order_id,
-                status: co.status,
-            })
-            .collect();
-        let existing_instance_ids = self
-            .instance_ids(creds, Priority::Resolve, region, app)
-            .await?;
-        Ok(Evidence {
+                {
+                    change_orders.push(found);
+                }
+            }
+            let seen = u64::from(page_number - 1) * u64::from(CHANGE_ORDER_PAGE_SIZE) + rows as u64;
+            if reached || rows == 0 || seen >= page.total {
+                complete = true;
+                break;
+            }
+        }
+        let existing_instance_ids = match self
+            .instance_ids(slot, creds, Priority::Resolve, region, app)
+            .await?
+        {
+            Ok(ids) => ids,
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(Ok(Look {
+            taken: Instant::now(),
+            since,
             change_orders,
+            complete,
             existing_instance_ids,
-        })
+        }))
     }
 
     fn observe_terminal(&self, obj: &SaeInstanceDeletion) {
@@ -432,7 +659,7 @@ impl Context {
     /// attempt. Errors are messages for the status (never a value).
     async fn credentials_for(&self, obj: &SaeInstanceDeletion) -> Result<Credentials, String> {
         let namespace = obj.namespace().unwrap_or_default();
-        let Some(reference) = &obj.spec.credentials_ref else {
+        let Some(reference) = obj.pinned().credentials_ref else {
             return self.default_credentials.get().await;
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
@@ -498,6 +725,9 @@ pub enum Error {
     StatusWrite { object: String, source: kube::Error },
     #[error("internal: {0}")]
     Internal(String),
+    /// The object's deadline came while it waited for a quota token (handled in `reconcile`).
+    #[error("the deadline passed while waiting for SAE quota")]
+    QuotaPastDeadline,
 }
 
 enum Written {
@@ -557,49 +787,129 @@ fn until(t: Timestamp) -> Duration {
         .max(Duration::from_millis(200))
 }
 
+/// A reconcile's place among those doing work at once ([`Context::slots`]), and the object's
+/// deadline, which no wait for quota may pass.
+struct Slot {
+    slots: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Slot {
+    async fn take(slots: Arc<tokio::sync::Semaphore>, obj: &SaeInstanceDeletion) -> Self {
+        let permit = slots.clone().acquire_owned().await.ok();
+        let deadline = obj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|created| {
+                let deadline = created
+                    .0
+                    .checked_add(SignedDuration::from_secs(
+                        obj.spec.active_deadline_seconds.into(),
+                    ))
+                    .ok()?;
+                let left = Duration::try_from(deadline.duration_since(Timestamp::now()))
+                    .unwrap_or_default();
+                tokio::time::Instant::now().checked_add(left)
+            });
+        Self {
+            slots,
+            permit,
+            deadline,
+        }
+    }
+
+    /// Waits for `wait` without holding the slot, then takes one again.
+    async fn released<F: Future>(&mut self, wait: F) -> F::Output {
+        self.permit = None;
+        let out = wait.await;
+        self.permit = self.slots.clone().acquire_owned().await.ok();
+        out
+    }
+
+    /// Waits for a quota token like [`Self::released`], but not past the object's deadline:
+    /// then the reconcile ends (`Error::QuotaPastDeadline`) and the next one ends the object.
+    async fn until_token<F: Future>(&mut self, wait: F) -> Result<F::Output, Error> {
+        let Some(deadline) = self.deadline else {
+            return Ok(self.released(wait).await);
+        };
+        self.released(tokio::time::timeout_at(deadline, wait))
+            .await
+            .map_err(|_| Error::QuotaPastDeadline)
+    }
+}
+
 async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // A terminal object is never touched again: no Secret read, no SAE call, no write.
     if is_terminal(&obj) {
         return Ok(Requeue::await_change());
     }
+    let slot = Slot::take(ctx.slots.clone(), &obj).await;
     let span = info_span!(
         "reconcile",
         object = %object_key(&obj),
-        app_id = %obj.spec.app_id,
+        app_id = %obj.pinned().app_id,
         change_order_id = obj.status.as_ref().and_then(|s| s.change_order_id.as_deref()).unwrap_or(""),
         request_id = obj.status.as_ref().and_then(|s| s.request_id.as_deref()).unwrap_or(""),
     );
     // Boxed: the steps' future is large, and the runner holds one reconcile future per object it
     // has scheduled; terminal objects (the vast majority, after a while) never allocate it.
-    Box::pin(reconcile_steps((*obj).clone(), ctx).instrument(span)).await
+    match Box::pin(reconcile_steps((*obj).clone(), ctx, slot).instrument(span)).await {
+        // The deadline came while waiting for quota: the next reconcile ends the object.
+        Err(Error::QuotaPastDeadline) => Ok(Requeue::requeue(Duration::from_millis(200))),
+        other => other,
+    }
+}
+
+/// Whether the write-ahead recorded in `obj` is recent enough for its request to leave now.
+fn within_send_bound(obj: &SaeInstanceDeletion) -> bool {
+    let Some(recorded) = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_attempt_time.as_ref())
+    else {
+        return false;
+    };
+    recorded
+        .0
+        .checked_add(SEND_BOUND)
+        .is_ok_and(|latest| Timestamp::now() < latest)
 }
 
 async fn reconcile_steps(
     mut obj: SaeInstanceDeletion,
     ctx: Arc<Context>,
+    mut slot: Slot,
 ) -> Result<Requeue, Error> {
     let app = app_turn(&ctx.store.state(), &obj);
-    // An object already waiting its turn on a busy app needs no credentials until the app is free,
-    // and decides nothing that calls SAE before then: its Secret is read when it may send, not at
-    // every re-check of the line (a long queue would read it every few seconds per object).
-    let credentials = if app != AppTurn::Free && waits_for_app(&obj) {
-        None
-    } else {
+    let credentials = if needs_credentials(&obj, &app) {
         Some(ctx.credentials_for(&obj).await)
+    } else {
+        None
     };
-    let mut observation = Observation::Start {
+    let start = |app: AppTurn| Observation::Start {
         credentials: match &credentials {
             None => Ok(()),
             Some(read) => read.as_ref().map(|_| ()).map_err(Clone::clone),
         },
         app,
     };
+    let mut observation = start(app);
+    let creds = || {
+        credentials
+            .as_ref()
+            .and_then(|read| read.as_ref().ok())
+            .ok_or_else(|| Error::Internal("an SAE call was decided without credentials".into()))
+    };
     // A status decided but not written yet (Action::FirstPoll), with the events of that decision.
     // `obj` carries it in memory; its resourceVersion is still the one the write-ahead got.
     let mut held: Option<Vec<Event>> = None;
+    // Whether this reconcile holds a quota token for a DeleteInstances.
+    let mut send_token = false;
     // Each decision leads to at most one SAE step; a handful of rounds covers
-    // send → accepted → first wait, or resolve → adopt → poll.
-    for _ in 0..8 {
+    // token → send → accepted → first wait, or resolve → adopt → poll.
+    for _ in 0..10 {
         let clock = Clock {
             now: Timestamp::now(),
             jitter: fastrand::f64(),
@@ -607,6 +917,23 @@ async fn reconcile_steps(
         };
         let decision = decide(&obj, &clock, observation);
         if let Action::SendDelete { .. } = decision.action {
+            if !send_token {
+                // Token first: the wait for quota may be long, and it must not lie between the
+                // write-ahead and the send. Then decide again on what is true after the wait.
+                ctx.token(&mut slot, creds()?, Priority::Delete).await?;
+                send_token = true;
+                if ctx.finished.was_deleted(&obj) {
+                    info!("object deleted while waiting for quota: nothing sent");
+                    return Ok(Requeue::await_change());
+                }
+                if let Some(newer) = ctx.store.get(&ObjectRef::from_obj(&obj))
+                    && newer.metadata.resource_version != obj.metadata.resource_version
+                {
+                    obj = (*newer).clone();
+                }
+                observation = start(app_turn(&ctx.store.state(), &obj));
+                continue;
+            }
             if !ctx.may_send().await {
                 // A replica that lost its lease sends nothing and writes nothing; the leader takes over.
                 warn!("not leading any more: DeleteInstances not sent");
@@ -641,25 +968,37 @@ async fn reconcile_steps(
                 publish(&ctx, &obj, event).await;
             }
         }
-        let creds = || {
-            credentials
-                .as_ref()
-                .and_then(|read| read.as_ref().ok())
-                .ok_or_else(|| {
-                    Error::Internal("an SAE call was decided without credentials".into())
-                })
-        };
-        let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
+        let (region, app) = (
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
+        );
         observation = match decision.action {
             Action::Done => return Ok(Requeue::await_change()),
             Action::WaitUntil(t) => return Ok(Requeue::requeue(until(t))),
             Action::SendDelete { instance_ids } => {
                 let creds = creds()?;
-                // Fencing, second half: the lease must still be ours at the moment of sending.
+                send_token = false;
+                // Fencing, second half: after the token and the write-ahead, right before the
+                // bytes leave, the lease must still be ours and the object still wanted.
+                if ctx.finished.was_deleted(&obj) {
+                    ctx.release_app(&obj);
+                    info!("object deleted after its write-ahead: DeleteInstances not sent");
+                    return Ok(Requeue::await_change());
+                }
                 if !ctx.may_send().await {
                     ctx.release_app(&obj);
                     warn!("lease lost after recording the attempt: DeleteInstances not sent");
                     return Ok(Requeue::await_change());
+                }
+                if !within_send_bound(&obj) {
+                    warn!("the write-ahead is too old to send on: DeleteInstances not sent");
+                    observation = Observation::NotSent {
+                        why: format!(
+                            "it could not leave within {} s of its write-ahead (slow API server?)",
+                            SEND_BOUND.as_secs()
+                        ),
+                    };
+                    continue;
                 }
                 info!(
                     instances = instance_ids.len(),
@@ -667,10 +1006,9 @@ async fn reconcile_steps(
                     "sending DeleteInstances"
                 );
                 let result = ctx
-                    .timed(
+                    .measured(
                         "DeleteInstances",
                         creds,
-                        Priority::Delete,
                         ctx.sae
                             .delete_instances(creds, &region, &app, &instance_ids),
                     )
@@ -694,27 +1032,32 @@ async fn reconcile_steps(
                 }
                 Observation::DeleteResult(result)
             }
-            Action::PollChangeOrder { change_order_id } => Observation::ChangeOrderResult(
-                ctx.timed(
-                    "DescribeChangeOrder",
-                    creds()?,
-                    Priority::Poll,
-                    ctx.sae
-                        .describe_change_order(creds()?, &region, &change_order_id),
+            Action::PollChangeOrder { change_order_id } => {
+                let creds = creds()?;
+                Observation::ChangeOrderResult(
+                    ctx.with_token(
+                        &mut slot,
+                        "DescribeChangeOrder",
+                        creds,
+                        Priority::Poll,
+                        ctx.sae
+                            .describe_change_order(creds, &region, &change_order_id),
+                    )
+                    .await?,
                 )
-                .await,
-            ),
+            }
             Action::FirstPoll {
                 change_order_id,
                 at,
                 write_by,
             } => {
                 let creds = creds()?;
-                tokio::time::sleep(until(at)).await;
+                slot.released(tokio::time::sleep(until(at))).await;
                 // Pinned, so that writing the status meanwhile keeps its place in the line.
                 let token = ctx.quota.acquire(creds.access_key_id(), Priority::Poll);
                 tokio::pin!(token);
-                if tokio::time::timeout(until(write_by), &mut token)
+                if slot
+                    .released(tokio::time::timeout(until(write_by), &mut token))
                     .await
                     .is_err()
                 {
@@ -726,7 +1069,7 @@ async fn reconcile_steps(
                     for event in held.take().unwrap_or_default() {
                         publish(&ctx, &obj, &event).await;
                     }
-                    token.await;
+                    slot.until_token(&mut token).await?;
                 }
                 Observation::ChangeOrderResult(
                     ctx.measured(
@@ -739,15 +1082,17 @@ async fn reconcile_steps(
                 )
             }
             Action::CheckInstances => Observation::DryRunResult(
-                ctx.instance_ids(creds()?, Priority::Poll, &region, &app)
-                    .await,
+                ctx.instance_ids(&mut slot, creds()?, Priority::Poll, &region, &app)
+                    .await?,
             ),
-            Action::ResolveAttempt { .. } => {
-                let evidence = ctx.evidence(creds()?, &obj).await;
+            Action::ResolveAttempt { since, .. } => {
+                let evidence = ctx.evidence(&mut slot, creds()?, &obj, since).await?;
                 match &evidence {
                     Ok(e) => info!(
                         change_orders = e.change_orders.len(),
+                        complete = e.complete,
                         instances = e.existing_instance_ids.len(),
+                        zone = ?e.zone,
                         "looked for the outcome of a lost attempt"
                     ),
                     Err(err) => {
@@ -758,8 +1103,8 @@ async fn reconcile_steps(
             }
             Action::CheckGone { rejection } => {
                 let existing = ctx
-                    .instance_ids(creds()?, Priority::Resolve, &region, &app)
-                    .await;
+                    .instance_ids(&mut slot, creds()?, Priority::Resolve, &region, &app)
+                    .await?;
                 Observation::GoneCheck {
                     rejection,
                     existing,
@@ -841,82 +1186,6 @@ async fn record(
     Ok(true)
 }
 
-/// Already in line for its app (it had credentials when it joined).
-fn waits_for_app(obj: &SaeInstanceDeletion) -> bool {
-    obj.status.as_ref().is_some_and(|s| {
-        s.phase == Some(Phase::Pending)
-            && s.reason() == Some(Reason::WaitingForApplication.as_str())
-    })
-}
-
-/// Whether `obj` may start an attempt on its app now, from the statuses of all watched objects:
-/// another object with an attempt in flight or a change order running holds the app; otherwise
-/// the oldest waiting object goes first (creation time, then namespace/name, the same order in
-/// every replica and after every restart). Objects that cannot act (no credentials) and dry runs
-/// hold no place in line.
-pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) -> AppTurn {
-    let mine = queue_order(me);
-    let others = objects.iter().filter(|o| shares_app(o, me));
-    let mut ahead: Option<&SaeInstanceDeletion> = None;
-    for other in others {
-        if holds_app(other) {
-            return AppTurn::Busy {
-                holder: object_key(other),
-            };
-        }
-        if waits_in_line(other)
-            && queue_order(other) < mine
-            && ahead.is_none_or(|a| queue_order(other) < queue_order(a))
-        {
-            ahead = Some(other);
-        }
-    }
-    ahead.map_or(AppTurn::Free, |a| AppTurn::Queued {
-        ahead: object_key(a),
-    })
-}
-
-/// Another object (not `me`, not a dry run) deleting instances of `me`'s app.
-fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool {
-    // Cheapest tests first: this runs for every cached object on each look at the queue.
-    let same_object = || {
-        other.metadata.uid == me.metadata.uid
-            && other.metadata.namespace == me.metadata.namespace
-            && other.metadata.name == me.metadata.name
-    };
-    !other.spec.dry_run
-        && other.spec.app_id == me.spec.app_id
-        && other.spec.region_id == me.spec.region_id
-        && !same_object()
-}
-
-/// Not started yet, or waiting to try again, and able to act (credentials found): such an object
-/// holds its place in line. Finished objects and those waiting for credentials do not.
-fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
-    let Some(status) = &obj.status else {
-        return true;
-    };
-    matches!(
-        status.phase,
-        None | Some(Phase::Pending) | Some(Phase::Retrying)
-    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
-}
-
-/// The order objects of one app take turns in: creation time, then namespace/name — the same in
-/// every replica and after every restart.
-fn queue_order(obj: &SaeInstanceDeletion) -> (Option<Timestamp>, Option<&str>, Option<&str>) {
-    (
-        obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        obj.metadata.namespace.as_deref(),
-        obj.metadata.name.as_deref(),
-    )
-}
-
-/// "namespace/name", as logs, spans and status messages name an object.
-fn object_key(obj: &SaeInstanceDeletion) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
 /// Cuts an object down to what decisions read before it enters the cache: managedFields, labels
 /// and annotations can be most of an object's size. Safe because a status PUT takes only `status`
 /// from what we send (the API server copies everything else from the stored object).
@@ -926,35 +1195,20 @@ pub fn slim_for_cache(obj: &mut SaeInstanceDeletion) {
     obj.metadata.labels = None;
 }
 
-/// An attempt in flight or a change order running: the object has its app to itself.
-fn holds_app(obj: &SaeInstanceDeletion) -> bool {
-    matches!(
-        obj.status.as_ref().and_then(|s| s.phase),
-        Some(Phase::Submitting | Phase::InProgress)
-    )
-}
-
-/// Reads SAE's zone-less `CreateTime` (`2020-12-17 21:06:45`) in the given offset.
-pub fn parse_create_time(text: &str, offset: jiff::tz::Offset) -> Option<Timestamp> {
-    let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim()).ok()?;
-    civil
-        .to_zoned(jiff::tz::TimeZone::fixed(offset))
-        .ok()
-        .map(|z| z.timestamp())
-}
-
 fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -> Requeue {
     warn!(object = %obj.name_any(), error = %err, "reconcile failed; retrying");
     ctx.metrics.reconcile_error(match err {
         Error::StatusWrite { .. } => "status_write",
         Error::Internal(_) => "internal",
+        Error::QuotaPastDeadline => "quota_past_deadline",
     });
     Requeue::requeue(Duration::from_secs(5))
 }
 
 /// Confirms, right before each DeleteInstances, that this replica still holds the leader Lease:
 /// the lease manager's own view, and a fresh read of the Lease from the API server (holder is us
-/// and the lease has not expired). A replica that cannot confirm sends nothing.
+/// and the lease stays unexpired for at least [`SEND_BOUND`]). A replica that cannot confirm
+/// sends nothing.
 pub struct LeaderFence {
     pub leading: tokio::sync::watch::Receiver<bool>,
     pub leases: Api<Lease>,
@@ -983,7 +1237,11 @@ impl LeaderFence {
                 )))
                 .ok()
         });
-        holder_is_us && expires.is_some_and(|e| e > Timestamp::now())
+        // Unexpired for longer than the request can take to leave: a replica that cannot renew
+        // stops sending before any other can take the lease over (it never relies on the lease
+        // manager noticing first).
+        let needed = Timestamp::now().checked_add(SEND_BOUND).ok();
+        holder_is_us && expires.zip(needed).is_some_and(|(e, n)| e > n)
     }
 }
 
@@ -1115,7 +1373,9 @@ pub async fn run(
     controller
         // Reconciles wait on SAE's quota, not on CPU: a bounded number in flight keeps memory flat
         // when thousands of objects are scheduled at once (a restart, a bulk apply).
-        .with_config(ControllerConfig::default().concurrency(RECONCILE_CONCURRENCY))
+        // (0: unbounded here; `Context::slots` bounds the reconciles doing work, and a reconcile
+        // waiting for quota holds no slot.)
+        .with_config(ControllerConfig::default().concurrency(0))
         .reconcile_on(woken)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
@@ -1206,10 +1466,113 @@ mod tests {
         ));
         assert_eq!(finished.change_order_ids(), ["co-1"]);
         assert_eq!(finished.count_by_phase(), [("Succeeded", 1)]);
-        finished.keep_live_only(Ok(Event::Delete(done)));
+        finished.keep_live_only(Ok(Event::Delete(done.clone())));
         assert!(
-            finished.change_order_ids().is_empty(),
+            finished.count_by_phase().is_empty(),
             "a deleted object is forgotten"
+        );
+        assert_eq!(
+            finished.change_order_ids(),
+            ["co-1"],
+            "but its change order stays someone's: never adopted by another object"
+        );
+        assert!(
+            !finished.was_deleted(&done),
+            "it had finished: nothing of it was waiting"
+        );
+        let mut live = running.clone();
+        live.metadata.uid = Some("uid-live".into());
+        assert!(!finished.was_deleted(&live));
+        finished.keep_live_only(Ok(Event::Delete(live.clone())));
+        assert!(
+            finished.was_deleted(&live),
+            "an attempt of a deleted live object is not sent"
+        );
+    }
+
+    fn deadline_in(seconds: i64) -> SaeInstanceDeletion {
+        let spec = crate::crd::SaeInstanceDeletionSpec {
+            region_id: "cn-hangzhou".into(),
+            app_id: "app".into(),
+            instance_ids: vec!["i-1".into()],
+            credentials_ref: None,
+            retry: Default::default(),
+            active_deadline_seconds: 3600,
+            wait_for_completion: true,
+            dry_run: false,
+        };
+        let mut obj = SaeInstanceDeletion::new("x", spec);
+        let created = Timestamp::now() - SignedDuration::from_secs(3600 - seconds);
+        obj.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created),
+        );
+        obj
+    }
+
+    /// One AccessKey's empty bucket must not stall the objects of another: a reconcile waiting for
+    /// a token gives its slot back, and takes one again once the token came.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_quota_holds_no_reconcile_slot() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let quota = QuotaPlanner::new(60, None);
+        // Key A has spent its burst: its next token is a second away.
+        quota.acquire("A", Priority::Delete).await;
+        let mut waiting = Slot::take(slots.clone(), &deadline_in(600)).await;
+        assert_eq!(slots.available_permits(), 0);
+        let wait = waiting.until_token(quota.acquire("A", Priority::Delete));
+        tokio::pin!(wait);
+        assert!(futures::poll!(&mut wait).is_pending());
+        assert_eq!(
+            slots.available_permits(),
+            1,
+            "the waiting reconcile gave its slot back"
+        );
+        // Another key's reconcile takes the slot and its token at once.
+        let other = Slot::take(slots.clone(), &deadline_in(600)).await;
+        quota.acquire("B", Priority::Delete).await;
+        drop(other);
+        assert!(wait.await.is_ok());
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the slot is held again for the call"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_quota_ends_at_the_deadline() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(4));
+        let quota = QuotaPlanner::new(60, None);
+        quota.pause("A", Duration::from_secs(120));
+        let mut slot = Slot::take(slots.clone(), &deadline_in(30)).await;
+        let started = tokio::time::Instant::now();
+        let waited = slot.until_token(quota.acquire("A", Priority::Delete)).await;
+        assert!(matches!(waited, Err(Error::QuotaPastDeadline)));
+        let took = started.elapsed();
+        assert!(
+            took <= Duration::from_secs(31) && took >= Duration::from_secs(29),
+            "{took:?}"
+        );
+        // An object already past its deadline does not wait at all.
+        let mut late = Slot::take(slots, &deadline_in(-5)).await;
+        assert!(
+            late.until_token(quota.acquire("A", Priority::Delete))
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let mut list = std::collections::VecDeque::new();
+        for i in 0..TOMBSTONE_CAPACITY + 5 {
+            remember(&mut list, format!("co-{i}"));
+        }
+        assert_eq!(list.len(), TOMBSTONE_CAPACITY);
+        assert_eq!(
+            list.front().map(|(_, co)| co.as_str()),
+            Some("co-5"),
+            "the oldest go first"
         );
     }
 
@@ -1434,7 +1797,7 @@ mod fake_api_tests {
         let settings = Settings {
             namespace: Some(NAMESPACE.into()),
             resolve_after: SignedDuration::from_secs(12),
-            create_time_offset: jiff::tz::Offset::constant(8),
+            create_time_offset: Some(jiff::tz::Offset::constant(8)),
         };
         let credentials = Some(Credentials::new("AK", "SK", None));
         let ctx = Context::new(
@@ -1496,6 +1859,48 @@ mod fake_api_tests {
             .into_iter()
             .filter(|r| r.operation == "DeleteInstances")
             .collect()
+    }
+
+    /// After a restart, every object in `Submitting` resolves at once: one look at an app must
+    /// serve all of them, not cost each its own ListChangeOrders and instance listing.
+    #[tokio::test]
+    async fn one_look_at_an_app_serves_every_object_resolving_there() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (sim, sae) = sae().await;
+        let (ctx, _writer) = context(Client::new(service, "default"), sae);
+        let first = new_object();
+        let mut second = new_object();
+        second.metadata.name = Some("other".into());
+        second.metadata.uid = Some("uid-2".into());
+        let creds = Credentials::new("AK", "SK", None);
+        let since = Timestamp::now() - SignedDuration::from_secs(20);
+        for obj in [&first, &second, &first] {
+            let mut slot = Slot::take(ctx.slots.clone(), obj).await;
+            let evidence = ctx
+                .evidence(&mut slot, &creds, obj, since)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(evidence.complete);
+            assert_eq!(evidence.existing_instance_ids, ["i-1", "i-2"]);
+        }
+        let count = |op: &str| {
+            sim.ledger()
+                .requests
+                .iter()
+                .filter(|r| r.operation == op)
+                .count()
+        };
+        assert_eq!(count("ListChangeOrders"), 1);
+        assert_eq!(count("DescribeApplicationGroups"), 1);
+        // A look that reached back less far does not serve an older attempt.
+        let older = since - SignedDuration::from_secs(60);
+        let mut slot = Slot::take(ctx.slots.clone(), &second).await;
+        ctx.evidence(&mut slot, &creds, &second, older)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count("ListChangeOrders"), 2);
     }
 
     #[tokio::test]
@@ -1622,7 +2027,7 @@ mod fake_api_tests {
             assert!(
                 seen.status_puts
                     .iter()
-                    .any(|s| s.reason() == Some(Reason::OutcomeUnknown.as_str())),
+                    .any(|s| s.reason() == Some(crate::crd::Reason::OutcomeUnknown.as_str())),
                 "the lost answer was recorded before SAE was asked"
             );
             assert!(seen.events > 0, "events were published");

@@ -58,16 +58,24 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod queue;
+
+pub use queue::{
+    app_turn, holds_app, needs_credentials, object_key, queue_order, shares_app, waits_for_app,
+    waits_in_line,
+};
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EVENT_SPEC_CHANGE_IGNORED, Phase,
-    Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus, change_order_status_name,
-    is_final_change_order_status,
+    Pinned, Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus,
+    change_order_status_name, is_final_change_order_status,
 };
 use crate::sae::error::{ErrorClass, SaeError};
+use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
 
 pub use crate::sae::client::{ChangeOrder, DeleteAccepted};
 
@@ -102,21 +110,44 @@ pub enum AppTurn {
 /// What SAE shows about an attempt whose answer was lost.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {
-    /// CoDeleteInstances change orders of the app (newest first, first page), minus those that
-    /// other SaeInstanceDeletion objects already recorded as theirs.
+    /// The app's change orders that may be deletions (`CoDeleteInstances`, and rows that name no
+    /// type), newest first, back to the `since` of [`Action::ResolveAttempt`], minus those that
+    /// other SaeInstanceDeletion objects (live, finished or recently deleted) recorded as theirs.
     pub change_orders: Vec<FoundChangeOrder>,
+    /// Whether the list reaches back to `since` (false: the pages ran out before it, see
+    /// [`listed_past`]); an incomplete list proves nothing absent.
+    pub complete: bool,
     /// Every instance id the app has now (all groups).
     pub existing_instance_ids: Vec<String>,
+    /// Those of them SAE reports as being terminated.
+    pub terminating_instance_ids: Vec<String>,
+    /// What is known of the zone SAE writes change-order times in, for this region.
+    pub zone: CreateTimeZone,
 }
 
 /// One row of ListChangeOrders.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FoundChangeOrder {
     pub change_order_id: String,
-    /// SAE's zone-less CreateTime converted by the caller; None when it could not be read (such an
-    /// order is never adopted: its age is unknown).
-    pub created: Option<Timestamp>,
+    /// SAE's CreateTime as read; None when it could not be read (then it could be any time).
+    pub created: Option<SaeTime>,
     pub status: i64,
+    /// False when the row named no `CoTypeCode`: never adopted, since it may be something else,
+    /// and never ignored, since it may be ours.
+    pub typed: bool,
+}
+
+/// Whether `order` was surely created before `since`, so that a list (newest first) that has
+/// reached it holds every change order created since. An unreadable time is never "surely".
+pub fn listed_past(order: &FoundChangeOrder, since: Timestamp, zone: CreateTimeZone) -> bool {
+    let Some(created) = order.created else {
+        return false;
+    };
+    let latest = match zone.instant(created) {
+        Some(t) => Some(t),
+        None => created.bounds().map(|(_, latest)| latest),
+    };
+    latest.is_some_and(|t| add(t, CREATE_TIME_SLACK) < since)
 }
 
 /// What happened since the last decision.
@@ -130,6 +161,12 @@ pub enum Observation {
     },
     DeleteResult(Result<DeleteAccepted, SaeError>),
     ChangeOrderResult(Result<ChangeOrder, SaeError>),
+    /// The DeleteInstances of [`Action::SendDelete`] was not sent after all: it could not leave
+    /// within [`SEND_BOUND`] of its write-ahead, the lease could not be confirmed, or the object was
+    /// deleted meanwhile. `why` says which.
+    NotSent {
+        why: String,
+    },
     /// Dry run: the instance ids that exist in the app (all groups).
     DryRunResult(Result<Vec<String>, SaeError>),
     /// Answer to [`Action::ResolveAttempt`].
@@ -144,8 +181,11 @@ pub enum Observation {
 /// What the caller does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send DeleteInstances with exactly these ids. The caller MUST first persist `Decision.status`
-    /// with a resourceVersion precondition (write-ahead) and send only if that write succeeded.
+    /// Send DeleteInstances with exactly these ids. The caller MUST hold a quota token before it
+    /// decides this (so no wait lies between the write-ahead and the send), persist
+    /// `Decision.status` with a resourceVersion precondition (write-ahead), and send only if that
+    /// write succeeded and the request can leave before `status.lastAttemptTime + SEND_BOUND`;
+    /// otherwise it answers [`Observation::NotSent`].
     SendDelete {
         instance_ids: Vec<String>,
     },
@@ -170,6 +210,8 @@ pub enum Action {
     /// its instance ids, and answer with [`Observation::ResolveResult`]. Never send anything.
     ResolveAttempt {
         instance_ids: Vec<String>,
+        /// List back at least to here: the earliest instant the attempt's change order can carry.
+        since: Timestamp,
     },
     /// SAE rejected DeleteInstances as invalid: list the app's instance ids (all groups) and
     /// answer with [`Observation::GoneCheck`], passing `rejection` back. The status is unchanged,
@@ -181,6 +223,16 @@ pub enum Action {
     WaitUntil(Timestamp),
     /// Terminal: never touch the object again.
     Done,
+}
+
+/// How a listed change order relates to a lost attempt.
+enum Fit {
+    /// Proven not the attempt's: outside its window, or contradicted by the instances.
+    Outside,
+    /// In the window, and everything SAE shows agrees with it being the attempt's.
+    Candidate,
+    /// Could be the attempt's, but cannot be shown to be: the reason.
+    Unclear(String),
 }
 
 /// A Kubernetes event to publish about the object.
@@ -205,10 +257,22 @@ const FIRST_POLL_AFTER: SignedDuration = SignedDuration::from_secs(1);
 /// waits for quota: users look for the id in `kubectl get`.
 const FIRST_POLL_HOLD: SignedDuration = SignedDuration::from_secs(3);
 const MAX_POLL_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+/// The longest a DeleteInstances may take to leave this process after the moment its write-ahead
+/// records (`lastAttemptTime`). The caller checks it right before the bytes leave and sends
+/// nothing past it; the search window for a lost answer is built on it (docs/guarantees.md).
+pub const SEND_BOUND: SignedDuration = SignedDuration::from_secs(5);
+/// `lastAttemptTime` is stored to the second, rounded down: the decision was made up to this
+/// much later than it says.
+const RECORDED_TIME_RESOLUTION: SignedDuration = SignedDuration::from_secs(1);
+/// A first poll later than this after the send teaches nothing about the zone: the change order
+/// could have been created anywhere in too long a span.
+const LEARN_ZONE_WITHIN: SignedDuration = SignedDuration::from_mins(5);
 const MIN_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(2);
 const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
 /// A change order's CreateTime has one-second resolution and comes from SAE's clock, the attempt
-/// time from ours; this much either side still counts as "created by that attempt".
+/// time from ours; this much either side still counts as "created by that attempt". It bounds the
+/// clock difference the window tolerates (both clocks follow NTP; SAE itself refuses requests more
+/// than 15 minutes off).
 const CREATE_TIME_SLACK: SignedDuration = SignedDuration::from_secs(10);
 /// Looking for a lost attempt's traces costs several calls (change orders, groups, instances).
 const MIN_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(2);
@@ -232,6 +296,7 @@ pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation
         Observation::Start { credentials, app } => step.start(credentials, app),
         Observation::DeleteResult(result) => step.after_delete(result),
         Observation::ChangeOrderResult(result) => step.after_poll(result),
+        Observation::NotSent { why } => step.not_sent(why),
         Observation::DryRunResult(result) => step.after_check(result),
         Observation::ResolveResult(result) => step.after_resolve(result),
         Observation::GoneCheck {
@@ -349,6 +414,9 @@ fn stable_error_text(err: &SaeError) -> String {
 /// One decision in the making.
 struct Step<'a> {
     obj: &'a SaeInstanceDeletion,
+    /// What every attempt uses of app, region, ids, credentials and dry run: read these here,
+    /// never from `obj.spec` (see [`Pinned`]).
+    pinned: Pinned<'a>,
     now: Timestamp,
     jitter: f64,
     resolve_after: SignedDuration,
@@ -379,6 +447,7 @@ impl<'a> Step<'a> {
         );
         Self {
             obj,
+            pinned: obj.pinned(),
             now: clock.now,
             jitter: clock.jitter,
             resolve_after: clock.resolve_after,
@@ -398,7 +467,7 @@ impl<'a> Step<'a> {
     }
 
     fn app(&self) -> &str {
-        &self.obj.spec.app_id
+        self.pinned.app_id
     }
 
     fn namespace(&self) -> &str {
@@ -407,10 +476,7 @@ impl<'a> Step<'a> {
 
     /// The ids every attempt sends: those recorded by the first attempt, else the spec's.
     fn instance_ids(&self) -> Vec<String> {
-        self.next
-            .instance_ids
-            .clone()
-            .unwrap_or_else(|| self.obj.spec.instance_ids.clone())
+        self.pinned.instance_ids.to_vec()
     }
 
     fn past_deadline(&self) -> bool {
@@ -419,7 +485,7 @@ impl<'a> Step<'a> {
 
     /// Where the credentials come from, for messages that tell a human what to fix.
     fn credentials_source(&self) -> String {
-        match &self.obj.spec.credentials_ref {
+        match self.pinned.credentials_ref {
             Some(r) => format!("Secret {}/{}", self.namespace(), r.name),
             None => {
                 "the controller's own credentials (its RRSA role, or ALIBABA_CLOUD_ACCESS_KEY_ID / \
@@ -463,12 +529,12 @@ impl<'a> Step<'a> {
         if self.next.attempts() >= self.obj.spec.retry.max_attempts.max(1) {
             return self.retries_exhausted(None);
         }
-        if self.obj.spec.dry_run {
+        if self.pinned.dry_run {
             if self.previous.phase.is_none() {
                 let message = format!(
                     "dry run: checking that app {} has the {} listed instances",
                     self.app(),
-                    self.obj.spec.instance_ids.len()
+                    self.pinned.instance_ids.len()
                 );
                 self.set(Phase::Pending, Reason::Pending, message);
             }
@@ -506,9 +572,8 @@ impl<'a> Step<'a> {
 
     /// The write-ahead record of an attempt; the caller sends only once it is persisted.
     fn submit(&mut self) -> Action {
-        let instance_ids = self.instance_ids();
-        self.next.instance_ids = Some(instance_ids.clone());
         let attempt = self.record_attempt();
+        let instance_ids = self.instance_ids();
         let message = format!(
             "sending DeleteInstances (attempt {attempt} of {}) for instances {} of app {}",
             self.obj.spec.retry.max_attempts,
@@ -519,8 +584,10 @@ impl<'a> Step<'a> {
         Action::SendDelete { instance_ids }
     }
 
-    /// Counts a new attempt (a send, or a dry-run check) made now; returns its number.
+    /// Counts a new attempt (a send, or a dry-run check) made now; returns its number. The first
+    /// one records what every later one uses (app, region, ids, credentials, dry run).
     fn record_attempt(&mut self) -> i32 {
+        self.pinned.record(&mut self.next);
         let attempt = self.next.attempts() + 1;
         self.next.attempts = Some(attempt);
         self.next.last_attempt_time = Some(time(self.now));
@@ -631,6 +698,7 @@ impl<'a> Step<'a> {
     fn resolve_attempt(&self) -> Action {
         Action::ResolveAttempt {
             instance_ids: self.instance_ids(),
+            since: self.window().0,
         }
     }
 
@@ -642,9 +710,33 @@ impl<'a> Step<'a> {
             .map_or(self.created, |t| t.0)
     }
 
+    /// The latest moment SAE can have acted on the attempt: its request left by
+    /// `lastAttemptTime` (rounded down to the second) plus [`SEND_BOUND`], and SAE may act on it
+    /// until `resolve_after` after that.
+    fn last_moment(&self) -> Timestamp {
+        add(
+            add(
+                add(self.attempt_time(), RECORDED_TIME_RESOLUTION),
+                SEND_BOUND,
+            ),
+            self.resolve_after,
+        )
+    }
+
+    /// The CreateTimes a change order of the attempt can carry: from the write-ahead to the
+    /// last moment SAE can act, widened by the clock slack, and by one second more at the start
+    /// because SAE truncates CreateTime to the second.
+    fn window(&self) -> (Timestamp, Timestamp) {
+        let from = self
+            .attempt_time()
+            .checked_sub(CREATE_TIME_SLACK + RECORDED_TIME_RESOLUTION)
+            .unwrap_or(Timestamp::MIN);
+        (from, add(self.last_moment(), CREATE_TIME_SLACK))
+    }
+
     /// From here on, an attempt that left no change order was surely not executed.
     fn proof_time(&self) -> Timestamp {
-        ceil_second(add(self.attempt_time(), self.resolve_after))
+        ceil_second(self.last_moment())
     }
 
     /// Each look costs several SAE calls; look less often the longer it takes.
@@ -654,6 +746,17 @@ impl<'a> Step<'a> {
             MIN_RESOLVE_INTERVAL,
             MAX_RESOLVE_INTERVAL,
         )
+    }
+
+    /// Still looking: say why (once per reason; the same evidence again writes nothing).
+    fn keep_looking(&mut self, why: String) -> Action {
+        let message = format!(
+            "the answer to DeleteInstances attempt {} was lost; {why}; nothing is sent again before SAE's \
+             state tells; checking again",
+            self.next.attempts()
+        );
+        self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+        Action::WaitUntil(add(self.now, self.resolve_interval()))
     }
 
     fn after_resolve(&mut self, result: Result<Evidence, SaeError>) -> Action {
@@ -670,8 +773,47 @@ impl<'a> Step<'a> {
                 return Action::WaitUntil(add(self.now, self.resolve_interval()));
             }
         };
-        if let Some(order) = self.our_change_order(&evidence.change_orders) {
-            return self.adopt(order.clone());
+        let mut candidates = vec![];
+        let mut unclear = vec![];
+        for order in &evidence.change_orders {
+            match self.fit(order, &evidence) {
+                Fit::Outside => {}
+                Fit::Candidate => candidates.push(order),
+                Fit::Unclear(why) => unclear.push(format!("{} ({why})", order.change_order_id)),
+            }
+        }
+        if let ([only], []) = (candidates.as_slice(), unclear.as_slice()) {
+            let created = only.created.and_then(|t| evidence.zone.instant(t));
+            return self.adopt((*only).clone(), created);
+        }
+        if !candidates.is_empty() || !unclear.is_empty() {
+            let mut named: Vec<String> = candidates
+                .iter()
+                .map(|o| o.change_order_id.clone())
+                .collect();
+            named.extend(unclear);
+            return self.keep_looking(format!(
+                "change orders of app {} that could be its own cannot be told apart from others': {}",
+                self.app(),
+                named.join(", ")
+            ));
+        }
+        // Nothing in SAE's list can be ours. That proves something only if the list covered the
+        // whole window and every time in it could be placed.
+        if !evidence.zone.is_known() {
+            return self.keep_looking(format!(
+                "the zone SAE writes change-order times in for region {} is not known yet (it is learned \
+                 from SAE's answer about a change order this controller created), so SAE's list cannot \
+                 show that no change order is its own",
+                self.pinned.region_id
+            ));
+        }
+        if !evidence.complete {
+            return self.keep_looking(format!(
+                "SAE's change-order list for app {} did not reach back to {}",
+                self.app(),
+                self.window().0
+            ));
         }
         let existing: BTreeSet<&String> = evidence.existing_instance_ids.iter().collect();
         let (present, missing): (Vec<String>, Vec<String>) = self
@@ -711,23 +853,59 @@ impl<'a> Step<'a> {
         Action::WaitUntil(proof_time)
     }
 
-    /// The earliest change order created while the attempt could have been executed.
-    fn our_change_order<'e>(&self, orders: &'e [FoundChangeOrder]) -> Option<&'e FoundChangeOrder> {
-        let t0 = self.attempt_time();
-        let from = t0.checked_sub(CREATE_TIME_SLACK).unwrap_or(Timestamp::MIN);
-        let until = add(add(t0, self.resolve_after), CREATE_TIME_SLACK);
-        orders
+    /// How one listed change order relates to the lost attempt, by its time and by what the
+    /// instances show. Only a proof excludes a change order; anything short of it keeps it.
+    fn fit(&self, order: &FoundChangeOrder, evidence: &Evidence) -> Fit {
+        let (from, until) = self.window();
+        let Some(created) = order.created else {
+            return Fit::Unclear("its CreateTime cannot be read".into());
+        };
+        match evidence.zone.instant(created) {
+            Some(t) if t < from || until < t => return Fit::Outside,
+            Some(_) => {}
+            None => {
+                let overlaps = created
+                    .bounds()
+                    .is_some_and(|(earliest, latest)| earliest <= until && from <= latest);
+                return if overlaps {
+                    Fit::Unclear(
+                        "its CreateTime names no zone and the zone is not known yet".into(),
+                    )
+                } else {
+                    Fit::Outside
+                };
+            }
+        }
+        if !order.typed {
+            return Fit::Unclear("it names no change-order type".into());
+        }
+        let ours = self.instance_ids();
+        let existing: BTreeSet<&String> = evidence.existing_instance_ids.iter().collect();
+        let terminating: BTreeSet<&String> = evidence.terminating_instance_ids.iter().collect();
+        let running_on = ours
             .iter()
-            .filter(|o| o.created.is_some_and(|c| from <= c && c <= until))
-            .min_by(|a, b| (a.created, &a.change_order_id).cmp(&(b.created, &b.change_order_id)))
+            .any(|id| existing.contains(id) && !terminating.contains(id));
+        let touched = ours
+            .iter()
+            .any(|id| !existing.contains(id) || terminating.contains(id));
+        match order.status {
+            // Executed (2): a finished deletion of our ids leaves none of them running, so this
+            // one deleted others.
+            2 if running_on => Fit::Outside,
+            // Executing (1): ours would be terminating some of our ids by now, or have removed them.
+            1 if !touched => Fit::Unclear(format!(
+                "it is executing but none of instances {} is being terminated",
+                join(&ours)
+            )),
+            _ => Fit::Candidate,
+        }
     }
-
     /// The lost attempt was accepted after all: from here on it is followed like any other.
     /// A status that is already final is mapped at once (no extra DescribeChangeOrder call);
     /// otherwise the next poll follows it.
-    fn adopt(&mut self, order: FoundChangeOrder) -> Action {
+    fn adopt(&mut self, order: FoundChangeOrder, created: Option<Timestamp>) -> Action {
         let id = order.change_order_id;
-        let created = order.created.map(|t| t.to_string()).unwrap_or_default();
+        let created = created.map_or_else(String::new, |t| t.to_string());
         let adopted = format!(
             "adopted change order {id} (created {created}) for DeleteInstances attempt {} whose answer was lost",
             self.next.attempts()
@@ -774,7 +952,7 @@ impl<'a> Step<'a> {
 
     /// Whether a rejection should first be checked for "the instances are already gone".
     fn worth_checking_gone(&self, err: &SaeError) -> bool {
-        !self.obj.spec.dry_run
+        !self.pinned.dry_run
             && !self.past_deadline()
             && err.class() == ErrorClass::Terminal
             && terminal_reason(err.code()) == Reason::InvalidParameter
@@ -878,7 +1056,7 @@ impl<'a> Step<'a> {
         match err.class() {
             ErrorClass::Retryable => self.retry_later(&err),
             // Listing instances changes nothing in SAE, so an unanswered check is simply repeated.
-            ErrorClass::Ambiguous if self.obj.spec.dry_run => self.retry_later(&err),
+            ErrorClass::Ambiguous if self.pinned.dry_run => self.retry_later(&err),
             ErrorClass::Ambiguous => {
                 self.answer_lost(&err.to_string());
                 self.resolve_attempt()
@@ -888,7 +1066,7 @@ impl<'a> Step<'a> {
     }
 
     fn retry_later(&mut self, err: &SaeError) -> Action {
-        let what = if self.obj.spec.dry_run {
+        let what = if self.pinned.dry_run {
             "the dry-run check"
         } else {
             "DeleteInstances without executing it"
@@ -933,7 +1111,7 @@ impl<'a> Step<'a> {
             },
             |e| format!(" (last: {e})"),
         );
-        let message = if self.obj.spec.dry_run {
+        let message = if self.pinned.dry_run {
             format!(
                 "the dry-run check of app {} failed {attempts} times{last}",
                 self.app()
@@ -956,7 +1134,7 @@ impl<'a> Step<'a> {
     /// `detail`: what else is known about the rejection, added to the advice.
     fn refused_with(&mut self, err: &SaeError, detail: Option<String>) -> Action {
         let reason = terminal_reason(err.code());
-        let spec = &self.obj.spec;
+        let spec = self.pinned;
         let advice = match reason {
             Reason::ApplicationNotFound => format!(
                 "SAE has no application {} in region {}: check spec.appId and spec.regionId and create a new object",
@@ -996,8 +1174,55 @@ impl<'a> Step<'a> {
 
     // ---- Observation::ChangeOrderResult -------------------------------------------------------
 
+    /// A change order of this object's attempt was created between its write-ahead and now, so
+    /// shortly after the send its CreateTime teaches the zone SAE writes times in. (An adopted
+    /// change order teaches the same: a zone-less time is only ever adopted once the zone is
+    /// known, and then it agrees with it.)
+    fn learn_zone(&mut self, order: &ChangeOrder) {
+        let Some(created) = order.create_time.as_deref().and_then(parse_sae_time) else {
+            return;
+        };
+        let sent = self.attempt_time();
+        let span = self.now.duration_since(sent);
+        if span.is_negative() || span > LEARN_ZONE_WITHIN {
+            return;
+        }
+        let zone = match created {
+            SaeTime::Absolute(_) => CreateTimeZone::Named,
+            civil => {
+                let middle = add(sent, span / 2);
+                let Some((offset, rest)) = civil.offset_at(middle) else {
+                    return;
+                };
+                // What the offset leaves over is SAE's clock against ours plus at most half the
+                // span; more than that means the time is not what we take it for.
+                if rest.abs() > span / 2 + CREATE_TIME_SLACK {
+                    return;
+                }
+                CreateTimeZone::Offset(offset)
+            }
+        };
+        self.next.create_time_zone = zone.to_status();
+    }
+
+    /// The recorded attempt never left: it is taken back (not counted) and the object starts
+    /// over, through the queue, at once.
+    fn not_sent(&mut self, why: String) -> Action {
+        let attempt = self.next.attempts();
+        self.next.attempts = Some((attempt - 1).max(0));
+        let message = format!(
+            "DeleteInstances attempt {attempt} for app {} was not sent: {why}; it will be tried again",
+            self.app()
+        );
+        self.set(Phase::Pending, Reason::Pending, message);
+        Action::WaitUntil(add(self.now, FIRST_POLL_AFTER))
+    }
+
     fn after_poll(&mut self, result: Result<ChangeOrder, SaeError>) -> Action {
         let id = self.next.change_order_id.clone().unwrap_or_default();
+        if let Ok(order) = &result {
+            self.learn_zone(order);
+        }
         let order = match result {
             Ok(order) => order,
             Err(err) => {
@@ -1088,7 +1313,7 @@ impl<'a> Step<'a> {
             Err(err) => return self.after_sae_error(err),
         };
         self.next.error_code = None;
-        let wanted = &self.obj.spec.instance_ids;
+        let wanted = self.pinned.instance_ids;
         let missing: Vec<String> = wanted
             .iter()
             .filter(|id| !existing.contains(*id))
@@ -1134,7 +1359,7 @@ impl<'a> Step<'a> {
                      order {id} in the SAE console"
                 )
             }
-            Some(Phase::Retrying) if self.obj.spec.dry_run => {
+            Some(Phase::Retrying) if self.pinned.dry_run => {
                 format!(
                     "the dry-run check was still failing after {} tries",
                     status.attempts()
@@ -1145,7 +1370,7 @@ impl<'a> Step<'a> {
                 status.attempts(),
                 status.error_code.as_deref().unwrap_or("unknown")
             ),
-            _ if self.obj.spec.dry_run => "the dry-run check had not completed".to_string(),
+            _ if self.pinned.dry_run => "the dry-run check had not completed".to_string(),
             _ => {
                 // Pending after attempts: each was refused or proven not executed.
                 let sent = match status.attempts() {
@@ -1192,9 +1417,11 @@ impl<'a> Step<'a> {
         self.previous.reason().and_then(|r| r.parse().ok())
     }
 
-    /// Clusters without CEL let users edit the spec. The ids recorded by the first attempt stay
-    /// authoritative (a second, different DeleteInstances could delete instances twice over);
-    /// say so once per edit.
+    /// Clusters without CEL let users edit the spec. What the first attempt recorded stays
+    /// authoritative: a second, different DeleteInstances could delete instances twice over, ids
+    /// sent to another app or region would be reported as already gone while they still exist,
+    /// and a dry run must not become a deletion. Say so once per edit (generation), naming the
+    /// fields and the values still in use.
     fn notice_ignored_spec_change(&mut self) {
         let (Some(generation), Some(observed)) = (
             self.obj.metadata.generation,
@@ -1202,22 +1429,52 @@ impl<'a> Step<'a> {
         ) else {
             return;
         };
-        let Some(recorded) = &self.previous.instance_ids else {
+        if self.previous.attempts() == 0 || generation <= observed {
             return;
-        };
-        let spec_ids: BTreeSet<&String> = self.obj.spec.instance_ids.iter().collect();
-        let recorded_ids: BTreeSet<&String> = recorded.iter().collect();
-        if self.previous.attempts() > 0 && generation > observed && spec_ids != recorded_ids {
-            self.events.push(Event {
-                warning: true,
-                reason: EVENT_SPEC_CHANGE_IGNORED.to_string(),
-                note: format!(
-                    "spec.instanceIds changed after the first DeleteInstances attempt; still using the recorded ids \
-                     {} (create a new SaeInstanceDeletion to delete other instances)",
-                    join(recorded)
-                ),
-            });
         }
+        let (pinned, spec) = (self.pinned, &self.obj.spec);
+        let mut ignored: Vec<(&str, String)> = vec![];
+        let recorded_ids: BTreeSet<&String> = pinned.instance_ids.iter().collect();
+        if recorded_ids != spec.instance_ids.iter().collect() {
+            ignored.push(("instanceIds", join(pinned.instance_ids)));
+        }
+        if pinned.app_id != spec.app_id {
+            ignored.push(("appId", pinned.app_id.to_string()));
+        }
+        if pinned.region_id != spec.region_id {
+            ignored.push(("regionId", pinned.region_id.to_string()));
+        }
+        if pinned.credentials_ref != spec.credentials_ref.as_ref() {
+            // A Secret's name only, never its contents.
+            let recorded = match pinned.credentials_ref {
+                Some(r) => format!("Secret {}", r.name),
+                None => "none (the controller's own credentials)".to_string(),
+            };
+            ignored.push(("credentialsRef", recorded));
+        }
+        if pinned.dry_run != spec.dry_run {
+            ignored.push(("dryRun", pinned.dry_run.to_string()));
+        }
+        if ignored.is_empty() {
+            return;
+        }
+        let fields: Vec<String> = ignored.iter().map(|(f, _)| format!("spec.{f}")).collect();
+        let values: Vec<String> = ignored.iter().map(|(f, v)| format!("{f} {v}")).collect();
+        let first = if pinned.dry_run {
+            "dry-run check"
+        } else {
+            "DeleteInstances attempt"
+        };
+        self.events.push(Event {
+            warning: true,
+            reason: EVENT_SPEC_CHANGE_IGNORED.to_string(),
+            note: format!(
+                "{} changed after the first {first}; every attempt keeps what that one recorded: {} (create a \
+                 new SaeInstanceDeletion to change them)",
+                fields.join(", "),
+                values.join("; ")
+            ),
+        });
     }
 
     fn finish(mut self, action: Action) -> Decision {
@@ -1436,16 +1693,34 @@ mod tests {
     fn found(id: &str, created: Option<i64>, status: i64) -> FoundChangeOrder {
         FoundChangeOrder {
             change_order_id: id.into(),
-            created: created.map(at),
+            created: created.map(|s| SaeTime::Absolute(at(s))),
             status,
+            typed: true,
         }
     }
 
+    /// What SAE shows, with a complete list and a known zone.
     fn evidence(orders: Vec<FoundChangeOrder>, existing: &[&str]) -> Observation {
         Observation::ResolveResult(Ok(Evidence {
             change_orders: orders,
+            complete: true,
             existing_instance_ids: ids(existing),
+            terminating_instance_ids: vec![],
+            zone: CreateTimeZone::Named,
         }))
+    }
+
+    /// Like [`evidence`], with some of the existing instances being terminated.
+    fn evidence_terminating(
+        orders: Vec<FoundChangeOrder>,
+        existing: &[&str],
+        terminating: &[&str],
+    ) -> Observation {
+        let Observation::ResolveResult(Ok(mut e)) = evidence(orders, existing) else {
+            unreachable!()
+        };
+        e.terminating_instance_ids = ids(terminating);
+        Observation::ResolveResult(Ok(e))
     }
 
     fn gone_check(code: &str, existing: Result<&[&str], SaeError>) -> Observation {
@@ -1601,8 +1876,10 @@ mod tests {
             at: at(secs),
             write_by: at(write_by),
         };
+        // The attempt was written ahead at t=10: its change order carries 10 - 10 - 1 s or later.
         let resolve = Action::ResolveAttempt {
             instance_ids: ids(&["i-1", "i-2"]),
+            since: at(-1),
         };
         vec![
             // Rule 3: a reconcile starts before anything was sent.
@@ -2231,8 +2508,10 @@ mod tests {
         let send = Action::SendDelete {
             instance_ids: ids(&["i-1", "i-2"]),
         };
+        // The attempt was written ahead at t=10: its change order carries 10 - 10 - 1 s or later.
         let resolve = Action::ResolveAttempt {
             instance_ids: ids(&["i-1", "i-2"]),
+            since: at(-1),
         };
         let both = &["i-1", "i-2", "i-3"][..];
         let wait = |secs: i64| Action::WaitUntil(at(secs));
@@ -2290,10 +2569,10 @@ mod tests {
             },
             // a. A change order from the attempt's window: adopt it.
             Row {
-                name: "a: a change order in the window: adopted, InProgress, polled as usual",
+                name: "a: a change order in the window, one of ours terminating: adopted, InProgress, polled as usual",
                 obj: unresolved(),
                 now: 12,
-                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                observation: evidence_terminating(vec![found("co-9", Some(11), 1)], both, &["i-1"]),
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
@@ -2306,31 +2585,107 @@ mod tests {
                 ],
             },
             Row {
-                name: "a: several: the earliest in the window; too old, too late and undated are ignored",
+                name: "a: two that could be ours: never a guess, keep looking and name them",
                 obj: unresolved(),
                 now: 30,
                 observation: evidence(
                     vec![
-                        found("co-late", Some(61), 1),
-                        found("co-b", Some(20), 1),
-                        found("co-undated", None, 1),
-                        found("co-a", Some(0), 1),
-                        found("co-old", Some(-1), 2),
+                        found("co-late", Some(67), 1),
+                        found("co-b", Some(20), 0),
+                        found("co-a", Some(0), 0),
+                        found("co-old", Some(-2), 2),
                     ],
                     both,
                 ),
-                phase: InProgress,
-                reason: "WaitingForChangeOrder",
+                phase: Submitting,
+                reason: "OutcomeUnknown",
                 attempts: 1,
                 action: wait(40),
-                events: &[(false, "WaitingForChangeOrder")],
-                message: &["adopted change order co-a (created 2026-01-01T00:00:00Z)"],
+                events: &[],
+                message: &[
+                    "cannot be told apart from others': co-b, co-a;",
+                    "nothing is sent again",
+                ],
             },
             Row {
-                name: "a: the latest moment that can still be the attempt's (t0 + resolve_after + slack)",
+                name: "a: one in the window and one whose time cannot be read: keep looking",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(
+                    vec![found("co-a", Some(0), 0), found("co-undated", None, 0)],
+                    both,
+                ),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(40),
+                events: &[],
+                message: &["co-a, co-undated (its CreateTime cannot be read)"],
+            },
+            Row {
+                name: "a: one in the window and a row without a type: keep looking",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(
+                    vec![
+                        found("co-a", Some(0), 0),
+                        FoundChangeOrder {
+                            typed: false,
+                            ..found("co-x", Some(12), 0)
+                        },
+                    ],
+                    both,
+                ),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(40),
+                events: &[],
+                message: &["co-a, co-x (it names no change-order type)"],
+            },
+            Row {
+                name: "a: an executing one while none of ours is terminating: not adopted, keep looking",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(40),
+                events: &[],
+                message: &[
+                    "co-9 (it is executing but none of instances i-1, i-2 is being terminated)",
+                ],
+            },
+            Row {
+                name: "a: a succeeded one while one of ours still runs is someone else's: not ours, not executed",
+                obj: unresolved(),
+                now: 60,
+                observation: evidence(vec![found("co-console", Some(12), 2)], &["i-1", "i-3"]),
+                phase: Submitting,
+                reason: "OutcomeUnknown",
+                attempts: 1,
+                action: wait(85),
+                events: &[],
+                message: &["instances i-2 of app app-1 are gone while i-1 still exist"],
+            },
+            Row {
+                name: "a: a succeeded one while all of ours still run: someone else's; proven not executed",
+                obj: unresolved(),
+                now: 60,
+                observation: evidence(vec![found("co-console", Some(12), 2)], both),
+                phase: Retrying,
+                reason: "Retrying",
+                attempts: 1,
+                action: wait(64),
+                events: &[(true, "Retrying")],
+                message: &["attempt 1 was not executed"],
+            },
+            Row {
+                name: "a: the latest moment that can still be the attempt's (t0 + 1 + send bound + resolve_after + slack)",
                 obj: unresolved(),
                 now: 70,
-                observation: evidence(vec![found("co-9", Some(60), 0)], both),
+                observation: evidence(vec![found("co-9", Some(66), 0)], both),
                 phase: InProgress,
                 reason: "WaitingForChangeOrder",
                 attempts: 1,
@@ -2373,7 +2728,7 @@ mod tests {
                 name: "a: adopted, not waiting for completion: Succeeded",
                 obj: unresolved_with(no_wait.clone()),
                 now: 12,
-                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                observation: evidence(vec![found("co-9", Some(11), 0)], both),
                 phase: Succeeded,
                 reason: "Succeeded",
                 attempts: 1,
@@ -2412,26 +2767,26 @@ mod tests {
             },
             // c. Proven not executed: a refused attempt.
             Row {
-                name: "c: no change order, all ids exist, resolve_after passed: Retrying with backoff",
+                name: "c: no change order in the window, all ids exist, its last moment passed: Retrying with backoff",
                 obj: unresolved(),
-                now: 50,
-                observation: evidence(vec![found("co-late", Some(61), 1)], both),
+                now: 56,
+                observation: evidence(vec![found("co-late", Some(67), 1)], both),
                 phase: Retrying,
                 reason: "Retrying",
                 attempts: 1,
-                action: wait(54),
+                action: wait(60),
                 events: &[(true, "Retrying")],
                 message: &[
                     "attempt 1 was not executed",
-                    "40 s after it was sent",
+                    "46 s after it was sent",
                     "i-1, i-2 all still exist",
-                    "trying again at 2026-01-01T00:00:54Z",
+                    "trying again at 2026-01-01T00:01:00Z",
                 ],
             },
             Row {
                 name: "c: proven not executed on the last allowed attempt: RetriesExhausted",
                 obj: unresolved_with(one_attempt),
-                now: 50,
+                now: 56,
                 observation: evidence(vec![], both),
                 phase: Failed,
                 reason: "RetriesExhausted",
@@ -2442,18 +2797,18 @@ mod tests {
             },
             // d. Too early to tell.
             Row {
-                name: "d: no change order yet, all ids exist, too early: wait for t0 + resolve_after",
+                name: "d: no change order yet, all ids exist, too early: wait for its last moment (t0 + 1 + 5 + 40)",
                 obj: unresolved(),
                 now: 20,
                 observation: evidence(vec![found("co-old", Some(-11), 2)], both),
                 phase: Submitting,
                 reason: "OutcomeUnknown",
                 attempts: 1,
-                action: wait(50),
+                action: wait(56),
                 events: &[],
                 message: &[
                     "no change order from it yet",
-                    "if none appears by 2026-01-01T00:00:50Z",
+                    "if none appears by 2026-01-01T00:00:56Z",
                 ],
             },
             // e. Some instances gone, no change order of ours.
@@ -2560,7 +2915,7 @@ mod tests {
                 name: "g: adopted at the deadline: recorded, then DeadlineExceeded naming it",
                 obj: unresolved(),
                 now: 3600,
-                observation: evidence(vec![found("co-9", Some(11), 1)], both),
+                observation: evidence_terminating(vec![found("co-9", Some(11), 1)], both, &["i-1"]),
                 phase: Failed,
                 reason: "DeadlineExceeded",
                 attempts: 1,
@@ -3044,13 +3399,10 @@ mod tests {
                 .contains("check the AccessKey in Secret ns/sae-creds")
         );
 
-        let own = object_with(
-            SaeInstanceDeletionSpec {
-                credentials_ref: None,
-                ..spec()
-            },
-            submitting().status,
-        );
+        let own = submitting_with(SaeInstanceDeletionSpec {
+            credentials_ref: None,
+            ..spec()
+        });
         let d = decide(&own, &clock(11), refused("SignatureDoesNotMatch"));
         assert!(
             d.status
@@ -3425,6 +3777,273 @@ mod tests {
         assert_eq!(d.status.observed_generation, Some(2));
     }
 
+    /// One edit of a field the first attempt records.
+    struct PinnedEdit {
+        field: &'static str,
+        edit: fn(&mut SaeInstanceDeletionSpec),
+        /// How the warning names the value still in use.
+        recorded: &'static str,
+        /// A refusal whose message shows the value used, with what it says for the recorded value
+        /// and for the edited one (empty: nothing to check).
+        refusal: &'static str,
+        with_recorded: &'static str,
+        with_edited: &'static str,
+    }
+
+    fn pinned_edits() -> Vec<PinnedEdit> {
+        vec![
+            PinnedEdit {
+                field: "instanceIds",
+                edit: |s| s.instance_ids = ids(&["i-1", "i-3"]),
+                recorded: "instanceIds i-1, i-2",
+                refusal: "InvalidApplication.NotFound",
+                with_recorded: "",
+                with_edited: "",
+            },
+            PinnedEdit {
+                field: "appId",
+                edit: |s| s.app_id = "app-2".into(),
+                recorded: "appId app-1",
+                refusal: "InvalidApplication.NotFound",
+                with_recorded: "no application app-1 in region cn-hangzhou",
+                with_edited: "no application app-2 in region cn-hangzhou",
+            },
+            PinnedEdit {
+                field: "regionId",
+                edit: |s| s.region_id = "cn-shanghai".into(),
+                recorded: "regionId cn-hangzhou",
+                refusal: "InvalidApplication.NotFound",
+                with_recorded: "no application app-1 in region cn-hangzhou",
+                with_edited: "no application app-1 in region cn-shanghai",
+            },
+            PinnedEdit {
+                field: "credentialsRef",
+                edit: |s| {
+                    s.credentials_ref = Some(CredentialsRef {
+                        name: "other-creds".into(),
+                    })
+                },
+                recorded: "credentialsRef Secret sae-creds",
+                refusal: "InvalidAccessKeyId.NotFound",
+                with_recorded: "the AccessKey in Secret ns/sae-creds",
+                with_edited: "the AccessKey in Secret ns/other-creds",
+            },
+            PinnedEdit {
+                field: "credentialsRef",
+                edit: |s| s.credentials_ref = None,
+                recorded: "credentialsRef Secret sae-creds",
+                refusal: "InvalidAccessKeyId.NotFound",
+                with_recorded: "the AccessKey in Secret ns/sae-creds",
+                with_edited: "the controller's own credentials",
+            },
+            PinnedEdit {
+                field: "dryRun",
+                edit: |s| s.dry_run = true,
+                recorded: "dryRun false",
+                refusal: "",
+                with_recorded: "",
+                with_edited: "",
+            },
+        ]
+    }
+
+    /// What a start that may act asks for, given the values the object uses.
+    fn first_step_of(pinned: Pinned<'_>) -> Action {
+        if pinned.dry_run {
+            Action::CheckInstances
+        } else {
+            Action::SendDelete {
+                instance_ids: pinned.instance_ids.to_vec(),
+            }
+        }
+    }
+
+    fn spec_change_warnings(d: &Decision) -> Vec<&Event> {
+        d.events
+            .iter()
+            .filter(|e| e.reason == EVENT_SPEC_CHANGE_IGNORED)
+            .collect()
+    }
+
+    #[test]
+    fn pinned_fields_edited_after_the_first_attempt_are_ignored_with_one_warning() {
+        const FIELDS: [&str; 5] = [
+            "instanceIds",
+            "appId",
+            "regionId",
+            "credentialsRef",
+            "dryRun",
+        ];
+        for row in pinned_edits() {
+            let name = format!("{} edited after attempt 1", row.field);
+            let original = retrying();
+            let mut edited = original.clone();
+            (row.edit)(&mut edited.spec);
+            edited.metadata.generation = Some(2);
+
+            // The next attempt uses, and keeps recording, what attempt 1 recorded.
+            let d = decide(&edited, &clock(15), start());
+            assert_eq!(d.action, first_step_of(original.pinned()), "{name}");
+            let after = apply(&edited, &d);
+            assert_eq!(after.pinned(), original.pinned(), "{name}");
+            assert_eq!(d.status.observed_generation, Some(2), "{name}");
+
+            let warnings = spec_change_warnings(&d);
+            assert_eq!(warnings.len(), 1, "{name}: {:?}", d.events);
+            let note = &warnings[0].note;
+            assert!(warnings[0].warning, "{name}");
+            assert!(
+                note.contains(&format!("spec.{}", row.field)) && note.contains(row.recorded),
+                "{name}: {note}"
+            );
+            for other in FIELDS.iter().filter(|f| **f != row.field) {
+                assert!(!note.contains(&format!("spec.{other}")), "{name}: {note}");
+            }
+            assert!(!note.contains("accessKeySecret"), "{name}: {note}");
+
+            // Once observed, no further warning; messages name the recorded values.
+            let code = if row.refusal.is_empty() {
+                "Throttling"
+            } else {
+                row.refusal
+            };
+            let d = decide(&after, &clock(16), refused(code));
+            assert!(
+                spec_change_warnings(&d).is_empty(),
+                "{name}: {:?}",
+                d.events
+            );
+            let message = d.status.message.clone().unwrap_or_default();
+            assert!(message.contains(row.with_recorded), "{name}: {message}");
+            if !row.with_edited.is_empty() && row.with_edited != row.with_recorded {
+                assert!(!message.contains(row.with_edited), "{name}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_fields_edited_before_the_first_attempt_are_used() {
+        for row in pinned_edits() {
+            let name = format!("{} edited before attempt 1", row.field);
+            let mut edited = pending_credentials();
+            (row.edit)(&mut edited.spec);
+            edited.metadata.generation = Some(2);
+            let new_values = object_with(edited.spec.clone(), None);
+
+            let d = decide(&edited, &clock(30), start());
+            assert_eq!(d.action, first_step_of(new_values.pinned()), "{name}");
+            assert!(
+                spec_change_warnings(&d).is_empty(),
+                "{name}: {:?}",
+                d.events
+            );
+            let after = apply(&edited, &d);
+            assert_eq!(after.pinned(), new_values.pinned(), "{name}");
+            // Recorded with the send: a later edit back would be ignored.
+            if !new_values.pinned().dry_run {
+                assert_eq!(
+                    status(&after).app_id.as_deref(),
+                    Some(new_values.pinned().app_id),
+                    "{name}"
+                );
+            }
+
+            if !row.refusal.is_empty() {
+                let d = decide(&after, &clock(31), refused(row.refusal));
+                let message = d.status.message.clone().unwrap_or_default();
+                assert!(message.contains(row.with_edited), "{name}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_pinned_fields_edited_at_once_get_one_warning_naming_each() {
+        let mut edited = retrying();
+        edited.spec.app_id = "app-2".into();
+        edited.spec.region_id = "cn-shanghai".into();
+        edited.spec.credentials_ref = None;
+        edited.metadata.generation = Some(2);
+        let d = decide(&edited, &clock(15), start());
+        let warnings = spec_change_warnings(&d);
+        assert_eq!(warnings.len(), 1, "{:?}", d.events);
+        let note = &warnings[0].note;
+        for part in [
+            "spec.appId, spec.regionId, spec.credentialsRef changed after the first DeleteInstances attempt",
+            "appId app-1; regionId cn-hangzhou; credentialsRef Secret sae-creds",
+        ] {
+            assert!(note.contains(part), "{note}");
+        }
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("of app app-1")
+        );
+
+        // A further edit (a new generation) that still differs warns once more.
+        let mut again = apply(&edited, &d);
+        again.spec.app_id = "app-3".into();
+        again.metadata.generation = Some(3);
+        let d = decide(&again, &clock(16), refused("Throttling"));
+        assert_eq!(spec_change_warnings(&d).len(), 1, "{:?}", d.events);
+    }
+
+    #[test]
+    fn a_dry_run_edited_into_a_real_deletion_after_its_first_check_stays_a_dry_run() {
+        let checked = step(
+            &step(&dry(), 10, start()),
+            11,
+            Observation::DryRunResult(Err(api_error("Throttling", 400))),
+        );
+        assert_eq!(status(&checked).dry_run, Some(true));
+        let mut edited = checked.clone();
+        edited.spec.dry_run = false;
+        edited.metadata.generation = Some(2);
+
+        let d = decide(&edited, &clock(15), start());
+        assert_eq!(d.action, Action::CheckInstances);
+        let warnings = spec_change_warnings(&d);
+        assert_eq!(warnings.len(), 1, "{:?}", d.events);
+        assert!(
+            warnings[0]
+                .note
+                .contains("spec.dryRun changed after the first dry-run check")
+                && warnings[0].note.contains("dryRun true"),
+            "{:?}",
+            warnings[0]
+        );
+
+        // Every later step stays a dry run: an unanswered check is repeated, never resolved as a
+        // lost DeleteInstances, and a good answer ends it as a dry run.
+        let after = apply(&edited, &d);
+        let d = decide(
+            &after,
+            &clock(16),
+            Observation::DryRunResult(Err(api_error("ServiceUnavailable", 503))),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Retrying));
+        let d = decide(
+            &after,
+            &clock(16),
+            Observation::DryRunResult(Ok(ids(&["i-1", "i-2"]))),
+        );
+        assert_eq!(d.status.reason(), Some("DryRunSucceeded"));
+        assert!(spec_change_warnings(&d).is_empty());
+
+        // Before its first check (here: waiting for credentials), the edit is simply the spec.
+        let mut early = step(&dry(), 10, no_credentials());
+        early.spec.dry_run = false;
+        early.metadata.generation = Some(2);
+        let d = decide(&early, &clock(30), start());
+        assert!(
+            matches!(d.action, Action::SendDelete { .. }),
+            "{:?}",
+            d.action
+        );
+        assert!(spec_change_warnings(&d).is_empty(), "{:?}", d.events);
+    }
+
     // ---- Rules 11 and 12: conditions and events -----------------------------------------------
 
     #[test]
@@ -3564,7 +4183,7 @@ mod tests {
         let d = decide(
             &unresolved(),
             &clock(12),
-            evidence(vec![found("co-9", Some(11), 1)], &["i-1", "i-2"]),
+            evidence_terminating(vec![found("co-9", Some(11), 1)], &["i-1", "i-2"], &["i-2"]),
         );
         let s = &d.status;
         assert_eq!(s.change_order_id.as_deref(), Some("co-9"));
@@ -3644,42 +4263,289 @@ mod tests {
             resolve_after: SignedDuration::from_millis(30_500),
             ..clock(20)
         };
+        // Written ahead at 10 (to the second), sent by 10 + 1 + 5, acted on by SAE by + 30.5.
         let d = decide(&unresolved(), &late, evidence(vec![], &["i-1", "i-2"]));
-        assert_eq!(d.action, Action::WaitUntil(at(41)));
+        assert_eq!(d.action, Action::WaitUntil(at(47)));
         // One second before it: still waiting; at it: not executed.
-        let at_40 = Clock {
-            now: at(40),
+        let at_46 = Clock {
+            now: at(46),
             ..late
         };
-        let d = decide(&unresolved(), &at_40, evidence(vec![], &["i-1", "i-2"]));
+        let d = decide(&unresolved(), &at_46, evidence(vec![], &["i-1", "i-2"]));
         assert_eq!(d.status.phase, Some(Phase::Submitting));
-        let at_41 = Clock {
-            now: at(41),
+        let at_47 = Clock {
+            now: at(47),
             ..late
         };
-        let d = decide(&unresolved(), &at_41, evidence(vec![], &["i-1", "i-2"]));
+        let d = decide(&unresolved(), &at_47, evidence(vec![], &["i-1", "i-2"]));
         assert_eq!(d.status.phase, Some(Phase::Retrying));
-        // The window for adoption moves with resolve_after too: 10 + 30.5 + 10 s.
+        // The window for adoption moves with resolve_after too: up to 46.5 + 10 s.
         let d = decide(
             &unresolved(),
-            &at_41,
-            evidence(vec![found("co-9", Some(50), 1)], &["i-1", "i-2"]),
+            &at_47,
+            evidence(vec![found("co-9", Some(56), 0)], &["i-1", "i-2"]),
         );
         assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
         let d = decide(
             &unresolved(),
-            &at_41,
-            evidence(vec![found("co-9", Some(51), 1)], &["i-1", "i-2"]),
+            &at_47,
+            evidence(vec![found("co-9", Some(57), 0)], &["i-1", "i-2"]),
+        );
+        assert_eq!(d.status.change_order_id, None);
+        // And it starts one second plus the slack before the write-ahead.
+        let d = decide(
+            &unresolved(),
+            &at_47,
+            evidence(vec![found("co-9", Some(-1), 0)], &["i-1", "i-2"]),
+        );
+        assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
+        let d = decide(
+            &unresolved(),
+            &at_47,
+            evidence(vec![found("co-9", Some(-2), 0)], &["i-1", "i-2"]),
         );
         assert_eq!(d.status.change_order_id, None);
     }
 
+    /// The first poll of our own change order (sent at 10, accepted at 11, polled at 12).
+    fn first_polled(create_time: &str) -> (SaeInstanceDeletion, Decision) {
+        let sent = step(&submitting(), 11, accepted());
+        let mut co = order(1);
+        co.create_time = Some(create_time.into());
+        let d = decide(&sent, &clock(12), Observation::ChangeOrderResult(Ok(co)));
+        (sent, d)
+    }
+
+    #[test]
+    fn the_zone_is_learned_from_the_first_poll_of_our_own_change_order() {
+        // T0 is 00:00 UTC; our change order was created at about 00:00:11 UTC.
+        for (written, zone) in [
+            ("2026-01-01 08:00:11", Some("+08:00")),
+            ("2026-01-01 00:00:11", Some("+00:00")),
+            ("2025-12-31 19:00:10.250", Some("-05:00")),
+            ("2026-01-01T05:45:12", Some("+05:45")),
+            ("2026-01-01T00:00:11Z", Some("named")),
+            ("1767225611000", Some("named")),
+            // Not a time we can place near the send: nothing learned, nothing guessed.
+            ("2026-01-01 08:07:41", None),
+            ("2026-01-03 00:00:11", None),
+            ("soon", None),
+        ] {
+            let (_, d) = first_polled(written);
+            assert_eq!(d.status.create_time_zone.as_deref(), zone, "{written}");
+            assert_eq!(d.status.phase, Some(Phase::InProgress), "{written}");
+        }
+    }
+
+    #[test]
+    fn a_poll_long_after_the_send_teaches_no_zone() {
+        let sent = step(&submitting(), 11, accepted());
+        let mut co = order(1);
+        co.create_time = Some("2026-01-01 08:00:11".into());
+        let d = decide(
+            &sent,
+            &clock(10 + 299),
+            Observation::ChangeOrderResult(Ok(co.clone())),
+        );
+        assert_eq!(
+            d.status.create_time_zone.as_deref(),
+            Some("+08:00"),
+            "a later poll still teaches"
+        );
+        let d = decide(
+            &sent,
+            &clock(10 + 301),
+            Observation::ChangeOrderResult(Ok(co)),
+        );
+        assert_eq!(
+            d.status.create_time_zone, None,
+            "too long after the send to place it"
+        );
+    }
+
+    fn civil_row(id: &str, text: &str, status: i64) -> FoundChangeOrder {
+        FoundChangeOrder {
+            change_order_id: id.into(),
+            created: Some(SaeTime::Civil(text.parse().unwrap())),
+            status,
+            typed: true,
+        }
+    }
+
+    fn evidence_in(
+        zone: CreateTimeZone,
+        orders: Vec<FoundChangeOrder>,
+        existing: &[&str],
+    ) -> Observation {
+        let Observation::ResolveResult(Ok(mut e)) = evidence(orders, existing) else {
+            unreachable!()
+        };
+        e.zone = zone;
+        Observation::ResolveResult(Ok(e))
+    }
+
+    #[test]
+    fn an_unknown_zone_never_proves_anything_absent() {
+        let unknown = CreateTimeZone::Unknown;
+        let both = &["i-1", "i-2"];
+        // Long past the last moment, nothing listed, instances all there: still not "not executed".
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            evidence_in(unknown, vec![], both),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Submitting));
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("zone SAE writes change-order times in")
+        );
+        // Nor "already deleted" when the instances are gone.
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            evidence_in(unknown, vec![], &[]),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Submitting));
+        // A zone-less row that could be ours in some zone is never adopted...
+        let row = civil_row("co-9", "2026-01-01 08:00:11", 2);
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            evidence_in(unknown, vec![row.clone()], &[]),
+        );
+        assert_eq!(d.status.change_order_id, None);
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("co-9 (its CreateTime names no zone")
+        );
+        // ...but once the zone is known it is placed and adopted.
+        let known = CreateTimeZone::Offset(jiff::tz::Offset::constant(8));
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            evidence_in(known, vec![row], &[]),
+        );
+        assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
+        assert_eq!(d.status.phase, Some(Phase::Succeeded));
+        // In the wrong zone the same row is far outside the window: ours is not there, and
+        // with all instances present after the last moment that proves "not executed".
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            evidence_in(
+                CreateTimeZone::Offset(jiff::tz::Offset::UTC),
+                vec![civil_row("co-9", "2026-01-01 08:00:11", 0)],
+                both,
+            ),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Retrying));
+        // A row two days old is outside the window in every zone and blocks nothing.
+        let old = civil_row("co-old", "2025-12-30 08:00:11", 2);
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            evidence_in(unknown, vec![old], both),
+        );
+        assert!(!d.status.message.as_deref().unwrap().contains("co-old"));
+    }
+
+    #[test]
+    fn an_incomplete_list_proves_nothing_absent() {
+        let Observation::ResolveResult(Ok(mut e)) = evidence(vec![], &["i-1", "i-2"]) else {
+            unreachable!()
+        };
+        e.complete = false;
+        let d = decide(
+            &unresolved(),
+            &clock(200),
+            Observation::ResolveResult(Ok(e)),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Submitting));
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("did not reach back to")
+        );
+    }
+
+    #[test]
+    fn the_list_is_read_back_past_the_window_start_in_every_zone() {
+        let since = at(-1);
+        let absolute = |s| found("co", Some(s), 2);
+        let zone = CreateTimeZone::Named;
+        assert!(
+            listed_past(&absolute(-12), since, zone),
+            "more than the slack before"
+        );
+        assert!(
+            !listed_past(&absolute(-11), since, zone),
+            "within the slack: could still be ours"
+        );
+        assert!(
+            !listed_past(&found("co", None, 2), since, zone),
+            "an unreadable time never is"
+        );
+        let civil = civil_row("co", "2026-01-01 08:00:00", 2);
+        assert!(listed_past(
+            &civil,
+            since,
+            CreateTimeZone::Offset(jiff::tz::Offset::constant(9))
+        ));
+        assert!(!listed_past(
+            &civil,
+            since,
+            CreateTimeZone::Offset(jiff::tz::Offset::constant(8))
+        ));
+        assert!(
+            !listed_past(&civil, since, CreateTimeZone::Unknown),
+            "in some zone it is later"
+        );
+        let day_before = civil_row("co", "2025-12-30 12:00:00", 2);
+        assert!(listed_past(&day_before, since, CreateTimeZone::Unknown));
+    }
+
+    #[test]
+    fn an_attempt_that_was_not_sent_is_taken_back_and_started_over() {
+        let obj = submitting();
+        assert_eq!(status(&obj).attempts, Some(1));
+        let d = decide(
+            &obj,
+            &clock(16),
+            Observation::NotSent {
+                why: "the lease could not be confirmed".into(),
+            },
+        );
+        assert_eq!(d.status.phase, Some(Phase::Pending));
+        assert_eq!(d.status.attempts, Some(0));
+        assert_eq!(d.action, Action::WaitUntil(at(17)));
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("was not sent: the lease could not be confirmed")
+        );
+        // The next start writes a new attempt ahead, numbered 1 again.
+        let d = decide(&apply(&obj, &d), &clock(17), start());
+        assert!(matches!(d.action, Action::SendDelete { .. }));
+        assert_eq!(d.status.attempts, Some(1));
+        assert_eq!(d.status.last_attempt_time, Some(Time(at(17))));
+    }
+
     #[test]
     fn proven_not_executed_retries_through_the_queue() {
-        let retry = step(&unresolved(), 50, evidence(vec![], &["i-1", "i-2"]));
-        assert_eq!(status(&retry).next_attempt_time, Some(Time(at(54))));
+        let retry = step(&unresolved(), 56, evidence(vec![], &["i-1", "i-2"]));
+        assert_eq!(status(&retry).next_attempt_time, Some(Time(at(60))));
         // Backoff over but the app is busy: wait for it, no send.
-        let waiting = step(&retry, 54, start_with(busy()));
+        let waiting = step(&retry, 60, start_with(busy()));
         assert_eq!(status(&waiting).reason(), Some("WaitingForApplication"));
         assert_eq!(status(&waiting).next_attempt_time, None);
         let d = decide(&waiting, &clock(60), start());
@@ -3826,7 +4692,10 @@ mod tests {
         fn evidence(&self) -> Evidence {
             Evidence {
                 change_orders: self.orders.clone(),
+                complete: true,
                 existing_instance_ids: self.instances.clone(),
+                terminating_instance_ids: vec![],
+                zone: CreateTimeZone::Named,
             }
         }
     }

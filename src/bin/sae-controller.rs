@@ -46,7 +46,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// SAE endpoint; `{regionId}` is replaced by the object's spec.regionId.
+    /// SAE endpoint; `{regionId}` is replaced by the object's region (status.regionId once recorded).
     #[arg(
         long,
         env = "SAE_ENDPOINT",
@@ -87,10 +87,11 @@ struct RunArgs {
     /// Seconds a leader's Lease lasts without renewal; a standby takes over after that.
     #[arg(long, default_value_t = 15)]
     leader_election_lease_seconds: u64,
-    /// UTC offset in which SAE writes change-order CreateTime (it names no zone). Used to match a
-    /// change order to an attempt whose answer was lost.
-    #[arg(long, default_value = "+08:00", value_parser = parse_offset)]
-    sae_create_time_offset: jiff::tz::Offset,
+    /// UTC offset in which SAE writes change-order CreateTime (it names no zone), if you know it
+    /// for certain. Unset (the default), the controller learns it per region from SAE's answers
+    /// about the change orders it creates, and records it in status.
+    #[arg(long, value_parser = parse_offset)]
+    sae_create_time_offset: Option<jiff::tz::Offset>,
     /// STS endpoint for RRSA's AssumeRoleWithOIDC (a URL, or a host name for https). Used only when
     /// ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE are set.
     #[arg(long, env = "ALIBABA_CLOUD_STS_ENDPOINT", default_value = sae_controller::sae::rrsa::DEFAULT_STS_ENDPOINT)]
@@ -155,18 +156,8 @@ fn default_credentials(args: &RunArgs) -> anyhow::Result<DefaultCredentials> {
 }
 
 fn parse_offset(s: &str) -> Result<jiff::tz::Offset, String> {
-    let bad = || format!("{s:?} is not a UTC offset like +08:00");
-    let (sign, rest) = match s.as_bytes().first() {
-        Some(b'+') => (1, &s[1..]),
-        Some(b'-') => (-1, &s[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 14 || m > 59 {
-        return Err(bad());
-    }
-    jiff::tz::Offset::from_seconds(sign * (h * 3600 + m * 60)).map_err(|_| bad())
+    sae_controller::sae::time::parse_offset(s)
+        .ok_or_else(|| format!("{s:?} is not a UTC offset like +08:00"))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

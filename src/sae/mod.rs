@@ -8,6 +8,7 @@ pub mod ecs_role;
 pub mod error;
 pub mod rrsa;
 pub mod sign;
+pub mod time;
 
 pub use chain::CredentialChain;
 pub use client::{
