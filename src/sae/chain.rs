@@ -22,6 +22,9 @@ use super::credentials_file::{Profile, ProfileFile, SecretDir};
 use super::ecs_role::EcsRoleProvider;
 use super::{Credentials, RrsaProvider};
 
+/// An `ecs_ram_role` profile's role name and the provider built for it.
+type ProfileEcs = (Option<String>, EcsRoleProvider);
+
 /// The sources the controller was configured with.
 #[derive(Clone, Debug, Default)]
 pub struct CredentialChain {
@@ -33,7 +36,7 @@ pub struct CredentialChain {
     /// Builds the provider an `ecs_ram_role` profile needs (endpoint, timeout).
     ecs_endpoint: Option<(String, Duration)>,
     /// The ECS provider of an `ecs_ram_role` profile, by role name, so its cache is kept.
-    profile_ecs: Arc<Mutex<Option<(Option<String>, EcsRoleProvider)>>>,
+    profile_ecs: Arc<Mutex<Option<ProfileEcs>>>,
     /// The last (source, AccessKeyId) handed out, to log changes.
     last: Arc<Mutex<Option<(String, String)>>>,
 }
