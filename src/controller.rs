@@ -69,6 +69,9 @@ pub enum DefaultCredentials {
     Static(Credentials),
     /// STS credentials from the pod's OIDC token, cached and refreshed.
     Rrsa(RrsaProvider),
+    /// The SDKs' chain (environment, RRSA, mounted Secret, credentials file, ECS RAM role), see
+    /// [`crate::sae::chain`].
+    Chain(crate::sae::CredentialChain),
 }
 
 impl From<Option<Credentials>> for DefaultCredentials {
@@ -83,6 +86,7 @@ impl DefaultCredentials {
         match self {
             Self::Static(credentials) => Ok(credentials.clone()),
             Self::Rrsa(provider) => provider.credentials().await.map_err(|why| format!("RRSA: {why}")),
+            Self::Chain(chain) => chain.credentials().await,
             Self::None => Err("spec.credentialsRef is not set and the controller has no credentials of its own: \
                  set credentialsRef to a Secret with keys accessKeyId and accessKeySecret, or give the controller \
                  RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE) or \
@@ -1356,6 +1360,11 @@ pub async fn run(
                 *counts.entry(phase).or_default() += count;
             }
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
+            // Finished objects are not cached, and only unfinished ones count here.
+            let cached = gauge_store.state();
+            gauge_metrics
+                .ops()
+                .set_deadline_used(cached.iter().map(|o| &**o), Timestamp::now());
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();

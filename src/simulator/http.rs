@@ -110,6 +110,30 @@ async fn answer(
     if parts.uri.path() == "/_sim" || parts.uri.path().starts_with("/_sim/") {
         return admin(&sim, parts, body).await;
     }
+    // The ECS instance metadata service (src/simulator/metadata.rs) shares the port.
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(answer) =
+        sim.metadata()
+            .handle(&sim, parts.method.as_str(), parts.uri.path(), header)
+    {
+        let mut resp = Response::new(Body::from(answer.body));
+        *resp.status_mut() = answer.status;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(if answer.json {
+                "application/json"
+            } else {
+                "text/plain"
+            }),
+        );
+        return resp;
+    }
     // Run on its own task so that a client hanging up cannot cancel a call half-way: what SAE
     // starts, it finishes, and the ledger always gets its line.
     let reply = match tokio::spawn(process(sim, parts, body)).await {
@@ -672,6 +696,14 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 }
             }
         },
+        ("POST", "/_sim/ecs-role") => match parse::<super::metadata::RoleSpec>(&body) {
+            Err(message) => bad_request(message),
+            Ok(spec) => match sim.metadata().attach_role(spec) {
+                Ok(view) => admin_json(StatusCode::OK, view),
+                Err(message) => bad_request(message),
+            },
+        },
+        ("GET", "/_sim/ecs-role") => admin_json(StatusCode::OK, sim.metadata().view()),
         ("POST", "/_sim/seed") => match parse::<Seed>(&body) {
             Err(message) => bad_request(message),
             Ok(seed) => match sim.with_model(|model, now| model.apply_seed(seed, now)) {
