@@ -69,6 +69,9 @@ pub enum DefaultCredentials {
     Static(Credentials),
     /// STS credentials from the pod's OIDC token, cached and refreshed.
     Rrsa(RrsaProvider),
+    /// The SDKs' chain (environment, RRSA, mounted Secret, credentials file, ECS RAM role), see
+    /// [`crate::sae::chain`].
+    Chain(crate::sae::CredentialChain),
 }
 
 impl From<Option<Credentials>> for DefaultCredentials {
@@ -83,6 +86,7 @@ impl DefaultCredentials {
         match self {
             Self::Static(credentials) => Ok(credentials.clone()),
             Self::Rrsa(provider) => provider.credentials().await.map_err(|why| format!("RRSA: {why}")),
+            Self::Chain(chain) => chain.credentials().await,
             Self::None => Err("spec.credentialsRef is not set and the controller has no credentials of its own: \
                  set credentialsRef to a Secret with keys accessKeyId and accessKeySecret, or give the controller \
                  RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE) or \
@@ -450,14 +454,25 @@ impl Context {
         region: &str,
         app: &str,
     ) -> Result<Result<Vec<String>, SaeError>, Error> {
-        self.with_token(
-            slot,
-            "ListInstances",
-            creds,
-            priority,
-            self.sae.list_all_instance_ids(creds, region, app),
-        )
-        .await
+        // One quota token per HTTP request of the listing (groups, then each page), the slot
+        // given back while each one waits. The gate runs once per request, one after the other;
+        // the lock only lends it the slot (an async closure borrowing it would not be Send). A
+        // token refused (the deadline came) ends the listing; nothing more is sent.
+        let slot = tokio::sync::Mutex::new(slot);
+        let gate = || async {
+            let mut slot = slot.lock().await;
+            self.token(&mut slot, creds, priority).await
+        };
+        // Recorded as one ListInstances, waits between its requests included.
+        let started = Instant::now();
+        let listed = self
+            .sae
+            .list_all_instance_ids(creds, region, app, gate)
+            .await?;
+        self.metrics
+            .observe_sae_result("ListInstances", &listed, started.elapsed());
+        self.quota.note_result(creds.access_key_id(), &listed);
+        Ok(listed)
     }
 
     /// What is known of the zone of SAE's change-order times in `region`: the operator's word,
@@ -1345,6 +1360,11 @@ pub async fn run(
                 *counts.entry(phase).or_default() += count;
             }
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
+            // Finished objects are not cached, and only unfinished ones count here.
+            let cached = gauge_store.state();
+            gauge_metrics
+                .ops()
+                .set_deadline_used(cached.iter().map(|o| &**o), Timestamp::now());
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();

@@ -544,6 +544,11 @@ async fn sigkill_under_quota_pressure_with_create_time_in_utc() {
 
 // ---- Leader election -----------------------------------------------------------------------------
 
+/// deploy/'s RBAC lets the controller hold one Lease, `sae-system/sae-controller`, so the tests
+/// that elect a leader take turns with it. A Lease left by the previous test's (killed) leader
+/// expires within its 15 s; each test allows for that wait.
+static ONE_LEASE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The time at the start of the first log line containing `needle`.
 fn log_time(log: &str, needle: &str) -> Option<Timestamp> {
     let line = log.lines().find(|l| l.contains(needle))?;
@@ -557,17 +562,15 @@ async fn the_standby_takes_over_without_duplicating_anything() {
     let mut rng = fastrand::Rng::with_seed(seed("ha"));
     let app_ids: Vec<String> = (0..APPS).map(|a| format!("app-{a}")).collect();
     let apps: Vec<Value> = app_ids.iter().map(|a| planned_app(a, PER_APP)).collect();
+    let _turn = ONE_LEASE.lock().await;
     let mut ha = setup("2");
-    let lease = format!(
-        "sae-controller-ha-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    // The Lease deploy/ grants: sae-controller in sae-system, the only one the controller's
+    // ServiceAccount may renew.
+    let lease = "sae-controller";
     ha.controller_args.extend(strings(&[
         "--leader-elect",
         "--leader-election-namespace",
         "sae-system",
-        "--leader-election-lease-name",
-        &lease,
         // Long enough for the fence: a leader sends only while its Lease stays valid for the
         // controller's SEND_BOUND (5 s) more, and it renews `lease / 3 + 1` s before expiry, so a
         // lease of 12 s or less leaves part of every renewal cycle (4 s: all of it) unable to send.
@@ -609,7 +612,7 @@ async fn the_standby_takes_over_without_duplicating_anything() {
         "sae-system",
         "get",
         "lease",
-        &lease,
+        lease,
         "-o",
         "jsonpath={.spec.holderIdentity}",
     ]);
@@ -686,8 +689,7 @@ async fn the_standby_takes_over_without_duplicating_anything() {
 /// works, both with the flags deploy/ gives them (`--leader-elect`, the Lease in `sae-system`,
 /// its default 15 s), and the old one is then stopped the way the kubelet stops it: SIGTERM, and
 /// SIGKILL after the Deployment's 30 s grace period. Sends queue on the quota, some answers are
-/// lost, so the old leader leaves work at every stage. The Lease name is made unique only so that
-/// tests running side by side do not share one.
+/// lost, so the old leader leaves work at every stage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_with_leader_election_never_sends_twice_and_ends_everything() {
     const APPS: usize = 8;
@@ -696,10 +698,7 @@ async fn a_rollout_with_leader_election_never_sends_twice_and_ends_everything() 
     let mut rng = fastrand::Rng::with_seed(seed("rollout"));
     let app_ids: Vec<String> = (0..APPS).map(|a| format!("app-{a}")).collect();
     let apps: Vec<Value> = app_ids.iter().map(|a| planned_app(a, PER_APP)).collect();
-    let lease = format!(
-        "sae-controller-rollout-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let _turn = ONE_LEASE.lock().await;
     let setup = Setup {
         simulator_args: strings(&[
             "--access-key",
@@ -716,14 +715,12 @@ async fn a_rollout_with_leader_election_never_sends_twice_and_ends_everything() 
             "60",
             "--leader-elect",
             "--leader-election-namespace=sae-system",
-            "--leader-election-lease-name",
-            &lease,
         ]),
     };
     let mut w = World::start_with("rollout", apps, setup).await;
     assert!(
         w.controller
-            .wait_for_log("became leader", Duration::from_secs(30)),
+            .wait_for_log("became leader", Duration::from_secs(40)),
         "the first replica did not lead:\n{}",
         tail(&w.controller.logs(), 30)
     );

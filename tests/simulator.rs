@@ -639,8 +639,20 @@ async fn the_quota_throttles_with_a_retry_after() {
         )
         .await;
     assert_gateway_error(&reply, 400, "Throttling.User");
-    assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "45");
-    h.clock.advance(SignedDuration::from_secs(45));
+    // Milliseconds, as SAE means the header.
+    assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "45000");
+    h.clock.advance(SignedDuration::from_millis(44_999));
+    assert_gateway_error(
+        &h.call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await,
+        400,
+        "Throttling.User",
+    );
+    h.clock.advance(SignedDuration::from_millis(1));
     assert_eq!(
         h.call(
             v,
@@ -651,6 +663,86 @@ async fn the_quota_throttles_with_a_retry_after() {
         .status,
         200
     );
+}
+
+#[tokio::test]
+async fn a_key_switched_to_throttling_is_refused_every_call_until_switched_back() {
+    let h = Harness::start(0).await;
+    let v = SignatureVersion::V1;
+    let groups = || {
+        h.call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+    };
+    assert_eq!(groups().await.status, 200);
+    let (status, answer) = h
+        .admin(
+            "POST",
+            "/_sim/throttle",
+            Some(json!({"accessKeyId": AK, "retryAfterMillis": 1500})),
+        )
+        .await;
+    assert_eq!((status, answer["throttled"].clone()), (200, json!(true)));
+    for _ in 0..3 {
+        let reply = groups().await;
+        assert_gateway_error(&reply, 400, "Throttling.User");
+        assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "1500");
+    }
+    let (_, config) = h.admin("GET", "/_sim/config", None).await;
+    assert_eq!(config["throttledAccessKeyIds"], json!([AK]));
+    // Without a hint the refusal carries no header.
+    h.admin("POST", "/_sim/throttle", Some(json!({"accessKeyId": AK})))
+        .await;
+    let reply = groups().await;
+    assert_gateway_error(&reply, 400, "Throttling.User");
+    assert!(reply.headers.get("x-acs-retry-after").is_none());
+    h.admin(
+        "POST",
+        "/_sim/throttle",
+        Some(json!({"accessKeyId": AK, "enabled": false})),
+    )
+    .await;
+    assert_eq!(groups().await.status, 200);
+    for bad in [
+        json!({"accessKeyId": " "}),
+        json!({"enabled": true}),
+        json!({"accessKeyId": AK, "x": 1}),
+    ] {
+        assert_eq!(
+            h.admin("POST", "/_sim/throttle", Some(bad.clone())).await.0,
+            400,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_error_fault_can_carry_a_retry_hint() {
+    let h = Harness::start(0).await;
+    let faults = json!({"appId": "app-1", "faults": [
+        {"kind": "error", "code": "Throttling.User", "operation": "*", "retryAfterMillis": 1000}]});
+    assert_eq!(h.admin("POST", "/_sim/faults", Some(faults)).await.0, 200);
+    let v = SignatureVersion::V1;
+    let reply = h
+        .call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.code(), "Throttling.User");
+    assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "1000");
+    let reply = h
+        .call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "the fault fired once");
 }
 
 /// Sends raw bytes and returns whatever the server wrote before closing (or timing out).

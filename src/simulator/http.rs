@@ -110,6 +110,30 @@ async fn answer(
     if parts.uri.path() == "/_sim" || parts.uri.path().starts_with("/_sim/") {
         return admin(&sim, parts, body).await;
     }
+    // The ECS instance metadata service (src/simulator/metadata.rs) shares the port.
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(answer) =
+        sim.metadata()
+            .handle(&sim, parts.method.as_str(), parts.uri.path(), header)
+    {
+        let mut resp = Response::new(Body::from(answer.body));
+        *resp.status_mut() = answer.status;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(if answer.json {
+                "application/json"
+            } else {
+                "text/plain"
+            }),
+        );
+        return resp;
+    }
     // Run on its own task so that a client hanging up cannot cancel a call half-way: what SAE
     // starts, it finishes, and the ledger always gets its line.
     let reply = match tokio::spawn(process(sim, parts, body)).await {
@@ -139,8 +163,9 @@ async fn answer(
             if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
                 headers.insert("x-acs-request-id", v);
             }
-            if let Some(secs) = reply.retry_after_secs {
-                headers.insert("x-acs-retry-after", HeaderValue::from(secs));
+            if let Some(millis) = reply.retry_after_millis {
+                // Milliseconds, as SAE's gateway and the official SDKs mean it.
+                headers.insert("x-acs-retry-after", HeaderValue::from(millis));
             }
             resp
         }
@@ -164,7 +189,7 @@ struct Reply {
     status: u16,
     code: String,
     request_id: String,
-    retry_after_secs: Option<u64>,
+    retry_after_millis: Option<u64>,
     body: ReplyBody,
 }
 
@@ -182,7 +207,7 @@ impl Reply {
             status: 200,
             code: "OK".into(),
             request_id,
-            retry_after_secs: None,
+            retry_after_millis: None,
             body: ReplyBody::Json(body),
         }
     }
@@ -204,7 +229,7 @@ impl Reply {
             status: err.http_status,
             code: err.code.clone(),
             request_id,
-            retry_after_secs: err.retry_after_secs,
+            retry_after_millis: err.retry_after_millis,
             body: ReplyBody::Json(body),
         }
     }
@@ -429,7 +454,7 @@ async fn call(
                 status: 0,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Hang,
             }
         }
@@ -440,7 +465,7 @@ async fn call(
                 status: 200,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Garbage,
             }
         }
@@ -518,7 +543,7 @@ async fn sts_call(
         status: 200,
         code: "OK".into(),
         request_id,
-        retry_after_secs: None,
+        retry_after_millis: None,
         body: ReplyBody::Json(answer),
     })
 }
@@ -556,6 +581,21 @@ struct ConfigBody {
     key_requests_per_minute: Option<BTreeMap<String, Option<u32>>>,
 }
 
+/// `POST /_sim/throttle`: refuse (or stop refusing) every call of one key with `Throttling.User`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ThrottleBody {
+    access_key_id: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Sent as `x-acs-retry-after` with each refusal.
+    retry_after_millis: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn config_view(sim: &Simulator) -> Value {
     sim.with_model(|model, now| {
         let c = model.config();
@@ -571,6 +611,7 @@ fn config_view(sim: &Simulator) -> Value {
             "keyRequestsPerMinute": c.key_requests_per_minute,
             "now": now,
             "accessKeyIds": model.access_key_ids(),
+            "throttledAccessKeyIds": model.throttled_access_key_ids(),
         })
     })
 }
@@ -628,6 +669,20 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 }
             }
         },
+        ("POST", "/_sim/throttle") => match parse::<ThrottleBody>(&body) {
+            Err(message) => bad_request(message),
+            Ok(t) if t.access_key_id.trim().is_empty() => {
+                bad_request("accessKeyId must not be empty".into())
+            }
+            Ok(t) => {
+                let throttle = t.enabled.then_some(t.retry_after_millis);
+                sim.with_model(|model, _| model.set_throttle(&t.access_key_id, throttle));
+                admin_json(
+                    StatusCode::OK,
+                    json!({"accessKeyId": t.access_key_id, "throttled": t.enabled}),
+                )
+            }
+        },
         ("POST", "/_sim/oidc") => match parse::<OidcTokenSpec>(&body) {
             Err(message) => bad_request(message),
             Ok(spec) => {
@@ -641,6 +696,14 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 }
             }
         },
+        ("POST", "/_sim/ecs-role") => match parse::<super::metadata::RoleSpec>(&body) {
+            Err(message) => bad_request(message),
+            Ok(spec) => match sim.metadata().attach_role(spec) {
+                Ok(view) => admin_json(StatusCode::OK, view),
+                Err(message) => bad_request(message),
+            },
+        },
+        ("GET", "/_sim/ecs-role") => admin_json(StatusCode::OK, sim.metadata().view()),
         ("POST", "/_sim/seed") => match parse::<Seed>(&body) {
             Err(message) => bad_request(message),
             Ok(seed) => match sim.with_model(|model, now| model.apply_seed(seed, now)) {

@@ -35,12 +35,16 @@
 //!   one); a nonce, when sent, may not repeat within the skew window.
 //! - `POST /` is STS: `Action=AssumeRoleWithOIDC` (query or form) exchanges a token registered
 //!   through `/_sim/oidc` for a fresh `STS.` key that SAE calls can sign with until it expires.
+//! - `/latest/...` is the ECS instance metadata service: a RAM role attached through
+//!   `/_sim/ecs-role` hands out `STS.` keys to a caller with an IMDSv2 session token
+//!   ([`metadata`]).
 //! - Authentication, quota and routing errors have the POP gateway's body
 //!   (`RequestId, HostId, Code, Message`); SAE's own errors add `ErrorCode`, `Success:false`, `TraceId`.
 
 mod auth;
 mod change_order;
 mod http;
+pub mod metadata;
 mod state;
 mod times;
 
@@ -148,6 +152,8 @@ pub struct ConfigError(pub String);
 pub struct Simulator {
     model: Mutex<Model>,
     clock: Arc<dyn Clock>,
+    /// The ECS instance metadata service (RAM role credentials), see [`metadata`].
+    metadata: metadata::MetadataService,
 }
 
 impl Simulator {
@@ -163,7 +169,12 @@ impl Simulator {
         Ok(Self {
             model: Mutex::new(model),
             clock: config.clock,
+            metadata: metadata::MetadataService::default(),
         })
+    }
+
+    pub fn metadata(&self) -> &metadata::MetadataService {
+        &self.metadata
     }
 
     /// SAE's clock: the simulator's clock plus the configured skew. Everything the simulator

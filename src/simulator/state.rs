@@ -109,8 +109,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub gateway: bool,
-    /// Seconds, sent as `x-acs-retry-after`.
-    pub retry_after_secs: Option<u64>,
+    /// Milliseconds, sent as `x-acs-retry-after`.
+    pub retry_after_millis: Option<u64>,
 }
 
 impl ApiError {
@@ -120,7 +120,7 @@ impl ApiError {
             code: code.to_string(),
             message: message.into(),
             gateway: false,
-            retry_after_secs: None,
+            retry_after_millis: None,
         }
     }
 
@@ -145,6 +145,14 @@ pub fn default_http_status(code: &str) -> u16 {
         "ServiceUnavailable" => 503,
         _ => 400,
     }
+}
+
+/// The gateway's answer to a call over the account's quota.
+fn throttling_user() -> ApiError {
+    ApiError::gateway(
+        "Throttling.User",
+        "Request was denied due to user flow control.",
+    )
 }
 
 fn not_empty(name: &str) -> ApiError {
@@ -306,6 +314,9 @@ pub enum FaultSpec {
         http_status: Option<u16>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// Sent as `x-acs-retry-after` (milliseconds) with the error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_millis: Option<u64>,
     },
     /// `System.Upgrading` for matching calls during `seconds` from when the fault is added.
     #[serde(rename_all = "camelCase")]
@@ -743,6 +754,8 @@ pub struct Model {
     scheduled: Vec<Scheduled>,
     faults: HashMap<String, Vec<PendingFault>>,
     quota: HashMap<String, VecDeque<Timestamp>>,
+    /// Keys refused every call with `Throttling.User` (and this `x-acs-retry-after`, if any).
+    throttled: HashMap<String, Option<u64>>,
     nonces: NonceCache,
     requests: VecDeque<RequestRecord>,
     deletions: VecDeque<DeletionRecord>,
@@ -767,6 +780,7 @@ impl Model {
             scheduled: Vec::new(),
             faults: HashMap::new(),
             quota: HashMap::new(),
+            throttled: HashMap::new(),
             nonces: NonceCache::default(),
             requests: VecDeque::new(),
             deletions: VecDeque::new(),
@@ -781,7 +795,28 @@ impl Model {
         &mut self.config
     }
 
-    /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys
+    /// Switches `Throttling.User` on (`Some(retry hint in milliseconds, if any)`) or off
+    /// (`None`) for every call signed with this key, whatever its quota use.
+    pub fn set_throttle(&mut self, access_key_id: &str, throttle: Option<Option<u64>>) {
+        match throttle {
+            Some(retry_after_millis) => {
+                self.throttled
+                    .insert(access_key_id.to_string(), retry_after_millis);
+            }
+            None => {
+                self.throttled.remove(access_key_id);
+            }
+        }
+    }
+
+    /// Keys switched to throttling, sorted.
+    pub fn throttled_access_key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.throttled.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Forgets apps, change orders, faults, throttle switches, the ledger, nonces and quota use; keeps access keys
     /// (issued STS keys included), OIDC tokens and settings.
     pub fn reset(&mut self) {
         *self = Self {
@@ -1144,8 +1179,14 @@ impl Model {
     }
 
     /// Counts the call against the key's quota (sliding 60 s window), or refuses it with
-    /// `Throttling.User` and the seconds until the oldest counted call leaves the window.
+    /// `Throttling.User` and the milliseconds until the oldest counted call leaves the window. A
+    /// key switched to throttling ([`Model::set_throttle`]) is refused every call.
     pub fn admit(&mut self, access_key_id: &str, now: Timestamp) -> Result<(), ApiError> {
+        if let Some(retry_after_millis) = self.throttled.get(access_key_id) {
+            let mut err = throttling_user();
+            err.retry_after_millis = *retry_after_millis;
+            return Err(err);
+        }
         let limit = self
             .config
             .key_requests_per_minute
@@ -1164,12 +1205,8 @@ impl Model {
         }
         if calls.len() >= limit {
             let frees_in = QUOTA_WINDOW - now.duration_since(calls[0]);
-            let secs = (frees_in.as_millis().max(1) as u64).div_ceil(1000);
-            let mut err = ApiError::gateway(
-                "Throttling.User",
-                "Request was denied due to user flow control.",
-            );
-            err.retry_after_secs = Some(secs);
+            let mut err = throttling_user();
+            err.retry_after_millis = Some(frees_in.as_millis().max(1) as u64);
             return Err(err);
         }
         calls.push_back(now);
@@ -1407,6 +1444,7 @@ impl Model {
                 code,
                 http_status,
                 message,
+                retry_after_millis,
                 ..
             } => {
                 let message =
@@ -1415,6 +1453,7 @@ impl Model {
                 if let Some(status) = http_status {
                     err = err.with_status(status);
                 }
+                err.retry_after_millis = retry_after_millis;
                 CallPlan::Answer {
                     outcome: Err(err),
                     fault: Some("error"),
@@ -1895,6 +1934,27 @@ mod tests {
     }
 
     #[test]
+    fn a_throttled_key_is_refused_whatever_its_quota_until_switched_off_or_reset() {
+        let mut m = model();
+        m.config_mut().requests_per_minute = 0;
+        m.set_throttle("ak", Some(Some(1000)));
+        let err = m.admit("ak", t0()).unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.retry_after_millis, err.gateway),
+            ("Throttling.User", Some(1000), true)
+        );
+        m.admit("other", t0()).unwrap();
+        m.set_throttle("ak", Some(None));
+        assert_eq!(m.admit("ak", t0()).unwrap_err().retry_after_millis, None);
+        assert_eq!(m.throttled_access_key_ids(), ["ak"]);
+        m.set_throttle("ak", None);
+        m.admit("ak", t0()).unwrap();
+        m.set_throttle("ak", Some(None));
+        m.reset();
+        m.admit("ak", t0()).unwrap();
+    }
+
+    #[test]
     fn quota_slides_and_tells_when_a_slot_frees() {
         let mut m = model();
         m.config_mut().requests_per_minute = 2;
@@ -1902,7 +1962,7 @@ mod tests {
         m.admit("ak", t0() + secs(10)).unwrap();
         let err = m.admit("ak", t0() + secs(20)).unwrap_err();
         assert_eq!(err.code, "Throttling.User");
-        assert_eq!(err.retry_after_secs, Some(40));
+        assert_eq!(err.retry_after_millis, Some(40_000), "milliseconds");
         m.admit("other", t0() + secs(20)).unwrap();
         // A key of its own quota: "noisy" gets one call a minute, "free" none at all.
         m.config_mut()
