@@ -38,7 +38,7 @@ use crate::decide::{
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
 use crate::sae::time::{CreateTimeZone, parse_sae_time};
-use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
+use crate::sae::{AppInstances, Credentials, RrsaProvider, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
 pub const CONTROLLER_NAME: &str = "sae-controller";
@@ -140,7 +140,7 @@ struct Look {
     /// Rows that may be deletions, before anyone's claims are taken out.
     change_orders: Vec<FoundChangeOrder>,
     complete: bool,
-    existing_instance_ids: Vec<String>,
+    instances: AppInstances,
 }
 
 /// A look this recent serves another object of the same app.
@@ -446,14 +446,14 @@ impl Context {
         result
     }
 
-    async fn instance_ids(
+    async fn instances(
         &self,
         slot: &mut Slot,
         creds: &Credentials,
         priority: Priority,
         region: &str,
         app: &str,
-    ) -> Result<Result<Vec<String>, SaeError>, Error> {
+    ) -> Result<Result<AppInstances, SaeError>, Error> {
         // One quota token per HTTP request of the listing (groups, then each page), the slot
         // given back while each one waits. The gate runs once per request, one after the other;
         // the lock only lends it the slot (an async closure borrowing it would not be Send). A
@@ -467,12 +467,26 @@ impl Context {
         let started = Instant::now();
         let listed = self
             .sae
-            .list_all_instance_ids(creds, region, app, gate)
+            .list_all_instances(creds, region, app, gate)
             .await?;
         self.metrics
             .observe_sae_result("ListInstances", &listed, started.elapsed());
         self.quota.note_result(creds.access_key_id(), &listed);
         Ok(listed)
+    }
+
+    async fn instance_ids(
+        &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        priority: Priority,
+        region: &str,
+        app: &str,
+    ) -> Result<Result<Vec<String>, SaeError>, Error> {
+        Ok(self
+            .instances(slot, creds, priority, region, app)
+            .await?
+            .map(|all| all.ids))
     }
 
     /// What is known of the zone of SAE's change-order times in `region`: the operator's word,
@@ -560,8 +574,8 @@ impl Context {
                 .filter(|co| !claimed.contains(&co.change_order_id))
                 .collect(),
             complete: look.complete,
-            existing_instance_ids: look.existing_instance_ids,
-            terminating_instance_ids: vec![],
+            existing_instance_ids: look.instances.ids,
+            terminating_instance_ids: look.instances.terminating,
             zone,
         }))
     }
@@ -632,11 +646,11 @@ impl Context {
                 break;
             }
         }
-        let existing_instance_ids = match self
-            .instance_ids(slot, creds, Priority::Resolve, region, app)
+        let instances = match self
+            .instances(slot, creds, Priority::Resolve, region, app)
             .await?
         {
-            Ok(ids) => ids,
+            Ok(instances) => instances,
             Err(err) => return Ok(Err(err)),
         };
         Ok(Ok(Look {
@@ -644,7 +658,7 @@ impl Context {
             since,
             change_orders,
             complete,
-            existing_instance_ids,
+            instances,
         }))
     }
 
@@ -1912,6 +1926,42 @@ mod fake_api_tests {
             .unwrap()
             .unwrap();
         assert_eq!(count("ListChangeOrders"), 2);
+    }
+
+    /// A change order executing for our ids shows them terminating: the evidence that lets an
+    /// executing change order be adopted as ours.
+    #[tokio::test]
+    async fn a_look_shows_which_instances_are_being_terminated() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (_sim, sae) = sae_with(SignedDuration::from_secs(60)).await;
+        let creds = Credentials::new("AK", "SK", None);
+        let sent = sae
+            .delete_instances(&creds, "cn-hangzhou", APP, &["i-1".to_string()])
+            .await
+            .unwrap();
+        let (ctx, _writer) = context(Client::new(service, "default"), sae);
+        let obj = new_object();
+        let mut slot = Slot::take(ctx.slots.clone(), &obj).await;
+        let since = Timestamp::now() - SignedDuration::from_secs(20);
+        let evidence = ctx
+            .evidence(&mut slot, &creds, &obj, since)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(evidence.terminating_instance_ids, ["i-1"]);
+        assert_eq!(evidence.existing_instance_ids, ["i-1", "i-2"]);
+        let ids: Vec<&str> = evidence
+            .change_orders
+            .iter()
+            .map(|c| c.change_order_id.as_str())
+            .collect();
+        assert_eq!(ids, [sent.change_order_id.as_str()]);
+        assert!(evidence.change_orders[0].typed);
+        assert_eq!(
+            evidence.zone,
+            CreateTimeZone::Offset(jiff::tz::Offset::constant(8)),
+            "as the settings state"
+        );
     }
 
     #[tokio::test]

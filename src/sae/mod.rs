@@ -12,8 +12,8 @@ pub mod time;
 
 pub use chain::CredentialChain;
 pub use client::{
-    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
-    InstancePage, SaeClient, SaeClientConfig,
+    AppInstances, ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary,
+    DeleteAccepted, InstancePage, SaeClient, SaeClientConfig,
 };
 pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};
