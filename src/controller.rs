@@ -272,6 +272,9 @@ impl Finished {
     }
 }
 
+/// How soon an object whose send could not confirm the leader lease is looked at again.
+const LEASE_RECHECK: Duration = Duration::from_secs(2);
+
 /// Reconciles doing work (not waiting for quota) at once.
 const RECONCILE_CONCURRENCY: usize = 64;
 /// Pages of ListChangeOrders one look at a lost attempt may read (50 rows each).
@@ -960,9 +963,14 @@ async fn reconcile_steps(
                 continue;
             }
             if !ctx.may_send().await {
-                // A replica that lost its lease sends nothing and writes nothing; the leader takes over.
-                warn!("not leading any more: DeleteInstances not sent");
-                return Ok(Requeue::await_change());
+                // Sends nothing and writes nothing. A replica that lost its lease exits and the
+                // leader takes over; one that could not confirm it (the API server slow or away)
+                // looks again soon: nothing else would wake this object (the watch reacts to spec
+                // changes only), and the queue behind it would wait for it.
+                warn!(
+                    "cannot confirm the leader lease: DeleteInstances not sent; trying again shortly"
+                );
+                return Ok(Requeue::requeue(LEASE_RECHECK));
             }
             if !ctx.claim_app(&obj) {
                 // Another object just started on this app and the cache does not show it yet.
@@ -1010,19 +1018,22 @@ async fn reconcile_steps(
                     info!("object deleted after its write-ahead: DeleteInstances not sent");
                     return Ok(Requeue::await_change());
                 }
-                if !ctx.may_send().await {
-                    ctx.release_app(&obj);
-                    warn!("lease lost after recording the attempt: DeleteInstances not sent");
-                    return Ok(Requeue::await_change());
-                }
-                if !within_send_bound(&obj) {
-                    warn!("the write-ahead is too old to send on: DeleteInstances not sent");
-                    observation = Observation::NotSent {
-                        why: format!(
-                            "it could not leave within {} s of its write-ahead (slow API server?)",
-                            SEND_BOUND.as_secs()
-                        ),
-                    };
+                // Either way the attempt is taken back in the status (if the API server takes the
+                // write: a replica that is no leader any more meets the new leader's writes as a
+                // conflict), so it is neither stranded in Submitting nor resolved at length.
+                let why = if !ctx.may_send().await {
+                    Some("this replica could not confirm it holds the leader lease".to_string())
+                } else if !within_send_bound(&obj) {
+                    Some(format!(
+                        "it could not leave within {} s of its write-ahead (slow API server?)",
+                        SEND_BOUND.as_secs()
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    warn!(%why, "DeleteInstances not sent");
+                    observation = Observation::NotSent { why };
                     continue;
                 }
                 info!(
