@@ -629,6 +629,7 @@ impl Context {
             for co in page.change_orders {
                 let found = FoundChangeOrder {
                     created: co.create_time.as_deref().and_then(parse_sae_time),
+                    finished: co.finish_time.as_deref().and_then(parse_sae_time),
                     typed: co.co_type_code.is_some(),
                     change_order_id: co.change_order_id,
                     status: co.status,

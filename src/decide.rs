@@ -131,6 +131,8 @@ pub struct FoundChangeOrder {
     pub change_order_id: String,
     /// SAE's CreateTime as read; None when it could not be read (then it could be any time).
     pub created: Option<SaeTime>,
+    /// SAE's FinishTime, when the row has one that could be read.
+    pub finished: Option<SaeTime>,
     pub status: i64,
     /// False when the row named no `CoTypeCode`: never adopted, since it may be something else,
     /// and never ignored, since it may be ours.
@@ -860,7 +862,13 @@ impl<'a> Step<'a> {
         let Some(created) = order.created else {
             return Fit::Unclear("its CreateTime cannot be read".into());
         };
+        // A change order that had ended before the attempt's window began is someone else's.
+        let ended_before = order
+            .finished
+            .and_then(|t| evidence.zone.instant(t))
+            .is_some_and(|t| t < from);
         match evidence.zone.instant(created) {
+            Some(_) if ended_before => return Fit::Outside,
             Some(t) if t < from || until < t => return Fit::Outside,
             Some(_) => {}
             None => {
@@ -1694,6 +1702,7 @@ mod tests {
         FoundChangeOrder {
             change_order_id: id.into(),
             created: created.map(|s| SaeTime::Absolute(at(s))),
+            finished: None,
             status,
             typed: true,
         }
@@ -2668,6 +2677,27 @@ mod tests {
                 action: wait(85),
                 events: &[],
                 message: &["instances i-2 of app app-1 are gone while i-1 still exist"],
+            },
+            Row {
+                name: "a: one that ended before the window began (a console deletion just before ours): not ours",
+                obj: unresolved(),
+                now: 30,
+                observation: evidence(
+                    vec![
+                        FoundChangeOrder {
+                            finished: Some(SaeTime::Absolute(at(-2))),
+                            ..found("co-console", Some(-1), 2)
+                        },
+                        found("co-9", Some(11), 2),
+                    ],
+                    &[],
+                ),
+                phase: Succeeded,
+                reason: "Succeeded",
+                attempts: 1,
+                action: Action::Done,
+                events: &[(false, "Succeeded")],
+                message: &["adopted change order co-9"],
             },
             Row {
                 name: "a: a succeeded one while all of ours still run: someone else's; proven not executed",
@@ -4367,6 +4397,7 @@ mod tests {
         FoundChangeOrder {
             change_order_id: id.into(),
             created: Some(SaeTime::Civil(text.parse().unwrap())),
+            finished: None,
             status,
             typed: true,
         }

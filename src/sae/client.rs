@@ -98,6 +98,8 @@ pub struct ChangeOrderSummary {
     pub status: i64,
     pub co_type_code: Option<String>,
     pub create_time: Option<String>,
+    /// When it ended, once it has (SAE's `FinishTime`, same forms as `CreateTime`).
+    pub finish_time: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,6 +325,7 @@ impl SaeClient {
                 status,
                 co_type_code: id_field(row, "CoTypeCode"),
                 create_time: id_field(row, "CreateTime"),
+                finish_time: id_field(row, "FinishTime"),
             });
         }
         Ok(ChangeOrderPage {
@@ -1323,7 +1326,7 @@ mod tests {
     async fn list_change_orders_parses_page() {
         let body = r#"{"RequestId":"req-3","Code":"200","Success":true,"Data":{"CurrentPage":2,"PageSize":"10",
             "TotalSize":12,"ChangeOrderList":[
-              {"ChangeOrderId":"co-a","Status":2,"CoTypeCode":"CoDeleteInstances","CreateTime":"2020-12-17 21:06:45","AppId":"x"},
+              {"ChangeOrderId":"co-a","Status":2,"CoTypeCode":"CoDeleteInstances","CreateTime":"2020-12-17 21:06:45","FinishTime":"2020-12-17 21:07:02","AppId":"x"},
               {"ChangeOrderId":"co-b","Status":"3"}]}}"#;
         let (addr, log) = canned(200, &[], body).await;
         let page = client_for(addr)
@@ -1349,12 +1352,14 @@ mod tests {
                         status: 2,
                         co_type_code: Some("CoDeleteInstances".into()),
                         create_time: Some("2020-12-17 21:06:45".into()),
+                        finish_time: Some("2020-12-17 21:07:02".into()),
                     },
                     ChangeOrderSummary {
                         change_order_id: "co-b".into(),
                         status: 3,
                         co_type_code: None,
                         create_time: None,
+                        finish_time: None,
                     },
                 ],
             }
