@@ -144,6 +144,8 @@ struct Inner {
     reconcile_errors: Family<KindLabels, Counter>,
     reconciles: Counter,
     leader: Gauge,
+    /// Build, watch health and deadline metrics (src/ops_metrics.rs).
+    ops: crate::ops_metrics::OpsMetrics,
 }
 
 /// The controller's metrics. Cloning is cheap and every clone records into the same registry.
@@ -236,6 +238,8 @@ impl Metrics {
             leader.clone(),
         );
 
+        let ops = crate::ops_metrics::OpsMetrics::register(&mut registry);
+
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -250,8 +254,14 @@ impl Metrics {
                 reconcile_errors,
                 reconciles,
                 leader,
+                ops,
             }),
         }
+    }
+
+    /// The build, watch-health and deadline metrics.
+    pub fn ops(&self) -> &crate::ops_metrics::OpsMetrics {
+        &self.inner.ops
     }
 
     /// Records one SAE call. `code` is [`CODE_OK`], SAE's error code or a transport class; see

@@ -120,6 +120,15 @@ pub struct InstancePage {
     pub current_page: u32,
     pub page_size: u32,
     pub instance_ids: Vec<String>,
+    /// Those of them SAE reports as being terminated (`InstanceContainerStatus: Terminating`).
+    pub terminating: Vec<String>,
+}
+
+/// Every instance of an app (all groups), and which of them are being terminated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppInstances {
+    pub ids: Vec<String>,
+    pub terminating: Vec<String>,
 }
 
 /// A client for SAE's ROA API. Cloning shares the connection pool.
@@ -395,11 +404,25 @@ impl SaeClient {
                     .ok_or_else(|| unusable(OPERATION, &envelope, "an instance lacks InstanceId"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // SAE documents Running, Terminating, Pending, Failed, ... for InstanceContainerStatus;
+        // only the one that says "being removed" matters here.
+        let terminating = rows
+            .iter()
+            .filter_map(|row| {
+                let row = row.as_object()?;
+                let status = text_field(row, "InstanceContainerStatus")?;
+                status
+                    .trim()
+                    .eq_ignore_ascii_case("Terminating")
+                    .then(|| id_field(row, "InstanceId"))?
+            })
+            .collect();
         Ok(InstancePage {
             total: uint_field(data, "TotalSize").unwrap_or(instance_ids.len() as u64),
             current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
             page_size: u32_field(data, "PageSize").unwrap_or(page_size),
             instance_ids,
+            terminating,
         })
     }
 
@@ -417,8 +440,26 @@ impl SaeClient {
         creds: &Credentials,
         region_id: &str,
         app_id: &str,
-        mut gate: G,
+        gate: G,
     ) -> Result<Result<Vec<String>, SaeError>, E>
+    where
+        G: FnMut() -> F,
+        F: Future<Output = Result<(), E>>,
+    {
+        Ok(self
+            .list_all_instances(creds, region_id, app_id, gate)
+            .await?
+            .map(|all| all.ids))
+    }
+
+    /// Like [`Self::list_all_instance_ids`], with which instances are being terminated.
+    pub async fn list_all_instances<G, F, E>(
+        &self,
+        creds: &Credentials,
+        region_id: &str,
+        app_id: &str,
+        mut gate: G,
+    ) -> Result<Result<AppInstances, SaeError>, E>
     where
         G: FnMut() -> F,
         F: Future<Output = Result<(), E>>,
@@ -433,6 +474,7 @@ impl SaeClient {
         };
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
+        let mut terminating = Vec::new();
         for group in groups {
             let mut pages: u64 = 1;
             let mut fetched: u64 = 0;
@@ -461,6 +503,7 @@ impl SaeClient {
                 }
                 fetched += page.instance_ids.len() as u64;
                 let empty = page.instance_ids.is_empty();
+                terminating.extend(page.terminating);
                 for id in page.instance_ids {
                     // Instances that move between pages while we page would otherwise appear twice.
                     if seen.insert(id.clone()) {
@@ -473,7 +516,9 @@ impl SaeClient {
                 page_number += 1;
             }
         }
-        Ok(Ok(ids))
+        terminating.sort();
+        terminating.dedup();
+        Ok(Ok(AppInstances { ids, terminating }))
     }
 
     /// Signs, sends and reads one request, and sorts the outcome. On `Ok` the envelope is a
@@ -1365,7 +1410,8 @@ mod tests {
     #[tokio::test]
     async fn describe_application_instances_parses_page() {
         let body = r#"{"RequestId":"req-5","Code":"200","Success":true,"Data":{"CurrentPage":1,"PageSize":2,
-            "TotalSize":3,"Instances":[{"InstanceId":"i-1","GroupId":"g-1","Status":"Running"},{"InstanceId":"i-2"}]}}"#;
+            "TotalSize":3,"Instances":[{"InstanceId":"i-1","GroupId":"g-1","InstanceContainerStatus":"Running"},
+              {"InstanceId":"i-2","InstanceContainerStatus":"Terminating"},{"InstanceId":"i-3"}]}}"#;
         let (addr, log) = canned(200, &[], body).await;
         let page = client_for(addr)
             .describe_application_instances(&creds(), "cn-hangzhou", "app-1", "g-1", 1, 2)
@@ -1377,7 +1423,8 @@ mod tests {
                 total: 3,
                 current_page: 1,
                 page_size: 2,
-                instance_ids: ids(&["i-1", "i-2"])
+                instance_ids: ids(&["i-1", "i-2", "i-3"]),
+                terminating: ids(&["i-2"]),
             }
         );
         let seen = log.lock().unwrap()[0].clone();
