@@ -49,8 +49,9 @@
 //! # Bounded memory
 //! Buckets are keyed by the SHA-256 of the AccessKey ID, so an absurdly long ID costs 32 bytes, and
 //! metrics name a key by a short digest (see [`AccessKeyLabel`]). A bucket unused for
-//! [`IDLE_EXPIRY`] is forgotten with its metric series (RRSA brings a new STS key every hour), and
-//! past [`MAX_BUCKETS`] the least recently used buckets go first. Only buckets that nobody waits on
+//! [`IDLE_EXPIRY`] is forgotten with its metric series (RRSA brings a new STS key every hour; the
+//! planner looks for such buckets when it is called, at most once a minute), and past
+//! [`MAX_BUCKETS`] the least recently used buckets go first. Only buckets that nobody waits on
 //! and that are no stricter than a new bucket may go, so forgetting one never loosens the rate: it
 //! comes back spent.
 //!

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use sae_controller::crd::SaeInstanceDeletion;
 use serde_json::{Value, json};
 use support::{ControlPlane, Controller, Simulator};
@@ -818,6 +818,16 @@ async fn tenant_run(
         })
         .count();
     controller.kill();
+    // The next run should find the API server as this one did: without these objects in etcd and
+    // its watch cache (no namespace controller runs here, so deleting the namespace would not).
+    s.api
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("deleting the run's objects");
+    secrets
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("deleting the run's Secrets");
 
     let others: Vec<Duration> = (0..objects)
         .filter(|i| tenant_of(*i) != 0)
