@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # sae-controller as a fully static binary on a distroless base.
 #
+#   make image                                   # sae-controller:<crate version>, with the git commit
 #   docker build -t sae-controller:dev .
 #   docker build --build-arg CARGO_FEATURES=otel -t sae-controller:dev-otel .   # with OpenTelemetry traces
 #
@@ -10,6 +11,9 @@
 
 FROM rust:1-bookworm AS builder
 ARG CARGO_FEATURES=""
+# The git commit, for --version and sae_build_info (build.rs reads it; .git is not in the context).
+# `make image` passes it.
+ARG SAE_CONTROLLER_GIT_COMMIT=unknown
 WORKDIR /src
 # `file` is in the image already; install it only if a slimmer tag lacks it.
 RUN command -v file >/dev/null || { apt-get update && apt-get install -y --no-install-recommends file && rm -rf /var/lib/apt/lists/*; }
@@ -24,6 +28,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # distroless/static: CA certificates (for SAE's TLS), /etc/passwd with the nonroot user 65532 and
 # tzdata, no shell and no libc — the binary needs none.
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG SAE_CONTROLLER_GIT_COMMIT=unknown
+LABEL org.opencontainers.image.title="sae-controller" \
+      org.opencontainers.image.revision="${SAE_CONTROLLER_GIT_COMMIT}"
 COPY --from=builder /sae-controller /sae-controller
 USER 65532:65532
 EXPOSE 8080 8081

@@ -5,8 +5,13 @@ SHELL := bash
 CARGO ?= cargo
 KUBECTL ?= kubectl
 CRD_FILE := crds/saeinstancedeletions.sae.ops.dev.yaml
+# The crate version: the image tag `make image` builds and deploy/ installs (tests/packaging.rs keeps
+# deploy/ equal to it).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DOCKER ?= docker
+IMAGE ?= sae-controller
 
-.PHONY: test lint bench run install deploy crds demo static static-check
+.PHONY: test lint bench run install deploy crds demo static static-check image version
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
 # official SAE SDK, proves the release binary is fully static (file/ldd/readelf), then runs every
@@ -71,3 +76,14 @@ static-check:
 # Only the build, no checks (the binary lands in target/static/<arch>-unknown-linux-gnu/release/).
 static:
 	hack/check-static.sh --build-only
+
+# The image deploy/ runs, tagged with the crate version and labelled with the git commit (the build
+# context has no .git, so the commit is passed in; the binary reports it in --version and
+# sae_build_info).
+image:
+	$(DOCKER) build \
+	  --build-arg SAE_CONTROLLER_GIT_COMMIT="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  -t $(IMAGE):$(VERSION) .
+
+version:
+	@echo $(VERSION)

@@ -38,7 +38,7 @@ use crate::decide::{
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
 use crate::sae::time::{CreateTimeZone, parse_sae_time};
-use crate::sae::{Credentials, RrsaProvider, SaeClient, SaeError};
+use crate::sae::{AppInstances, Credentials, RrsaProvider, SaeClient, SaeError};
 
 /// The name under which the controller writes status and publishes events.
 pub const CONTROLLER_NAME: &str = "sae-controller";
@@ -69,6 +69,9 @@ pub enum DefaultCredentials {
     Static(Credentials),
     /// STS credentials from the pod's OIDC token, cached and refreshed.
     Rrsa(RrsaProvider),
+    /// The SDKs' chain (environment, RRSA, mounted Secret, credentials file, ECS RAM role), see
+    /// [`crate::sae::chain`].
+    Chain(crate::sae::CredentialChain),
 }
 
 impl From<Option<Credentials>> for DefaultCredentials {
@@ -83,6 +86,7 @@ impl DefaultCredentials {
         match self {
             Self::Static(credentials) => Ok(credentials.clone()),
             Self::Rrsa(provider) => provider.credentials().await.map_err(|why| format!("RRSA: {why}")),
+            Self::Chain(chain) => chain.credentials().await,
             Self::None => Err("spec.credentialsRef is not set and the controller has no credentials of its own: \
                  set credentialsRef to a Secret with keys accessKeyId and accessKeySecret, or give the controller \
                  RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE) or \
@@ -136,7 +140,7 @@ struct Look {
     /// Rows that may be deletions, before anyone's claims are taken out.
     change_orders: Vec<FoundChangeOrder>,
     complete: bool,
-    existing_instance_ids: Vec<String>,
+    instances: AppInstances,
 }
 
 /// A look this recent serves another object of the same app.
@@ -194,7 +198,8 @@ impl Finished {
                 (phase, status.change_order_id.clone()),
             );
             if let Some(zone) = &status.create_time_zone {
-                kept.zones.insert(obj.spec.region_id.clone(), zone.clone());
+                kept.zones
+                    .insert(obj.pinned().region_id.to_string(), zone.clone());
             }
         }
     }
@@ -277,7 +282,8 @@ const CHANGE_ORDER_PAGE_SIZE: u32 = 50;
 const CLAIM_GRACE: Duration = Duration::from_secs(10);
 
 fn app_key(obj: &SaeInstanceDeletion) -> (String, String) {
-    (obj.spec.region_id.clone(), obj.spec.app_id.clone())
+    let pinned = obj.pinned();
+    (pinned.region_id.to_string(), pinned.app_id.to_string())
 }
 
 impl Context {
@@ -440,6 +446,35 @@ impl Context {
         result
     }
 
+    async fn instances(
+        &self,
+        slot: &mut Slot,
+        creds: &Credentials,
+        priority: Priority,
+        region: &str,
+        app: &str,
+    ) -> Result<Result<AppInstances, SaeError>, Error> {
+        // One quota token per HTTP request of the listing (groups, then each page), the slot
+        // given back while each one waits. The gate runs once per request, one after the other;
+        // the lock only lends it the slot (an async closure borrowing it would not be Send). A
+        // token refused (the deadline came) ends the listing; nothing more is sent.
+        let slot = tokio::sync::Mutex::new(slot);
+        let gate = || async {
+            let mut slot = slot.lock().await;
+            self.token(&mut slot, creds, priority).await
+        };
+        // Recorded as one ListInstances, waits between its requests included.
+        let started = Instant::now();
+        let listed = self
+            .sae
+            .list_all_instances(creds, region, app, gate)
+            .await?;
+        self.metrics
+            .observe_sae_result("ListInstances", &listed, started.elapsed());
+        self.quota.note_result(creds.access_key_id(), &listed);
+        Ok(listed)
+    }
+
     async fn instance_ids(
         &self,
         slot: &mut Slot,
@@ -448,14 +483,10 @@ impl Context {
         region: &str,
         app: &str,
     ) -> Result<Result<Vec<String>, SaeError>, Error> {
-        self.with_token(
-            slot,
-            "ListInstances",
-            creds,
-            priority,
-            self.sae.list_all_instance_ids(creds, region, app),
-        )
-        .await
+        Ok(self
+            .instances(slot, creds, priority, region, app)
+            .await?
+            .map(|all| all.ids))
     }
 
     /// What is known of the zone of SAE's change-order times in `region`: the operator's word,
@@ -465,7 +496,7 @@ impl Context {
         if let Some(offset) = self.settings.create_time_offset {
             return CreateTimeZone::Offset(offset);
         }
-        let region = &obj.spec.region_id;
+        let region = obj.pinned().region_id;
         let learned = |o: &SaeInstanceDeletion| {
             let status = o.status.as_ref()?;
             let zone = status.create_time_zone.as_deref()?;
@@ -477,7 +508,7 @@ impl Context {
         let cached = self.store.state();
         let live = std::iter::once(obj)
             .chain(cached.iter().map(|o| &**o))
-            .filter(|o| o.spec.region_id == *region)
+            .filter(|o| o.pinned().region_id == region)
             .filter_map(learned)
             .max()
             .map(|(_, zone)| zone);
@@ -496,8 +527,8 @@ impl Context {
         since: Timestamp,
     ) -> Result<Result<Evidence, SaeError>, Error> {
         let key = (
-            obj.spec.region_id.clone(),
-            obj.spec.app_id.clone(),
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
             creds.access_key_id().to_string(),
         );
         let shared = {
@@ -543,8 +574,8 @@ impl Context {
                 .filter(|co| !claimed.contains(&co.change_order_id))
                 .collect(),
             complete: look.complete,
-            existing_instance_ids: look.existing_instance_ids,
-            terminating_instance_ids: vec![],
+            existing_instance_ids: look.instances.ids,
+            terminating_instance_ids: look.instances.terminating,
             zone,
         }))
     }
@@ -559,10 +590,17 @@ impl Context {
         since: Timestamp,
         zone: CreateTimeZone,
     ) -> Result<Result<Look, SaeError>, Error> {
-        let (region, app) = (&obj.spec.region_id, &obj.spec.app_id);
+        let (region, app) = (obj.pinned().region_id, obj.pinned().app_id);
         let mut change_orders = vec![];
         let mut complete = false;
-        for page_number in 1..=MAX_CHANGE_ORDER_PAGES {
+        // While the zone is unknown nothing can be proven absent, so reading further back than the
+        // newest page would only spend quota.
+        let pages = if zone.is_known() {
+            MAX_CHANGE_ORDER_PAGES
+        } else {
+            1
+        };
+        for page_number in 1..=pages {
             let page = self
                 .with_token(
                     slot,
@@ -608,11 +646,11 @@ impl Context {
                 break;
             }
         }
-        let existing_instance_ids = match self
-            .instance_ids(slot, creds, Priority::Resolve, region, app)
+        let instances = match self
+            .instances(slot, creds, Priority::Resolve, region, app)
             .await?
         {
-            Ok(ids) => ids,
+            Ok(instances) => instances,
             Err(err) => return Ok(Err(err)),
         };
         Ok(Ok(Look {
@@ -620,7 +658,7 @@ impl Context {
             since,
             change_orders,
             complete,
-            existing_instance_ids,
+            instances,
         }))
     }
 
@@ -646,7 +684,7 @@ impl Context {
     /// attempt. Errors are messages for the status (never a value).
     async fn credentials_for(&self, obj: &SaeInstanceDeletion) -> Result<Credentials, String> {
         let namespace = obj.namespace().unwrap_or_default();
-        let Some(reference) = &obj.spec.credentials_ref else {
+        let Some(reference) = obj.pinned().credentials_ref else {
             return self.default_credentials.get().await;
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
@@ -836,7 +874,7 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     let span = info_span!(
         "reconcile",
         object = %object_key(&obj),
-        app_id = %obj.spec.app_id,
+        app_id = %obj.pinned().app_id,
         change_order_id = obj.status.as_ref().and_then(|s| s.change_order_id.as_deref()).unwrap_or(""),
         request_id = obj.status.as_ref().and_then(|s| s.request_id.as_deref()).unwrap_or(""),
     );
@@ -955,7 +993,10 @@ async fn reconcile_steps(
                 publish(&ctx, &obj, event).await;
             }
         }
-        let (region, app) = (obj.spec.region_id.clone(), obj.spec.app_id.clone());
+        let (region, app) = (
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
+        );
         observation = match decision.action {
             Action::Done => return Ok(Requeue::await_change()),
             Action::WaitUntil(t) => return Ok(Requeue::requeue(until(t))),
@@ -1333,6 +1374,11 @@ pub async fn run(
                 *counts.entry(phase).or_default() += count;
             }
             gauge_metrics.set_objects_by_phase(&counts.into_iter().collect::<Vec<_>>());
+            // Finished objects are not cached, and only unfinished ones count here.
+            let cached = gauge_store.state();
+            gauge_metrics
+                .ops()
+                .set_deadline_used(cached.iter().map(|o| &**o), Timestamp::now());
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -1880,6 +1926,42 @@ mod fake_api_tests {
             .unwrap()
             .unwrap();
         assert_eq!(count("ListChangeOrders"), 2);
+    }
+
+    /// A change order executing for our ids shows them terminating: the evidence that lets an
+    /// executing change order be adopted as ours.
+    #[tokio::test]
+    async fn a_look_shows_which_instances_are_being_terminated() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (_sim, sae) = sae_with(SignedDuration::from_secs(60)).await;
+        let creds = Credentials::new("AK", "SK", None);
+        let sent = sae
+            .delete_instances(&creds, "cn-hangzhou", APP, &["i-1".to_string()])
+            .await
+            .unwrap();
+        let (ctx, _writer) = context(Client::new(service, "default"), sae);
+        let obj = new_object();
+        let mut slot = Slot::take(ctx.slots.clone(), &obj).await;
+        let since = Timestamp::now() - SignedDuration::from_secs(20);
+        let evidence = ctx
+            .evidence(&mut slot, &creds, &obj, since)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(evidence.terminating_instance_ids, ["i-1"]);
+        assert_eq!(evidence.existing_instance_ids, ["i-1", "i-2"]);
+        let ids: Vec<&str> = evidence
+            .change_orders
+            .iter()
+            .map(|c| c.change_order_id.as_str())
+            .collect();
+        assert_eq!(ids, [sent.change_order_id.as_str()]);
+        assert!(evidence.change_orders[0].typed);
+        assert_eq!(
+            evidence.zone,
+            CreateTimeZone::Offset(jiff::tz::Offset::constant(8)),
+            "as the settings state"
+        );
     }
 
     #[tokio::test]

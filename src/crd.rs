@@ -199,6 +199,30 @@ pub struct SaeInstanceDeletionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_ids: Option<Vec<String>>,
 
+    /// The spec.appId recorded by the first attempt (dry run: check). Every later attempt, and
+    /// every look at SAE for the outcome of one, uses this app, whatever the spec says by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+
+    /// The spec.regionId recorded by the first attempt (dry run: check). Every later attempt, and
+    /// every look at SAE for the outcome of one, uses this region, whatever the spec says by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_id: Option<String>,
+
+    /// The spec.credentialsRef recorded by the first attempt (dry run: check): the name of the
+    /// Secret every later attempt, and every look at SAE for the outcome of one, reads its
+    /// AccessKey from, whatever the spec says by then (the Secret's contents are read fresh each
+    /// time). Absent although appId is set: the first attempt used the controller's own
+    /// credentials, and so do the later ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<CredentialsRef>,
+
+    /// The spec.dryRun recorded by the first attempt (dry run: check). Every later attempt
+    /// follows it, whatever the spec says by then: an object that started as a dry run never
+    /// sends DeleteInstances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+
     /// Id of the change order SAE created for the deletion; look it up in the SAE console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_order_id: Option<String>,
@@ -254,6 +278,64 @@ pub struct SaeInstanceDeletionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The spec fields every attempt depends on, as the object's attempts use them: the values the
+/// first attempt recorded in the status, else (nothing sent or checked yet) the spec's. Where an
+/// API server does not enforce the spec's immutability (no CEL before Kubernetes 1.25), an edit
+/// made after the first attempt must not redirect the later ones: ids recorded for one app would
+/// be sent to another, or a dry run would turn into a real deletion. Decisions, SAE calls, Secret
+/// reads and the per-app queue all read these fields from here, never from `spec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pinned<'a> {
+    pub region_id: &'a str,
+    pub app_id: &'a str,
+    pub instance_ids: &'a [String],
+    /// None: the controller's own credentials.
+    pub credentials_ref: Option<&'a CredentialsRef>,
+    pub dry_run: bool,
+}
+
+impl SaeInstanceDeletion {
+    /// The values every attempt of this object uses; see [`Pinned`].
+    pub fn pinned(&self) -> Pinned<'_> {
+        let spec = &self.spec;
+        let Some(status) = &self.status else {
+            return Pinned {
+                region_id: &spec.region_id,
+                app_id: &spec.app_id,
+                instance_ids: &spec.instance_ids,
+                credentials_ref: spec.credentials_ref.as_ref(),
+                dry_run: spec.dry_run,
+            };
+        };
+        // A status written before these fields existed records only instanceIds; an absent
+        // credentialsRef means "own credentials" only next to a recorded appId.
+        let credentials_ref = if status.app_id.is_some() {
+            status.credentials_ref.as_ref()
+        } else {
+            spec.credentials_ref.as_ref()
+        };
+        Pinned {
+            region_id: status.region_id.as_deref().unwrap_or(&spec.region_id),
+            app_id: status.app_id.as_deref().unwrap_or(&spec.app_id),
+            instance_ids: status.instance_ids.as_deref().unwrap_or(&spec.instance_ids),
+            credentials_ref,
+            dry_run: status.dry_run.unwrap_or(spec.dry_run),
+        }
+    }
+}
+
+impl Pinned<'_> {
+    /// Records these values in `status`, where every later attempt finds them. The first attempt
+    /// does this; later ones write the same values again.
+    pub fn record(&self, status: &mut SaeInstanceDeletionStatus) {
+        status.instance_ids = Some(self.instance_ids.to_vec());
+        status.app_id = Some(self.app_id.to_string());
+        status.region_id = Some(self.region_id.to_string());
+        status.credentials_ref = self.credentials_ref.cloned();
+        status.dry_run = Some(self.dry_run);
+    }
 }
 
 impl SaeInstanceDeletionStatus {
@@ -331,7 +413,8 @@ pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_RECONCILING: &str = "Reconciling";
 pub const CONDITION_STALLED: &str = "Stalled";
 
-/// Event reason for an edit of spec.instanceIds made after the first attempt (clusters without CEL).
+/// Event reason for an edit of a field the first attempt recorded (instanceIds, appId, regionId,
+/// credentialsRef, dryRun) made after that attempt (clusters without CEL).
 pub const EVENT_SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
 
 /// Why the object is in its phase; used as condition and event reason.
@@ -686,6 +769,10 @@ mod tests {
             "observedGeneration",
             "attempts",
             "instanceIds",
+            "appId",
+            "regionId",
+            "credentialsRef",
+            "dryRun",
             "changeOrderId",
             "requestId",
             "traceId",
@@ -771,6 +858,86 @@ mod tests {
         });
         with_status.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
         assert!(with_status.validate_cel_update(&old).is_ok());
+    }
+
+    #[test]
+    fn pinned_values_are_the_recorded_ones_else_the_spec() {
+        let mut obj = sample();
+        let spec_view = Pinned {
+            region_id: "cn-hangzhou",
+            app_id: "app-1",
+            instance_ids: &["i-1".to_string(), "i-2".to_string()],
+            credentials_ref: obj.spec.credentials_ref.as_ref(),
+            dry_run: false,
+        };
+        assert_eq!(obj.pinned(), spec_view, "nothing recorded: the spec");
+        obj.status = Some(SaeInstanceDeletionStatus {
+            phase: Some(Phase::Pending),
+            ..Default::default()
+        });
+        assert_eq!(
+            obj.pinned(),
+            spec_view,
+            "a status without records: the spec"
+        );
+
+        // Recorded, then the spec is edited: the records win, field by field.
+        let mut status = SaeInstanceDeletionStatus::default();
+        obj.pinned().record(&mut status);
+        let recorded = obj.clone();
+        obj.status = Some(status);
+        obj.spec = SaeInstanceDeletionSpec {
+            region_id: "cn-shanghai".into(),
+            app_id: "app-2".into(),
+            instance_ids: vec!["i-9".into()],
+            credentials_ref: None,
+            dry_run: true,
+            ..obj.spec.clone()
+        };
+        assert_eq!(obj.pinned(), recorded.pinned());
+
+        // Own credentials recorded (no credentialsRef next to appId) stay own credentials.
+        let mut own = sample();
+        own.spec.credentials_ref = None;
+        let mut status = SaeInstanceDeletionStatus::default();
+        own.pinned().record(&mut status);
+        assert_eq!(status.credentials_ref, None);
+        own.status = Some(status);
+        own.spec.credentials_ref = Some(CredentialsRef {
+            name: "other".into(),
+        });
+        assert_eq!(own.pinned().credentials_ref, None);
+
+        // A status from before these fields existed pins only the ids.
+        let mut legacy = sample();
+        legacy.status = Some(SaeInstanceDeletionStatus {
+            attempts: Some(1),
+            instance_ids: Some(vec!["i-1".into()]),
+            ..Default::default()
+        });
+        legacy.spec.app_id = "app-2".into();
+        legacy.spec.credentials_ref = None;
+        let view = legacy.pinned();
+        assert_eq!(
+            (view.instance_ids, view.app_id, view.credentials_ref),
+            (&["i-1".to_string()][..], "app-2", None)
+        );
+    }
+
+    #[test]
+    fn recorded_values_serialize_next_to_the_ids() {
+        let mut status = SaeInstanceDeletionStatus::default();
+        sample().pinned().record(&mut status);
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            json!({
+                "instanceIds": ["i-1", "i-2"],
+                "appId": "app-1",
+                "regionId": "cn-hangzhou",
+                "credentialsRef": {"name": "sae-creds"},
+                "dryRun": false
+            })
+        );
     }
 
     #[test]

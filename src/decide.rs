@@ -71,8 +71,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EVENT_SPEC_CHANGE_IGNORED, Phase,
-    Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus, change_order_status_name,
-    is_final_change_order_status,
+    Pinned, Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus,
+    change_order_status_name, is_final_change_order_status,
 };
 use crate::sae::error::{ErrorClass, SaeError};
 use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
@@ -414,6 +414,9 @@ fn stable_error_text(err: &SaeError) -> String {
 /// One decision in the making.
 struct Step<'a> {
     obj: &'a SaeInstanceDeletion,
+    /// What every attempt uses of app, region, ids, credentials and dry run: read these here,
+    /// never from `obj.spec` (see [`Pinned`]).
+    pinned: Pinned<'a>,
     now: Timestamp,
     jitter: f64,
     resolve_after: SignedDuration,
@@ -444,6 +447,7 @@ impl<'a> Step<'a> {
         );
         Self {
             obj,
+            pinned: obj.pinned(),
             now: clock.now,
             jitter: clock.jitter,
             resolve_after: clock.resolve_after,
@@ -463,7 +467,7 @@ impl<'a> Step<'a> {
     }
 
     fn app(&self) -> &str {
-        &self.obj.spec.app_id
+        self.pinned.app_id
     }
 
     fn namespace(&self) -> &str {
@@ -472,10 +476,7 @@ impl<'a> Step<'a> {
 
     /// The ids every attempt sends: those recorded by the first attempt, else the spec's.
     fn instance_ids(&self) -> Vec<String> {
-        self.next
-            .instance_ids
-            .clone()
-            .unwrap_or_else(|| self.obj.spec.instance_ids.clone())
+        self.pinned.instance_ids.to_vec()
     }
 
     fn past_deadline(&self) -> bool {
@@ -484,7 +485,7 @@ impl<'a> Step<'a> {
 
     /// Where the credentials come from, for messages that tell a human what to fix.
     fn credentials_source(&self) -> String {
-        match &self.obj.spec.credentials_ref {
+        match self.pinned.credentials_ref {
             Some(r) => format!("Secret {}/{}", self.namespace(), r.name),
             None => {
                 "the controller's own credentials (its RRSA role, or ALIBABA_CLOUD_ACCESS_KEY_ID / \
@@ -528,12 +529,12 @@ impl<'a> Step<'a> {
         if self.next.attempts() >= self.obj.spec.retry.max_attempts.max(1) {
             return self.retries_exhausted(None);
         }
-        if self.obj.spec.dry_run {
+        if self.pinned.dry_run {
             if self.previous.phase.is_none() {
                 let message = format!(
                     "dry run: checking that app {} has the {} listed instances",
                     self.app(),
-                    self.obj.spec.instance_ids.len()
+                    self.pinned.instance_ids.len()
                 );
                 self.set(Phase::Pending, Reason::Pending, message);
             }
@@ -571,9 +572,8 @@ impl<'a> Step<'a> {
 
     /// The write-ahead record of an attempt; the caller sends only once it is persisted.
     fn submit(&mut self) -> Action {
-        let instance_ids = self.instance_ids();
-        self.next.instance_ids = Some(instance_ids.clone());
         let attempt = self.record_attempt();
+        let instance_ids = self.instance_ids();
         let message = format!(
             "sending DeleteInstances (attempt {attempt} of {}) for instances {} of app {}",
             self.obj.spec.retry.max_attempts,
@@ -584,8 +584,10 @@ impl<'a> Step<'a> {
         Action::SendDelete { instance_ids }
     }
 
-    /// Counts a new attempt (a send, or a dry-run check) made now; returns its number.
+    /// Counts a new attempt (a send, or a dry-run check) made now; returns its number. The first
+    /// one records what every later one uses (app, region, ids, credentials, dry run).
     fn record_attempt(&mut self) -> i32 {
+        self.pinned.record(&mut self.next);
         let attempt = self.next.attempts() + 1;
         self.next.attempts = Some(attempt);
         self.next.last_attempt_time = Some(time(self.now));
@@ -803,7 +805,7 @@ impl<'a> Step<'a> {
                 "the zone SAE writes change-order times in for region {} is not known yet (it is learned \
                  from SAE's answer about a change order this controller created), so SAE's list cannot \
                  show that no change order is its own",
-                self.obj.spec.region_id
+                self.pinned.region_id
             ));
         }
         if !evidence.complete {
@@ -950,7 +952,7 @@ impl<'a> Step<'a> {
 
     /// Whether a rejection should first be checked for "the instances are already gone".
     fn worth_checking_gone(&self, err: &SaeError) -> bool {
-        !self.obj.spec.dry_run
+        !self.pinned.dry_run
             && !self.past_deadline()
             && err.class() == ErrorClass::Terminal
             && terminal_reason(err.code()) == Reason::InvalidParameter
@@ -1054,7 +1056,7 @@ impl<'a> Step<'a> {
         match err.class() {
             ErrorClass::Retryable => self.retry_later(&err),
             // Listing instances changes nothing in SAE, so an unanswered check is simply repeated.
-            ErrorClass::Ambiguous if self.obj.spec.dry_run => self.retry_later(&err),
+            ErrorClass::Ambiguous if self.pinned.dry_run => self.retry_later(&err),
             ErrorClass::Ambiguous => {
                 self.answer_lost(&err.to_string());
                 self.resolve_attempt()
@@ -1064,7 +1066,7 @@ impl<'a> Step<'a> {
     }
 
     fn retry_later(&mut self, err: &SaeError) -> Action {
-        let what = if self.obj.spec.dry_run {
+        let what = if self.pinned.dry_run {
             "the dry-run check"
         } else {
             "DeleteInstances without executing it"
@@ -1109,7 +1111,7 @@ impl<'a> Step<'a> {
             },
             |e| format!(" (last: {e})"),
         );
-        let message = if self.obj.spec.dry_run {
+        let message = if self.pinned.dry_run {
             format!(
                 "the dry-run check of app {} failed {attempts} times{last}",
                 self.app()
@@ -1132,7 +1134,7 @@ impl<'a> Step<'a> {
     /// `detail`: what else is known about the rejection, added to the advice.
     fn refused_with(&mut self, err: &SaeError, detail: Option<String>) -> Action {
         let reason = terminal_reason(err.code());
-        let spec = &self.obj.spec;
+        let spec = self.pinned;
         let advice = match reason {
             Reason::ApplicationNotFound => format!(
                 "SAE has no application {} in region {}: check spec.appId and spec.regionId and create a new object",
@@ -1311,7 +1313,7 @@ impl<'a> Step<'a> {
             Err(err) => return self.after_sae_error(err),
         };
         self.next.error_code = None;
-        let wanted = &self.obj.spec.instance_ids;
+        let wanted = self.pinned.instance_ids;
         let missing: Vec<String> = wanted
             .iter()
             .filter(|id| !existing.contains(*id))
@@ -1357,7 +1359,7 @@ impl<'a> Step<'a> {
                      order {id} in the SAE console"
                 )
             }
-            Some(Phase::Retrying) if self.obj.spec.dry_run => {
+            Some(Phase::Retrying) if self.pinned.dry_run => {
                 format!(
                     "the dry-run check was still failing after {} tries",
                     status.attempts()
@@ -1368,7 +1370,7 @@ impl<'a> Step<'a> {
                 status.attempts(),
                 status.error_code.as_deref().unwrap_or("unknown")
             ),
-            _ if self.obj.spec.dry_run => "the dry-run check had not completed".to_string(),
+            _ if self.pinned.dry_run => "the dry-run check had not completed".to_string(),
             _ => {
                 // Pending after attempts: each was refused or proven not executed.
                 let sent = match status.attempts() {
@@ -1415,9 +1417,11 @@ impl<'a> Step<'a> {
         self.previous.reason().and_then(|r| r.parse().ok())
     }
 
-    /// Clusters without CEL let users edit the spec. The ids recorded by the first attempt stay
-    /// authoritative (a second, different DeleteInstances could delete instances twice over);
-    /// say so once per edit.
+    /// Clusters without CEL let users edit the spec. What the first attempt recorded stays
+    /// authoritative: a second, different DeleteInstances could delete instances twice over, ids
+    /// sent to another app or region would be reported as already gone while they still exist,
+    /// and a dry run must not become a deletion. Say so once per edit (generation), naming the
+    /// fields and the values still in use.
     fn notice_ignored_spec_change(&mut self) {
         let (Some(generation), Some(observed)) = (
             self.obj.metadata.generation,
@@ -1425,22 +1429,52 @@ impl<'a> Step<'a> {
         ) else {
             return;
         };
-        let Some(recorded) = &self.previous.instance_ids else {
+        if self.previous.attempts() == 0 || generation <= observed {
             return;
-        };
-        let spec_ids: BTreeSet<&String> = self.obj.spec.instance_ids.iter().collect();
-        let recorded_ids: BTreeSet<&String> = recorded.iter().collect();
-        if self.previous.attempts() > 0 && generation > observed && spec_ids != recorded_ids {
-            self.events.push(Event {
-                warning: true,
-                reason: EVENT_SPEC_CHANGE_IGNORED.to_string(),
-                note: format!(
-                    "spec.instanceIds changed after the first DeleteInstances attempt; still using the recorded ids \
-                     {} (create a new SaeInstanceDeletion to delete other instances)",
-                    join(recorded)
-                ),
-            });
         }
+        let (pinned, spec) = (self.pinned, &self.obj.spec);
+        let mut ignored: Vec<(&str, String)> = vec![];
+        let recorded_ids: BTreeSet<&String> = pinned.instance_ids.iter().collect();
+        if recorded_ids != spec.instance_ids.iter().collect() {
+            ignored.push(("instanceIds", join(pinned.instance_ids)));
+        }
+        if pinned.app_id != spec.app_id {
+            ignored.push(("appId", pinned.app_id.to_string()));
+        }
+        if pinned.region_id != spec.region_id {
+            ignored.push(("regionId", pinned.region_id.to_string()));
+        }
+        if pinned.credentials_ref != spec.credentials_ref.as_ref() {
+            // A Secret's name only, never its contents.
+            let recorded = match pinned.credentials_ref {
+                Some(r) => format!("Secret {}", r.name),
+                None => "none (the controller's own credentials)".to_string(),
+            };
+            ignored.push(("credentialsRef", recorded));
+        }
+        if pinned.dry_run != spec.dry_run {
+            ignored.push(("dryRun", pinned.dry_run.to_string()));
+        }
+        if ignored.is_empty() {
+            return;
+        }
+        let fields: Vec<String> = ignored.iter().map(|(f, _)| format!("spec.{f}")).collect();
+        let values: Vec<String> = ignored.iter().map(|(f, v)| format!("{f} {v}")).collect();
+        let first = if pinned.dry_run {
+            "dry-run check"
+        } else {
+            "DeleteInstances attempt"
+        };
+        self.events.push(Event {
+            warning: true,
+            reason: EVENT_SPEC_CHANGE_IGNORED.to_string(),
+            note: format!(
+                "{} changed after the first {first}; every attempt keeps what that one recorded: {} (create a \
+                 new SaeInstanceDeletion to change them)",
+                fields.join(", "),
+                values.join("; ")
+            ),
+        });
     }
 
     fn finish(mut self, action: Action) -> Decision {
@@ -3365,13 +3399,10 @@ mod tests {
                 .contains("check the AccessKey in Secret ns/sae-creds")
         );
 
-        let own = object_with(
-            SaeInstanceDeletionSpec {
-                credentials_ref: None,
-                ..spec()
-            },
-            submitting().status,
-        );
+        let own = submitting_with(SaeInstanceDeletionSpec {
+            credentials_ref: None,
+            ..spec()
+        });
         let d = decide(&own, &clock(11), refused("SignatureDoesNotMatch"));
         assert!(
             d.status
@@ -3744,6 +3775,273 @@ mod tests {
                 .all(|e| e.reason != EVENT_SPEC_CHANGE_IGNORED)
         );
         assert_eq!(d.status.observed_generation, Some(2));
+    }
+
+    /// One edit of a field the first attempt records.
+    struct PinnedEdit {
+        field: &'static str,
+        edit: fn(&mut SaeInstanceDeletionSpec),
+        /// How the warning names the value still in use.
+        recorded: &'static str,
+        /// A refusal whose message shows the value used, with what it says for the recorded value
+        /// and for the edited one (empty: nothing to check).
+        refusal: &'static str,
+        with_recorded: &'static str,
+        with_edited: &'static str,
+    }
+
+    fn pinned_edits() -> Vec<PinnedEdit> {
+        vec![
+            PinnedEdit {
+                field: "instanceIds",
+                edit: |s| s.instance_ids = ids(&["i-1", "i-3"]),
+                recorded: "instanceIds i-1, i-2",
+                refusal: "InvalidApplication.NotFound",
+                with_recorded: "",
+                with_edited: "",
+            },
+            PinnedEdit {
+                field: "appId",
+                edit: |s| s.app_id = "app-2".into(),
+                recorded: "appId app-1",
+                refusal: "InvalidApplication.NotFound",
+                with_recorded: "no application app-1 in region cn-hangzhou",
+                with_edited: "no application app-2 in region cn-hangzhou",
+            },
+            PinnedEdit {
+                field: "regionId",
+                edit: |s| s.region_id = "cn-shanghai".into(),
+                recorded: "regionId cn-hangzhou",
+                refusal: "InvalidApplication.NotFound",
+                with_recorded: "no application app-1 in region cn-hangzhou",
+                with_edited: "no application app-1 in region cn-shanghai",
+            },
+            PinnedEdit {
+                field: "credentialsRef",
+                edit: |s| {
+                    s.credentials_ref = Some(CredentialsRef {
+                        name: "other-creds".into(),
+                    })
+                },
+                recorded: "credentialsRef Secret sae-creds",
+                refusal: "InvalidAccessKeyId.NotFound",
+                with_recorded: "the AccessKey in Secret ns/sae-creds",
+                with_edited: "the AccessKey in Secret ns/other-creds",
+            },
+            PinnedEdit {
+                field: "credentialsRef",
+                edit: |s| s.credentials_ref = None,
+                recorded: "credentialsRef Secret sae-creds",
+                refusal: "InvalidAccessKeyId.NotFound",
+                with_recorded: "the AccessKey in Secret ns/sae-creds",
+                with_edited: "the controller's own credentials",
+            },
+            PinnedEdit {
+                field: "dryRun",
+                edit: |s| s.dry_run = true,
+                recorded: "dryRun false",
+                refusal: "",
+                with_recorded: "",
+                with_edited: "",
+            },
+        ]
+    }
+
+    /// What a start that may act asks for, given the values the object uses.
+    fn first_step_of(pinned: Pinned<'_>) -> Action {
+        if pinned.dry_run {
+            Action::CheckInstances
+        } else {
+            Action::SendDelete {
+                instance_ids: pinned.instance_ids.to_vec(),
+            }
+        }
+    }
+
+    fn spec_change_warnings(d: &Decision) -> Vec<&Event> {
+        d.events
+            .iter()
+            .filter(|e| e.reason == EVENT_SPEC_CHANGE_IGNORED)
+            .collect()
+    }
+
+    #[test]
+    fn pinned_fields_edited_after_the_first_attempt_are_ignored_with_one_warning() {
+        const FIELDS: [&str; 5] = [
+            "instanceIds",
+            "appId",
+            "regionId",
+            "credentialsRef",
+            "dryRun",
+        ];
+        for row in pinned_edits() {
+            let name = format!("{} edited after attempt 1", row.field);
+            let original = retrying();
+            let mut edited = original.clone();
+            (row.edit)(&mut edited.spec);
+            edited.metadata.generation = Some(2);
+
+            // The next attempt uses, and keeps recording, what attempt 1 recorded.
+            let d = decide(&edited, &clock(15), start());
+            assert_eq!(d.action, first_step_of(original.pinned()), "{name}");
+            let after = apply(&edited, &d);
+            assert_eq!(after.pinned(), original.pinned(), "{name}");
+            assert_eq!(d.status.observed_generation, Some(2), "{name}");
+
+            let warnings = spec_change_warnings(&d);
+            assert_eq!(warnings.len(), 1, "{name}: {:?}", d.events);
+            let note = &warnings[0].note;
+            assert!(warnings[0].warning, "{name}");
+            assert!(
+                note.contains(&format!("spec.{}", row.field)) && note.contains(row.recorded),
+                "{name}: {note}"
+            );
+            for other in FIELDS.iter().filter(|f| **f != row.field) {
+                assert!(!note.contains(&format!("spec.{other}")), "{name}: {note}");
+            }
+            assert!(!note.contains("accessKeySecret"), "{name}: {note}");
+
+            // Once observed, no further warning; messages name the recorded values.
+            let code = if row.refusal.is_empty() {
+                "Throttling"
+            } else {
+                row.refusal
+            };
+            let d = decide(&after, &clock(16), refused(code));
+            assert!(
+                spec_change_warnings(&d).is_empty(),
+                "{name}: {:?}",
+                d.events
+            );
+            let message = d.status.message.clone().unwrap_or_default();
+            assert!(message.contains(row.with_recorded), "{name}: {message}");
+            if !row.with_edited.is_empty() && row.with_edited != row.with_recorded {
+                assert!(!message.contains(row.with_edited), "{name}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_fields_edited_before_the_first_attempt_are_used() {
+        for row in pinned_edits() {
+            let name = format!("{} edited before attempt 1", row.field);
+            let mut edited = pending_credentials();
+            (row.edit)(&mut edited.spec);
+            edited.metadata.generation = Some(2);
+            let new_values = object_with(edited.spec.clone(), None);
+
+            let d = decide(&edited, &clock(30), start());
+            assert_eq!(d.action, first_step_of(new_values.pinned()), "{name}");
+            assert!(
+                spec_change_warnings(&d).is_empty(),
+                "{name}: {:?}",
+                d.events
+            );
+            let after = apply(&edited, &d);
+            assert_eq!(after.pinned(), new_values.pinned(), "{name}");
+            // Recorded with the send: a later edit back would be ignored.
+            if !new_values.pinned().dry_run {
+                assert_eq!(
+                    status(&after).app_id.as_deref(),
+                    Some(new_values.pinned().app_id),
+                    "{name}"
+                );
+            }
+
+            if !row.refusal.is_empty() {
+                let d = decide(&after, &clock(31), refused(row.refusal));
+                let message = d.status.message.clone().unwrap_or_default();
+                assert!(message.contains(row.with_edited), "{name}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_pinned_fields_edited_at_once_get_one_warning_naming_each() {
+        let mut edited = retrying();
+        edited.spec.app_id = "app-2".into();
+        edited.spec.region_id = "cn-shanghai".into();
+        edited.spec.credentials_ref = None;
+        edited.metadata.generation = Some(2);
+        let d = decide(&edited, &clock(15), start());
+        let warnings = spec_change_warnings(&d);
+        assert_eq!(warnings.len(), 1, "{:?}", d.events);
+        let note = &warnings[0].note;
+        for part in [
+            "spec.appId, spec.regionId, spec.credentialsRef changed after the first DeleteInstances attempt",
+            "appId app-1; regionId cn-hangzhou; credentialsRef Secret sae-creds",
+        ] {
+            assert!(note.contains(part), "{note}");
+        }
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("of app app-1")
+        );
+
+        // A further edit (a new generation) that still differs warns once more.
+        let mut again = apply(&edited, &d);
+        again.spec.app_id = "app-3".into();
+        again.metadata.generation = Some(3);
+        let d = decide(&again, &clock(16), refused("Throttling"));
+        assert_eq!(spec_change_warnings(&d).len(), 1, "{:?}", d.events);
+    }
+
+    #[test]
+    fn a_dry_run_edited_into_a_real_deletion_after_its_first_check_stays_a_dry_run() {
+        let checked = step(
+            &step(&dry(), 10, start()),
+            11,
+            Observation::DryRunResult(Err(api_error("Throttling", 400))),
+        );
+        assert_eq!(status(&checked).dry_run, Some(true));
+        let mut edited = checked.clone();
+        edited.spec.dry_run = false;
+        edited.metadata.generation = Some(2);
+
+        let d = decide(&edited, &clock(15), start());
+        assert_eq!(d.action, Action::CheckInstances);
+        let warnings = spec_change_warnings(&d);
+        assert_eq!(warnings.len(), 1, "{:?}", d.events);
+        assert!(
+            warnings[0]
+                .note
+                .contains("spec.dryRun changed after the first dry-run check")
+                && warnings[0].note.contains("dryRun true"),
+            "{:?}",
+            warnings[0]
+        );
+
+        // Every later step stays a dry run: an unanswered check is repeated, never resolved as a
+        // lost DeleteInstances, and a good answer ends it as a dry run.
+        let after = apply(&edited, &d);
+        let d = decide(
+            &after,
+            &clock(16),
+            Observation::DryRunResult(Err(api_error("ServiceUnavailable", 503))),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Retrying));
+        let d = decide(
+            &after,
+            &clock(16),
+            Observation::DryRunResult(Ok(ids(&["i-1", "i-2"]))),
+        );
+        assert_eq!(d.status.reason(), Some("DryRunSucceeded"));
+        assert!(spec_change_warnings(&d).is_empty());
+
+        // Before its first check (here: waiting for credentials), the edit is simply the spec.
+        let mut early = step(&dry(), 10, no_credentials());
+        early.spec.dry_run = false;
+        early.metadata.generation = Some(2);
+        let d = decide(&early, &clock(30), start());
+        assert!(
+            matches!(d.action, Action::SendDelete { .. }),
+            "{:?}",
+            d.action
+        );
+        assert!(spec_change_warnings(&d).is_empty(), "{:?}", d.events);
     }
 
     // ---- Rules 11 and 12: conditions and events -----------------------------------------------

@@ -5,7 +5,10 @@
 //! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
 //! - [`decide`]: the pure decision function at the centre of the controller.
 //! - [`controller`]: the thin Kubernetes wiring around `decide`.
-//! - [`metrics`]: the Prometheus metrics served on `/metrics`.
+//! - [`metrics`]: the Prometheus metrics served on `/metrics` ([`ops_metrics`]: build, watch health,
+//!   deadlines; [`metrics_text`]: the classic text format for scrapers that do not ask for
+//!   OpenMetrics).
+//! - [`version`]: the crate version and git commit of this build.
 //! - [`quota`]: the per-AccessKey request budget every SAE call waits on.
 //! - [`simulator`]: a local stand-in for SAE used by tests and `make demo`.
 //! - `telemetry` (feature `otel`): OpenTelemetry traces over OTLP/HTTP.
@@ -14,8 +17,11 @@ pub mod controller;
 pub mod crd;
 pub mod decide;
 pub mod metrics;
+pub mod metrics_text;
+pub mod ops_metrics;
 pub mod quota;
 pub mod sae;
 pub mod simulator;
 #[cfg(feature = "otel")]
 pub mod telemetry;
+pub mod version;

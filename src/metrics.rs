@@ -2,10 +2,13 @@
 //!
 //! Every metric carries the `sae_` prefix and, where it has one, its unit in the name. Labels are
 //! bounded sets: SAE operation names, SAE error codes (plus a few transport classes), phases,
-//! outcomes and AccessKey IDs. An AccessKey ID names a key without granting anything, so it may be a
-//! label; the secret and the STS token never reach this module.
+//! outcomes and AccessKeys. An AccessKey is named by [`AccessKeyLabel`], a short digest of its ID,
+//! never by the ID itself: a Secret's `accessKeyId` can be any length, and the value must stay
+//! short. At most [`MAX_ACCESS_KEY_SERIES`] keys have a series at a time, and the quota planner
+//! removes a key's series when it forgets the key. The secret and the STS token never reach this
+//! module.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +30,36 @@ pub const CODE_OK: &str = "OK";
 /// Longest label value kept from an SAE answer. Documented SAE codes are far shorter; the cap only
 /// guards the label set against an unexpected body.
 const MAX_CODE_LEN: usize = 64;
+
+/// Most AccessKeys with a `sae_quota_tokens` series at once; further keys are not reported until
+/// a series is removed.
+pub const MAX_ACCESS_KEY_SERIES: usize = 1024;
+
+/// How metrics name an AccessKey: `ak-` and the first 8 hex digits of the SHA-256 of its ID, e.g.
+/// `ak-1f0c39a2` (`printf %s "$ACCESS_KEY_ID" | sha256sum | cut -c1-8` gives the digits). Stable
+/// across restarts and replicas, 11 characters whatever the ID, and it reveals nothing of the ID
+/// beyond what a guess could confirm. Two keys sharing a label (one chance in about four billion
+/// per pair) share a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AccessKeyLabel(String);
+
+impl AccessKeyLabel {
+    pub fn of(access_key_id: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(access_key_id.as_bytes());
+        Self(format!("ak-{}", hex::encode(&digest[..4])))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AccessKeyLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The `code` label for the outcome of one SAE call: `OK`, SAE's own error code, or the transport
 /// class when SAE gave no code (`NotSent`, `NoAnswer`, `InvalidRequest`).
@@ -53,6 +86,7 @@ struct OperationLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccessKeyLabels {
+    /// An [`AccessKeyLabel`], not the ID (the label name predates the digest).
     access_key_id: String,
 }
 
@@ -99,6 +133,8 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     request_duration: HistogramFamily<OperationLabels>,
     quota_tokens: Family<AccessKeyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Keys with a `quota_tokens` series, to cap their number.
+    quota_token_keys: Mutex<HashSet<AccessKeyLabel>>,
     quota_wait: Histogram,
     objects: Family<PhaseLabels, Gauge>,
     /// Phases reported so far, so a phase that drops out of a later report reads 0 instead of
@@ -108,6 +144,8 @@ struct Inner {
     reconcile_errors: Family<KindLabels, Counter>,
     reconciles: Counter,
     leader: Gauge,
+    /// Build, watch health and deadline metrics (src/ops_metrics.rs).
+    ops: crate::ops_metrics::OpsMetrics,
 }
 
 /// The controller's metrics. Cloning is cheap and every clone records into the same registry.
@@ -200,12 +238,15 @@ impl Metrics {
             leader.clone(),
         );
 
+        let ops = crate::ops_metrics::OpsMetrics::register(&mut registry);
+
         Self {
             inner: Arc::new(Inner {
                 registry,
                 requests,
                 request_duration,
                 quota_tokens,
+                quota_token_keys: Mutex::new(HashSet::new()),
                 quota_wait,
                 objects,
                 reported_phases: Mutex::new(BTreeSet::new()),
@@ -213,8 +254,14 @@ impl Metrics {
                 reconcile_errors,
                 reconciles,
                 leader,
+                ops,
             }),
         }
+    }
+
+    /// The build, watch-health and deadline metrics.
+    pub fn ops(&self) -> &crate::ops_metrics::OpsMetrics {
+        &self.inner.ops
     }
 
     /// Records one SAE call. `code` is [`CODE_OK`], SAE's error code or a transport class; see
@@ -246,14 +293,42 @@ impl Metrics {
         self.observe_sae_call(operation, sae_result_code(result), elapsed);
     }
 
-    /// Tokens currently left in the request budget of one AccessKey (by ID, never the secret).
-    pub fn set_quota_tokens(&self, access_key_id: &str, tokens: f64) {
+    /// Tokens currently left in the request budget of one AccessKey. A key beyond
+    /// [`MAX_ACCESS_KEY_SERIES`] is not reported.
+    pub fn set_quota_tokens(&self, key: &AccessKeyLabel, tokens: f64) {
+        {
+            let mut keys = self
+                .inner
+                .quota_token_keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !keys.contains(key) {
+                if keys.len() >= MAX_ACCESS_KEY_SERIES {
+                    return;
+                }
+                keys.insert(key.clone());
+            }
+        }
         self.inner
             .quota_tokens
             .get_or_create(&AccessKeyLabels {
-                access_key_id: access_key_id.to_owned(),
+                access_key_id: key.as_str().to_owned(),
             })
             .set(tokens);
+    }
+
+    /// Removes a key's `quota_tokens` series (the planner forgot the key).
+    pub fn forget_quota_tokens(&self, key: &AccessKeyLabel) {
+        let mut keys = self
+            .inner
+            .quota_token_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if keys.remove(key) {
+            self.inner.quota_tokens.remove(&AccessKeyLabels {
+                access_key_id: key.as_str().to_owned(),
+            });
+        }
     }
 
     /// How long one SAE call waited for a request token.
@@ -374,7 +449,7 @@ mod tests {
         );
 
         metrics.observe_sae_call("DeleteInstances", CODE_OK, Duration::from_millis(5));
-        metrics.set_quota_tokens("LTAI5tKeyId", 1.0);
+        metrics.set_quota_tokens(&AccessKeyLabel::of("LTAI5tKeyId"), 1.0);
         metrics.set_objects_by_phase(&[("Pending", 1)]);
         metrics.observe_terminal("Succeeded", Duration::from_secs(1));
         metrics.reconcile_error("Kube");
@@ -528,15 +603,16 @@ mod tests {
     }
 
     #[test]
-    fn quota_metrics_label_the_key_id_and_never_carry_the_secret() {
+    fn quota_metrics_name_the_key_by_a_digest_and_never_carry_the_secret() {
         let credentials = Credentials::new(
             "LTAI5tExampleKeyId",
             "very-secret-value",
             Some("sts-token-value".into()),
         );
         let metrics = Metrics::new();
-        metrics.set_quota_tokens(credentials.access_key_id(), 7.5);
-        metrics.set_quota_tokens(credentials.access_key_id(), 3.25);
+        let label = AccessKeyLabel::of(credentials.access_key_id());
+        metrics.set_quota_tokens(&label, 7.5);
+        metrics.set_quota_tokens(&label, 3.25);
         metrics.observe_quota_wait(Duration::from_millis(250));
         metrics.observe_quota_wait(Duration::ZERO);
         let text = metrics.encode();
@@ -545,18 +621,74 @@ mod tests {
             sample(
                 &text,
                 "sae_quota_tokens",
-                r#"access_key_id="LTAI5tExampleKeyId""#
+                &format!(r#"access_key_id="{label}""#)
             ),
             Some(3.25)
         );
         assert_eq!(sample(&text, "sae_quota_wait_seconds_count", ""), Some(2.0));
         assert_eq!(sample(&text, "sae_quota_wait_seconds_sum", ""), Some(0.25));
+        assert!(!text.contains("LTAI5tExampleKeyId"), "raw id:\n{text}");
         assert!(
             !text.contains("very-secret-value"),
             "secret leaked:\n{text}"
         );
         assert!(!text.contains("sts-token-value"), "token leaked:\n{text}");
         assert!(!format!("{metrics:?}").contains("secret"));
+    }
+
+    #[test]
+    fn access_key_labels_are_short_stable_digests() {
+        // SHA-256("abc") starts ba7816bf (FIPS 180-2, appendix B.1).
+        assert_eq!(AccessKeyLabel::of("abc").as_str(), "ak-ba7816bf");
+        assert_eq!(AccessKeyLabel::of("abc"), AccessKeyLabel::of("abc"));
+        assert_ne!(AccessKeyLabel::of("abc"), AccessKeyLabel::of("abd"));
+        let huge = "L".repeat(1 << 20);
+        let label = AccessKeyLabel::of(&huge);
+        assert_eq!(label.as_str().len(), 11);
+        assert!(label.as_str().starts_with("ak-"));
+        assert!(label.as_str()[3..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(AccessKeyLabel::of("").as_str().len(), 11);
+    }
+
+    #[test]
+    fn quota_series_are_capped_and_removed_when_forgotten() {
+        let metrics = Metrics::new();
+        let labels: Vec<AccessKeyLabel> = (0..MAX_ACCESS_KEY_SERIES + 10)
+            .map(|i| AccessKeyLabel::of(&format!("STS.rotated-{i}")))
+            .collect();
+        for label in &labels {
+            metrics.set_quota_tokens(label, 1.0);
+        }
+        let series = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("sae_quota_tokens{"))
+                .count()
+        };
+        assert_eq!(series(&metrics.encode()), MAX_ACCESS_KEY_SERIES);
+        let beyond = &labels[MAX_ACCESS_KEY_SERIES];
+        let has = |text: &str, label: &AccessKeyLabel| {
+            sample(
+                text,
+                "sae_quota_tokens",
+                &format!(r#"access_key_id="{label}""#),
+            )
+            .is_some()
+        };
+        assert!(
+            !has(&metrics.encode(), beyond),
+            "over the cap: not reported"
+        );
+
+        // Forgetting one makes room; forgetting twice or an unknown key is harmless.
+        metrics.forget_quota_tokens(&labels[0]);
+        metrics.forget_quota_tokens(&labels[0]);
+        metrics.forget_quota_tokens(beyond);
+        let text = metrics.encode();
+        assert!(!has(&text, &labels[0]));
+        assert_eq!(series(&text), MAX_ACCESS_KEY_SERIES - 1);
+        metrics.set_quota_tokens(beyond, 2.0);
+        assert!(has(&metrics.encode(), beyond));
+        assert_eq!(series(&metrics.encode()), MAX_ACCESS_KEY_SERIES);
     }
 
     #[test]

@@ -699,16 +699,13 @@ async fn the_standby_takes_over_without_duplicating_anything() {
     let app_ids: Vec<String> = (0..APPS).map(|a| format!("app-{a}")).collect();
     let apps: Vec<Value> = app_ids.iter().map(|a| planned_app(a, PER_APP)).collect();
     let mut ha = setup("2");
-    let lease = format!(
-        "sae-controller-ha-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    // The Lease deploy/ grants: sae-controller in sae-system, the only one the controller's
+    // ServiceAccount may renew (no other test of this binary elects a leader).
+    let lease = "sae-controller";
     ha.controller_args.extend(strings(&[
         "--leader-elect",
         "--leader-election-namespace",
         "sae-system",
-        "--leader-election-lease-name",
-        &lease,
         "--leader-election-lease-seconds",
         "4",
     ]));
@@ -746,7 +743,7 @@ async fn the_standby_takes_over_without_duplicating_anything() {
         "sae-system",
         "get",
         "lease",
-        &lease,
+        lease,
         "-o",
         "jsonpath={.spec.holderIdentity}",
     ]);

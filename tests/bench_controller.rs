@@ -2,19 +2,29 @@
 //! with `sae-simulator` as SAE. Ignored by `cargo test`; run it with
 //! `cargo test --release --test bench_controller -- --ignored --nocapture`.
 //!
-//! Three scenarios, each in its own namespace with its own simulator (change orders of 1 s, a quota
+//! Six scenarios, each in its own namespace with its own simulator (change orders of 1 s, a quota
 //! of R calls per minute) and its own controller process:
 //! 1. 1,000 objects over 50 apps, 2. 200 objects on one app, 3. 10,000 objects that are already
-//!    terminal when the controller starts.
+//!    terminal when the controller starts,
+//! 4. "many tenants": 1,000 objects, one per app, over 200 AccessKeys (a Secret each, named by
+//!    `credentialsRef`), every key at 60 calls per minute in the simulator and the controller,
+//! 5. "one key": the same 1,000 objects on one key allowed 200 × 60 calls per minute,
+//! 6. "one noisy tenant": scenario 4 with one key answered `Throttling.User` on every call (the
+//!    simulator's per-key throttle switch); its objects have the shortest deadline (60 s).
+//!
+//! Scenarios 4-6 put the objects and Secrets in place before the controller starts and measure
+//! from its start, so their figures are the controller's, not the API server's create rate.
 //!
 //! Figures come from outside the controller: SAE calls from the simulator's ledger, writes from
 //! the apiserver's own `apiserver_request_total`, memory and CPU from `/proc`. The test prints a
 //! table and one JSON line and asserts nothing about time: a slow machine is not a failure. It
 //! does fail when a scenario cannot be set up, or when the controller process dies.
 //!
-//! Knobs (environment): `SAE_BENCH_SCALE` multiplies every object count (default 1; 0.1 for a quick
-//! look), `SAE_BENCH_DEADLINE_SECONDS` caps the wait of each of the first two scenarios (default
-//! 120 and 210 s). A scenario cut off by its deadline reports how far it got and a projection.
+//! Knobs (environment): `SAE_BENCH_SCALE` multiplies every object count, and the tenant count of
+//! scenarios 4-6 (default 1; 0.1 for a quick look), `SAE_BENCH_DEADLINE_SECONDS` caps the wait of
+//! each deletion scenario (default 120 and 210 s for the first two, 120 s for the tenant ones),
+//! `SAE_BENCH_ONLY=classic` or `=tenants` runs scenarios 1-3 or 4-6 only. A scenario cut off by its
+//! deadline reports how far it got (and, for 1-2, a projection).
 
 mod support;
 
@@ -41,6 +51,21 @@ const TARGET_MAKESPAN_RATIO: f64 = 1.2;
 const TARGET_OBJECT_WRITES: f64 = 3.0;
 const TARGET_ALL_WRITES: f64 = 6.0;
 const TARGET_RSS_MIB: f64 = 30.0;
+/// Many tenants: makespan at most this times the one-key run's, and this times the per-key bound.
+const TARGET_TENANTS_VS_ONE_KEY: f64 = 1.2;
+const TARGET_TENANTS_VS_BOUND: f64 = 1.5;
+/// One noisy tenant: the other tenants' makespan moves by at most this fraction.
+const TARGET_NOISY_CHANGE: f64 = 0.10;
+
+// Tenant scenarios.
+const TENANTS: usize = 200;
+const TENANT_OBJECTS: usize = 1000;
+const TENANT_REQUESTS_PER_MINUTE: u32 = 60;
+/// The noisy tenant's objects' `activeDeadlineSeconds` (the CRD's minimum).
+const NOISY_DEADLINE_SECONDS: f64 = 60.0;
+/// How late after its deadline an object may be seen terminal and still count as on time (the
+/// controller's own reconcile timing plus this bench's 250 ms polling).
+const DEADLINE_SLACK_SECONDS: f64 = 10.0;
 
 fn scale() -> f64 {
     std::env::var("SAE_BENCH_SCALE")
@@ -60,6 +85,11 @@ fn deadline(default_seconds: u64) -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_seconds);
     Duration::from_secs(seconds)
+}
+
+/// Whether this group of scenarios (`classic` or `tenants`) runs: `SAE_BENCH_ONLY` names one.
+fn wanted(group: &str) -> bool {
+    std::env::var("SAE_BENCH_ONLY").map_or(true, |only| only.trim() == group)
 }
 
 /// Whether the controller binary has the client-side quota flag yet (added separately).
@@ -544,6 +574,289 @@ async fn idle_start(cp: &'static ControlPlane, objects: usize, quota_flag: bool)
     }
 }
 
+// ---- Tenants -------------------------------------------------------------------------------
+
+/// Tenant `k`'s AccessKey pair and the name of its Secret.
+fn tenant_key(k: usize) -> (String, String, String) {
+    (
+        format!("LTAIbenchTenant{k:03}"),
+        format!("bench-tenant-{k:03}-Secret-never-printed"),
+        format!("tenant-{k:03}"),
+    )
+}
+
+/// Which tenant scenario, and what makes it different.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TenantShape {
+    /// One key per tenant, each at the per-key quota.
+    ManyKeys,
+    /// Every object on tenant 0's key, allowed the quota of all tenants together.
+    OneKey,
+    /// `ManyKeys`, with tenant 0's key refused every call.
+    Noisy,
+}
+
+/// Figures of one tenant scenario. Object `i` is tenant `i % tenants`'s in every shape (in
+/// `OneKey` only as a label), so "the other tenants" are the same objects in every run.
+struct TenantRun {
+    name: &'static str,
+    shape: TenantShape,
+    objects: usize,
+    tenants: usize,
+    /// Allowed per key, in the simulator and the controller.
+    requests_per_minute: u32,
+    /// Controller start to the last object seen terminal (or to the deadline).
+    makespan: Duration,
+    /// The same, over the objects of tenants other than tenant 0.
+    others_makespan: Option<Duration>,
+    /// Tenant 0's objects: the longest time from an object's creation to its terminal phase.
+    tenant0_end: Option<Duration>,
+    terminal: usize,
+    outcomes: BTreeMap<String, usize>,
+    /// The busiest key's calls at two per object over its quota.
+    bound: Duration,
+    calls: Calls,
+    /// Wasted calls signed with another key than tenant 0's.
+    others_wasted: usize,
+    tenant0_calls: usize,
+    writes: Writes,
+    rss_bytes: f64,
+    cpu_seconds: f64,
+}
+
+impl TenantRun {
+    fn complete(&self) -> bool {
+        self.terminal == self.objects
+    }
+    fn object_writes(&self) -> f64 {
+        // The bench created the objects before the controller's start (and before `before`).
+        self.writes.object_status + self.writes.object_other
+    }
+}
+
+async fn tenant_run(
+    cp: &'static ControlPlane,
+    name: &'static str,
+    shape: TenantShape,
+    limit: Duration,
+    quota_flag: bool,
+) -> TenantRun {
+    let objects = scaled(TENANT_OBJECTS);
+    let tenants = scaled(TENANTS).min(objects);
+    let keys = if shape == TenantShape::OneKey {
+        1
+    } else {
+        tenants
+    };
+    let requests_per_minute = match shape {
+        TenantShape::OneKey => TENANT_REQUESTS_PER_MINUTE * tenants as u32,
+        _ => TENANT_REQUESTS_PER_MINUTE,
+    };
+    let app_ids: Vec<String> = (0..objects).map(|i| format!("app-{i:04}")).collect();
+    let s = setup(
+        cp,
+        name,
+        app_ids.iter().map(|a| app_json(a, 1)).collect(),
+        requests_per_minute,
+    )
+    .await;
+    let access_keys: Vec<Value> = (0..keys)
+        .map(|k| {
+            let (id, secret, _) = tenant_key(k);
+            json!({ "accessKeyId": id, "accessKeySecret": secret })
+        })
+        .collect();
+    s.sim
+        .admin_post("/_sim/seed", json!({ "accessKeys": access_keys }))
+        .await;
+    if shape == TenantShape::Noisy {
+        let (id, _, _) = tenant_key(0);
+        s.sim
+            .admin_post(
+                "/_sim/throttle",
+                json!({ "accessKeyId": id, "retryAfterMillis": 1000 }),
+            )
+            .await;
+    }
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(cp.admin_client().await, &s.ns);
+    stream::iter(0..keys)
+        .map(|k| {
+            let secrets = secrets.clone();
+            async move {
+                let (id, secret, secret_name) = tenant_key(k);
+                let doc = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": { "name": secret_name },
+                    "stringData": { "accessKeyId": id, "accessKeySecret": secret },
+                }))
+                .expect("a valid Secret");
+                secrets
+                    .create(&PostParams::default(), &doc)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("creating tenant Secrets");
+
+    let tenant_of = |i: usize| i % tenants;
+    let batch: Vec<SaeInstanceDeletion> = (0..objects)
+        .map(|i| {
+            let app = &app_ids[i];
+            let mut obj = object(&format!("del-{i:05}"), app, &format!("{app}-i-0"));
+            let key = if shape == TenantShape::OneKey {
+                0
+            } else {
+                tenant_of(i)
+            };
+            let (_, _, secret_name) = tenant_key(key);
+            let mut spec = serde_json::to_value(&obj.spec).expect("spec");
+            spec["credentialsRef"] = json!({ "name": secret_name });
+            if shape == TenantShape::Noisy && tenant_of(i) == 0 {
+                spec["activeDeadlineSeconds"] = json!(NOISY_DEADLINE_SECONDS as i64);
+            }
+            obj.spec = serde_json::from_value(spec).expect("spec with credentialsRef");
+            obj
+        })
+        .collect();
+    let filling = Instant::now();
+    create_objects(&s.api, batch, false).await;
+    eprintln!(
+        "[{name}] {objects} objects over {keys} key(s) in place after {:.1?}",
+        filling.elapsed()
+    );
+
+    let before = apiserver_writes(cp);
+    let started = Instant::now();
+    let mut controller = spawn_controller(cp, &s, quota_flag);
+    // Object index -> when it was first seen terminal (since the start; and its age then).
+    let mut ended: BTreeMap<usize, (Duration, Duration)> = BTreeMap::new();
+    let mut outcomes = BTreeMap::new();
+    let mut makespan = Duration::ZERO;
+    let mut last_report = Instant::now();
+    while started.elapsed() < limit {
+        assert!(
+            controller.is_running(),
+            "[{name}] the controller exited; log:\n{}",
+            tail(&controller.logs(), 60)
+        );
+        let list = s
+            .api
+            .list(&ListParams::default())
+            .await
+            .expect("listing bench objects");
+        let now = jiff::Timestamp::now();
+        let since_start = started.elapsed();
+        outcomes.clear();
+        for obj in &list.items {
+            let Some(status) = obj.status.as_ref().filter(|st| st.is_terminal()) else {
+                continue;
+            };
+            let outcome = format!(
+                "{}/{}",
+                status.phase.map(|p| p.as_str()).unwrap_or(""),
+                status.reason().unwrap_or("")
+            );
+            *outcomes.entry(outcome).or_default() += 1;
+            let index = obj
+                .metadata
+                .name
+                .as_deref()
+                .and_then(|n| n.strip_prefix("del-"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .expect("a bench object name");
+            ended.entry(index).or_insert_with(|| {
+                let created = obj
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0)
+                    .unwrap_or(now);
+                let age = now.duration_since(created).as_secs_f64().max(0.0);
+                (since_start, Duration::from_secs_f64(age))
+            });
+        }
+        makespan = since_start;
+        if ended.len() == objects {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            eprintln!(
+                "[{name}] {}/{objects} terminal after {makespan:.0?}",
+                ended.len()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if ended.len() < objects {
+        eprintln!(
+            "[{name}] deadline: {}/{objects} terminal after {makespan:.0?}",
+            ended.len()
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = apiserver_writes(cp) - before;
+    let (rss_bytes, cpu_seconds) = process_usage(controller.pid());
+    let calls = sae_calls(&s.sim).await;
+    let (tenant0_id, _, _) = tenant_key(0);
+    let ledger = s.sim.ledger().await;
+    let requests = ledger["requests"].as_array().expect("ledger.requests");
+    let tenant0_calls = requests
+        .iter()
+        .filter(|r| shape != TenantShape::OneKey && r["accessKeyId"] == tenant0_id.as_str())
+        .count();
+    let others_wasted = requests
+        .iter()
+        .filter(|r| shape == TenantShape::OneKey || r["accessKeyId"] != tenant0_id.as_str())
+        .filter(|r| {
+            let code = r["code"].as_str().unwrap_or("");
+            code.starts_with("Throttling") || code == "Application.ChangerOrderRunning"
+        })
+        .count();
+    controller.kill();
+
+    let others: Vec<Duration> = (0..objects)
+        .filter(|i| tenant_of(*i) != 0)
+        .map(|i| ended.get(&i).map(|e| e.0))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    let others_makespan =
+        (tenants > 1 && !others.is_empty()).then(|| others.into_iter().max().unwrap_or_default());
+    let tenant0: Option<Vec<Duration>> = (0..objects)
+        .filter(|i| tenant_of(*i) == 0)
+        .map(|i| ended.get(&i).map(|e| e.1))
+        .collect();
+    let busiest_key_objects = match shape {
+        TenantShape::OneKey => objects,
+        _ => objects.div_ceil(tenants),
+    };
+    TenantRun {
+        name,
+        shape,
+        objects,
+        tenants,
+        requests_per_minute,
+        makespan,
+        others_makespan,
+        tenant0_end: tenant0.and_then(|ends| ends.into_iter().max()),
+        terminal: ended.len(),
+        outcomes,
+        bound: Duration::from_secs_f64(
+            (2 * busiest_key_objects) as f64 * 60.0 / f64::from(requests_per_minute),
+        ),
+        calls,
+        others_wasted,
+        tenant0_calls,
+        writes,
+        rss_bytes,
+        cpu_seconds,
+    }
+}
+
 // ---- Report --------------------------------------------------------------------------------
 
 fn ratio_cell(value: f64, target: f64) -> String {
@@ -554,7 +867,7 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn print_report(runs: &[Throughput], idle: &Idle, quota_flag: bool) {
+fn print_report(runs: &[Throughput], idle: Option<&Idle>, quota_flag: bool) {
     println!();
     println!(
         "sae-controller bench (change orders {CHANGE_ORDER_SECONDS} s; controller {} --sae-requests-per-minute)",
@@ -670,6 +983,9 @@ fn print_report(runs: &[Throughput], idle: &Idle, quota_flag: bool) {
         println!("  SAE answers by code: {:?}", r.calls.by_code);
         println!();
     }
+    let Some(idle) = idle else {
+        return;
+    };
     let rss_mib = idle.rss_bytes / MIB;
     let idle_writes = idle.writes.object_status + idle.writes.object_other;
     println!(
@@ -722,6 +1038,239 @@ fn print_report(runs: &[Throughput], idle: &Idle, quota_flag: bool) {
     println!();
 }
 
+/// The tenant runs compared with each other: (many keys, one key, noisy), whichever ran.
+struct TenantComparison<'a> {
+    many: Option<&'a TenantRun>,
+    one_key: Option<&'a TenantRun>,
+    noisy: Option<&'a TenantRun>,
+}
+
+impl<'a> TenantComparison<'a> {
+    fn of(runs: &'a [TenantRun]) -> Self {
+        let find = |shape| runs.iter().find(|r| r.shape == shape);
+        Self {
+            many: find(TenantShape::ManyKeys),
+            one_key: find(TenantShape::OneKey),
+            noisy: find(TenantShape::Noisy),
+        }
+    }
+    /// Many-tenant makespan over the one-key run's.
+    fn vs_one_key(&self) -> Option<f64> {
+        let (many, one) = (self.many?, self.one_key?);
+        (many.complete() && one.complete())
+            .then(|| many.makespan.as_secs_f64() / one.makespan.as_secs_f64())
+    }
+    /// Many-tenant makespan over the per-key bound.
+    fn vs_bound(&self) -> Option<f64> {
+        let many = self.many?;
+        many.complete()
+            .then(|| many.makespan.as_secs_f64() / many.bound.as_secs_f64())
+    }
+    /// How much the other tenants' makespan moved with a noisy tenant among them (a fraction).
+    fn noisy_change(&self) -> Option<f64> {
+        let quiet = self.many?.others_makespan?.as_secs_f64();
+        let noisy = self.noisy?.others_makespan?.as_secs_f64();
+        Some(noisy / quiet - 1.0)
+    }
+    /// Whether every object of the noisy tenant ended by its deadline (with the slack).
+    fn noisy_on_time(&self) -> Option<bool> {
+        let end = self.noisy?.tenant0_end?;
+        Some(end.as_secs_f64() <= NOISY_DEADLINE_SECONDS + DEADLINE_SLACK_SECONDS)
+    }
+}
+
+fn print_tenants(runs: &[TenantRun]) {
+    for r in runs {
+        let per_object = |x: f64| x / r.objects as f64;
+        println!(
+            "## {}: {} objects, one per app, over {} key(s), {} calls/min per key (simulator and controller){}",
+            r.name,
+            r.objects,
+            if r.shape == TenantShape::OneKey {
+                1
+            } else {
+                r.tenants
+            },
+            r.requests_per_minute,
+            if r.shape == TenantShape::Noisy {
+                "; key 0 answered Throttling.User on every call"
+            } else {
+                ""
+            }
+        );
+        table_header();
+        let makespan = if r.complete() {
+            format!("{:.1}", r.makespan.as_secs_f64())
+        } else {
+            format!(
+                "{:.1} ({}/{} done)",
+                r.makespan.as_secs_f64(),
+                r.terminal,
+                r.objects
+            )
+        };
+        row(
+            if r.complete() {
+                "makespan from controller start (s)"
+            } else {
+                "makespan (s) - CUT OFF at deadline"
+            },
+            makespan,
+            "",
+            "",
+        );
+        row(
+            "  of tenants 1.. (all but key 0) (s)",
+            r.others_makespan
+                .map_or("n/a".into(), |m| format!("{:.1}", m.as_secs_f64())),
+            "",
+            "",
+        );
+        row(
+            "bound: busiest key, 2 calls/object (s)",
+            format!("{:.1}", r.bound.as_secs_f64()),
+            "",
+            "",
+        );
+        row(
+            "SAE calls per object",
+            format!("{:.2}", per_object(r.calls.total as f64)),
+            "2",
+            "",
+        );
+        if r.shape == TenantShape::Noisy {
+            row(
+                "calls of the noisy key (all refused)",
+                r.tenant0_calls.to_string(),
+                "",
+                "",
+            );
+            row(
+                "noisy objects: creation to end, longest (s)",
+                r.tenant0_end.map_or("not all ended".into(), |e| {
+                    format!("{:.1}", e.as_secs_f64())
+                }),
+                format!("<= {NOISY_DEADLINE_SECONDS:.0}+{DEADLINE_SLACK_SECONDS:.0}").as_str(),
+                met(r.tenant0_end.is_some_and(|e| {
+                    e.as_secs_f64() <= NOISY_DEADLINE_SECONDS + DEADLINE_SLACK_SECONDS
+                })),
+            );
+        }
+        row(
+            "wasted SAE calls of the other keys",
+            r.others_wasted.to_string(),
+            "0",
+            met(r.others_wasted == 0),
+        );
+        row(
+            "object writes per object",
+            format!("{:.2}", per_object(r.object_writes())),
+            "",
+            "",
+        );
+        row(
+            "Event writes per object",
+            format!("{:.2}", per_object(r.writes.events)),
+            "",
+            "",
+        );
+        row(
+            "controller peak RSS (MiB)",
+            format!("{:.1}", r.rss_bytes / MIB),
+            "",
+            "",
+        );
+        row(
+            "controller CPU (s)",
+            format!("{:.2}", r.cpu_seconds),
+            "",
+            "",
+        );
+        println!("  outcomes: {:?}", r.outcomes);
+        println!("  SAE calls by operation: {:?}", r.calls.by_operation);
+        println!("  SAE answers by code: {:?}", r.calls.by_code);
+        println!();
+    }
+    let c = TenantComparison::of(runs);
+    if c.many.is_none() {
+        return;
+    }
+    println!("## tenants compared");
+    table_header();
+    row(
+        "many-tenant makespan / one-key makespan",
+        c.vs_one_key().map_or("n/a".into(), |x| format!("{x:.2}")),
+        "<= 1.2",
+        met(c
+            .vs_one_key()
+            .is_some_and(|x| x <= TARGET_TENANTS_VS_ONE_KEY)),
+    );
+    row(
+        "many-tenant makespan / per-key bound",
+        c.vs_bound().map_or("n/a".into(), |x| format!("{x:.2}")),
+        "<= 1.5",
+        met(c.vs_bound().is_some_and(|x| x <= TARGET_TENANTS_VS_BOUND)),
+    );
+    row(
+        "other tenants' makespan, noisy vs quiet",
+        c.noisy_change()
+            .map_or("n/a".into(), |x| format!("{:+.1} %", 100.0 * x)),
+        "|..| <= 10 %",
+        met(c
+            .noisy_change()
+            .is_some_and(|x| x.abs() <= TARGET_NOISY_CHANGE)),
+    );
+    row(
+        "noisy tenant's objects ended by their deadline",
+        c.noisy_on_time().map_or("n/a".into(), |x| x.to_string()),
+        "true",
+        met(c.noisy_on_time() == Some(true)),
+    );
+    println!();
+}
+
+fn tenant_json(runs: &[TenantRun]) -> Value {
+    let scenarios: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let per_object = |x: f64| x / r.objects as f64;
+            json!({
+                "name": r.name,
+                "objects": r.objects,
+                "keys": if r.shape == TenantShape::OneKey { 1 } else { r.tenants },
+                "requestsPerMinutePerKey": r.requests_per_minute,
+                "noisyKey": r.shape == TenantShape::Noisy,
+                "complete": r.complete(),
+                "terminal": r.terminal,
+                "makespanSeconds": r.makespan.as_secs_f64(),
+                "othersMakespanSeconds": r.others_makespan.map(|m| m.as_secs_f64()),
+                "boundSeconds": r.bound.as_secs_f64(),
+                "tenant0LongestEndSeconds": r.tenant0_end.map(|e| e.as_secs_f64()),
+                "tenant0Calls": r.tenant0_calls,
+                "saeCalls": r.calls.total,
+                "saeCallsPerObject": per_object(r.calls.total as f64),
+                "wastedCalls": r.calls.wasted,
+                "othersWastedCalls": r.others_wasted,
+                "callsByOperation": r.calls.by_operation,
+                "callsByCode": r.calls.by_code,
+                "objectWritesPerObject": per_object(r.object_writes()),
+                "eventWritesPerObject": per_object(r.writes.events),
+                "outcomes": r.outcomes,
+                "peakRssMiB": r.rss_bytes / MIB,
+                "cpuSeconds": r.cpu_seconds,
+            })
+        })
+        .collect();
+    let c = TenantComparison::of(runs);
+    json!({
+        "scenarios": scenarios,
+        "manyVsOneKey": c.vs_one_key(),
+        "manyVsBound": c.vs_bound(),
+        "noisyOthersChange": c.noisy_change(),
+        "noisyOnTime": c.noisy_on_time(),
+    })
+}
+
 fn table_header() {
     row("figure", "value".into(), "target", "");
 }
@@ -731,7 +1280,12 @@ fn row(what: &str, value: String, target: &str, verdict: &str) {
     println!("{what:<44} {value:>22} {target:>10} {verdict:>8}");
 }
 
-fn json_line(runs: &[Throughput], idle: &Idle, quota_flag: bool) -> Value {
+fn json_line(
+    runs: &[Throughput],
+    idle: Option<&Idle>,
+    tenants: &[TenantRun],
+    quota_flag: bool,
+) -> Value {
     let scenarios: Vec<Value> = runs
         .iter()
         .map(|r| {
@@ -766,7 +1320,7 @@ fn json_line(runs: &[Throughput], idle: &Idle, quota_flag: bool) -> Value {
         "changeOrderSeconds": CHANGE_ORDER_SECONDS,
         "controllerQuotaFlag": quota_flag,
         "scenarios": scenarios,
-        "terminalStart": {
+        "terminalStart": idle.map(|idle| json!({
             "objects": idle.objects,
             "readySeconds": idle.ready_after.as_secs_f64(),
             "peakRssMiB": idle.rss_bytes / MIB,
@@ -774,13 +1328,19 @@ fn json_line(runs: &[Throughput], idle: &Idle, quota_flag: bool) -> Value {
             "saeCalls": idle.calls.total,
             "objectWrites": idle.writes.object_status + idle.writes.object_other,
             "eventWrites": idle.writes.events,
-        },
+        })),
+        "tenants": tenant_json(tenants),
         "targets": {
             "makespanRatio": TARGET_MAKESPAN_RATIO,
             "wastedCalls": 0,
             "objectWritesPerObject": TARGET_OBJECT_WRITES,
             "allWritesPerObject": TARGET_ALL_WRITES,
             "peakRssMiB": TARGET_RSS_MIB,
+            "tenantsVsOneKey": TARGET_TENANTS_VS_ONE_KEY,
+            "tenantsVsBound": TARGET_TENANTS_VS_BOUND,
+            "noisyOthersChange": TARGET_NOISY_CHANGE,
+            "noisyDeadlineSeconds": NOISY_DEADLINE_SECONDS,
+            "deadlineSlackSeconds": DEADLINE_SLACK_SECONDS,
         },
     })
 }
@@ -795,10 +1355,24 @@ async fn controller_throughput_and_footprint() {
             "note: sae-controller has no --sae-requests-per-minute yet; it runs without a client-side quota"
         );
     }
-    let many_apps = throughput(cp, "many-apps", scaled(1000), 50, deadline(120), quota_flag).await;
-    let one_app = throughput(cp, "one-app", scaled(200), 1, deadline(210), quota_flag).await;
-    let idle = idle_start(cp, scaled(10_000), quota_flag).await;
-    let runs = [many_apps, one_app];
-    print_report(&runs, &idle, quota_flag);
-    println!("{}", json_line(&runs, &idle, quota_flag));
+    let mut runs = Vec::new();
+    let mut idle = None;
+    if wanted("classic") {
+        runs.push(throughput(cp, "many-apps", scaled(1000), 50, deadline(120), quota_flag).await);
+        runs.push(throughput(cp, "one-app", scaled(200), 1, deadline(210), quota_flag).await);
+        idle = Some(idle_start(cp, scaled(10_000), quota_flag).await);
+    }
+    let mut tenants = Vec::new();
+    if wanted("tenants") {
+        for (name, shape) in [
+            ("many-tenants", TenantShape::ManyKeys),
+            ("one-key", TenantShape::OneKey),
+            ("noisy-tenant", TenantShape::Noisy),
+        ] {
+            tenants.push(tenant_run(cp, name, shape, deadline(120), quota_flag).await);
+        }
+    }
+    print_report(&runs, idle.as_ref(), quota_flag);
+    print_tenants(&tenants);
+    println!("{}", json_line(&runs, idle.as_ref(), &tenants, quota_flag));
 }

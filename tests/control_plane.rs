@@ -110,103 +110,367 @@ fn crd_is_established_with_short_name() {
     );
 }
 
-/// `kubectl auth can-i` as the controller itself (SelfSubjectAccessReview): true for "yes".
-fn controller_can(cp: &ControlPlane, args: &[&str]) -> bool {
+/// `kubectl auth can-i ARGS --as USER`, asked by the admin (a SubjectAccessReview through the real
+/// RBAC authorizer): true for "yes".
+fn can_i(cp: &ControlPlane, user: &str, args: &[&str]) -> bool {
     let mut full = vec!["auth", "can-i"];
     full.extend_from_slice(args);
-    let out = cp.kubectl_as(cp.controller_kubeconfig(), &full);
+    full.extend_from_slice(&["--as", user]);
+    let out = cp.kubectl(&full);
     let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     match answer.as_str() {
         "yes" => true,
         "no" => false,
         _ => panic!(
             "kubectl auth can-i {} gave {answer:?}: {}",
-            args.join(" "),
+            full.join(" "),
             stderr(&out)
         ),
     }
 }
 
+/// One row of an RBAC matrix: `kubectl auth can-i` arguments, the answer they must get, and why.
+struct Can(&'static str, bool, &'static str);
+
+/// Asks every row as `user`. Rows name `{home}`, the namespace the controller runs in (its Lease's),
+/// `{ns}`, a namespace with objects it serves, and `{other}`, one it must not reach (when confined).
+/// Fails listing every wrong answer; prints the matrix as a Markdown table.
+fn assert_matrix(cp: &ControlPlane, user: &str, home: &str, ns: &str, rows: &[Can]) {
+    let mut wrong = Vec::new();
+    let mut table = String::from("| kubectl auth can-i | expected | why |\n|---|---|---|\n");
+    for Can(args, allowed, why) in rows {
+        let args = args
+            .replace("{home}", home)
+            .replace("{ns}", ns)
+            .replace("{other}", "team-a");
+        let words: Vec<&str> = args.split_whitespace().collect();
+        let got = can_i(cp, user, &words);
+        table.push_str(&format!(
+            "| `{args}` | {} | {why} |\n",
+            if *allowed { "yes" } else { "no" }
+        ));
+        if got != *allowed {
+            wrong.push(format!(
+                "`{args}`: expected {}, got {} ({why})",
+                if *allowed { "yes" } else { "no" },
+                if got { "yes" } else { "no" }
+            ));
+        }
+    }
+    println!("RBAC of {user}:\n{table}");
+    assert!(
+        wrong.is_empty(),
+        "RBAC of {user} is off:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// What the controller needs (allowed) and the must-not list (denied). `cluster_wide`: the base's ClusterRole (objects and Secrets in every
+/// namespace) rather than the single-namespace overlay's Role.
+fn matrix(cluster_wide: bool) -> Vec<Can> {
+    let mut rows = vec![
+        Can(
+            "get saeinstancedeletions.sae.ops.dev -n {ns}",
+            true,
+            "reads its objects",
+        ),
+        Can(
+            "list saeinstancedeletions.sae.ops.dev -n {ns}",
+            true,
+            "the watch lists",
+        ),
+        Can(
+            "watch saeinstancedeletions.sae.ops.dev -n {ns}",
+            true,
+            "the watch",
+        ),
+        Can(
+            "update saeinstancedeletions.sae.ops.dev --subresource=status -n {ns}",
+            true,
+            "writes status",
+        ),
+        Can(
+            "patch saeinstancedeletions.sae.ops.dev --subresource=status -n {ns}",
+            true,
+            "writes status",
+        ),
+        Can("get secrets -n {ns}", true, "the Secret an object names"),
+        Can(
+            "create events.events.k8s.io -n {ns}",
+            true,
+            "publishes Events",
+        ),
+        Can("patch events.events.k8s.io -n {ns}", true, "Event series"),
+        Can(
+            "create leases.coordination.k8s.io -n {home}",
+            true,
+            "creates its Lease when missing; RBAC cannot limit create by name",
+        ),
+        Can(
+            "get leases.coordination.k8s.io/sae-controller -n {home}",
+            true,
+            "reads its Lease",
+        ),
+        Can(
+            "update leases.coordination.k8s.io/sae-controller -n {home}",
+            true,
+            "renews its Lease",
+        ),
+        Can(
+            "patch leases.coordination.k8s.io/sae-controller -n {home}",
+            true,
+            "renews / takes over its Lease",
+        ),
+        // Secrets: one named Secret at a time, never enumerated or changed.
+        Can("list secrets -n {ns}", false, "must not enumerate Secrets"),
+        Can("watch secrets -n {ns}", false, "must not enumerate Secrets"),
+        Can("list secrets -A", false, "must not enumerate Secrets"),
+        Can("create secrets -n {ns}", false, "never writes Secrets"),
+        Can("update secrets -n {ns}", false, "never writes Secrets"),
+        Can("delete secrets -n {ns}", false, "never writes Secrets"),
+        // The spec is the user's: never edited, created or deleted.
+        Can(
+            "update saeinstancedeletions.sae.ops.dev -n {ns}",
+            false,
+            "must not change a spec",
+        ),
+        Can(
+            "patch saeinstancedeletions.sae.ops.dev -n {ns}",
+            false,
+            "must not change a spec",
+        ),
+        Can(
+            "create saeinstancedeletions.sae.ops.dev -n {ns}",
+            false,
+            "must not create deletions",
+        ),
+        Can(
+            "create saeinstancedeletions.sae.ops.dev -n {home}",
+            false,
+            "must not create deletions",
+        ),
+        Can(
+            "delete saeinstancedeletions.sae.ops.dev -n {ns}",
+            false,
+            "must not delete deletions",
+        ),
+        Can(
+            "deletecollection saeinstancedeletions.sae.ops.dev -n {ns}",
+            false,
+            "must not delete deletions",
+        ),
+        // Leases: its own only.
+        Can(
+            "update leases.coordination.k8s.io -n {home}",
+            false,
+            "not every Lease of its namespace",
+        ),
+        Can(
+            "get leases.coordination.k8s.io/other -n {home}",
+            false,
+            "another Lease",
+        ),
+        Can(
+            "update leases.coordination.k8s.io/other -n {home}",
+            false,
+            "another Lease",
+        ),
+        Can(
+            "patch leases.coordination.k8s.io/other -n {home}",
+            false,
+            "another Lease",
+        ),
+        Can(
+            "delete leases.coordination.k8s.io/sae-controller -n {home}",
+            false,
+            "the library never deletes",
+        ),
+        Can(
+            "list leases.coordination.k8s.io -n {home}",
+            false,
+            "not used",
+        ),
+        Can(
+            "watch leases.coordination.k8s.io -n {home}",
+            false,
+            "not used",
+        ),
+        Can(
+            "create leases.coordination.k8s.io -n kube-system",
+            false,
+            "kube-system's Leases (scheduler, controller-manager)",
+        ),
+        Can(
+            "patch leases.coordination.k8s.io/kube-scheduler -n kube-system",
+            false,
+            "kube-system's Leases",
+        ),
+        Can(
+            "update leases.coordination.k8s.io/sae-controller -n kube-system",
+            false,
+            "its Lease name elsewhere",
+        ),
+        Can(
+            "create leases.coordination.k8s.io -n {other}",
+            false,
+            "other namespaces' Leases",
+        ),
+        Can(
+            "patch leases.coordination.k8s.io/sae-controller -n {other}",
+            false,
+            "other namespaces' Leases",
+        ),
+        // Nothing in other API groups, or of other kinds.
+        Can("get pods -n {ns}", false, "core group"),
+        Can("list pods -A", false, "core group"),
+        Can("get configmaps -n {ns}", false, "core group"),
+        Can("get serviceaccounts -n {ns}", false, "core group"),
+        Can(
+            "create events -n {ns}",
+            false,
+            "core/v1 events: it uses events.k8s.io",
+        ),
+        Can("get nodes", false, "core group"),
+        Can("list namespaces", false, "core group"),
+        Can("create namespaces", false, "core group"),
+        Can("get deployments.apps -n {home}", false, "apps group"),
+        Can(
+            "get customresourcedefinitions.apiextensions.k8s.io",
+            false,
+            "apiextensions group",
+        ),
+        Can(
+            "get roles.rbac.authorization.k8s.io -n {home}",
+            false,
+            "rbac group",
+        ),
+        Can(
+            "bind clusterroles.rbac.authorization.k8s.io",
+            false,
+            "no privilege escalation",
+        ),
+        Can(
+            "escalate roles.rbac.authorization.k8s.io -n {home}",
+            false,
+            "no privilege escalation",
+        ),
+        Can("impersonate users", false, "no impersonation"),
+        Can(
+            "create serviceaccounts/token -n {home}",
+            false,
+            "no tokens for other identities",
+        ),
+    ];
+    if cluster_wide {
+        rows.extend([
+            Can(
+                "list saeinstancedeletions.sae.ops.dev -A",
+                true,
+                "watches all namespaces",
+            ),
+            Can(
+                "get secrets -n {other}",
+                true,
+                "credentialsRef in any namespace",
+            ),
+        ]);
+    } else {
+        rows.extend([
+            Can(
+                "list saeinstancedeletions.sae.ops.dev -A",
+                false,
+                "sees one namespace only",
+            ),
+            Can(
+                "list saeinstancedeletions.sae.ops.dev -n {other}",
+                false,
+                "sees one namespace only",
+            ),
+            Can(
+                "get secrets -n {other}",
+                false,
+                "reads Secrets of its namespace only",
+            ),
+            Can(
+                "update saeinstancedeletions.sae.ops.dev --subresource=status -n {other}",
+                false,
+                "its namespace only",
+            ),
+        ]);
+    }
+    rows
+}
+
 #[test]
 fn controller_identity_has_exactly_the_rbac_of_deploy() {
     let cp = ControlPlane::shared();
-    let who = cp.kubectl_as(
+    assert_matrix(cp, CONTROLLER_USER, "sae-system", "team-b", &matrix(true));
+
+    // And the controller asking for itself (SelfSubjectAccessReview), with its own token.
+    let out = cp.kubectl_as(
         cp.controller_kubeconfig(),
-        &["auth", "can-i", "--list", "-n", "default"],
-    );
-    assert!(who.status.success(), "{}", stderr(&who));
-
-    let allowed: &[&[&str]] = &[
-        &["get", "saeinstancedeletions.sae.ops.dev", "-A"],
-        &["list", "saeinstancedeletions.sae.ops.dev", "-A"],
-        &["watch", "saeinstancedeletions.sae.ops.dev", "-A"],
         &[
-            "get",
-            "saeinstancedeletions.sae.ops.dev",
-            "--subresource=status",
-            "-n",
-            "team-a",
-        ],
-        &[
-            "update",
-            "saeinstancedeletions.sae.ops.dev",
-            "--subresource=status",
-            "-n",
-            "team-a",
-        ],
-        &[
+            "auth",
+            "can-i",
             "patch",
-            "saeinstancedeletions.sae.ops.dev",
-            "--subresource=status",
+            "leases.coordination.k8s.io/sae-controller",
             "-n",
-            "team-a",
+            "sae-system",
         ],
-        &["get", "secrets", "-n", "team-a"],
-        &["create", "events.events.k8s.io", "-n", "team-a"],
-        &["patch", "events.events.k8s.io", "-n", "team-a"],
-        &["get", "leases.coordination.k8s.io", "-n", "sae-system"],
-        &["create", "leases.coordination.k8s.io", "-n", "sae-system"],
-        &["update", "leases.coordination.k8s.io", "-n", "sae-system"],
-        &["patch", "leases.coordination.k8s.io", "-n", "sae-system"],
-    ];
-    let denied: &[&[&str]] = &[
-        // The spec is the user's: the controller never edits, creates or deletes objects.
-        &["update", "saeinstancedeletions.sae.ops.dev", "-n", "team-a"],
-        &["patch", "saeinstancedeletions.sae.ops.dev", "-n", "team-a"],
-        &["create", "saeinstancedeletions.sae.ops.dev", "-n", "team-a"],
-        &["delete", "saeinstancedeletions.sae.ops.dev", "-n", "team-a"],
-        // Secrets: one named Secret at a time, never enumerated or changed.
-        &["list", "secrets", "-n", "team-a"],
-        &["watch", "secrets", "-n", "team-a"],
-        &["delete", "secrets", "-n", "team-a"],
-        &["update", "secrets", "-n", "team-a"],
-        &["list", "pods", "-A"],
-        &["get", "configmaps", "-n", "team-a"],
-        &["create", "events", "-n", "team-a"], // core/v1 events: the controller uses events.k8s.io
-        &["delete", "leases.coordination.k8s.io", "-n", "sae-system"],
-        &["list", "leases.coordination.k8s.io", "-n", "sae-system"],
-        &["create", "namespaces"],
-    ];
-    let mut wrong = Vec::new();
-    for args in allowed {
-        if !controller_can(cp, args) {
-            wrong.push(format!("should be allowed: {}", args.join(" ")));
-        }
-    }
-    for args in denied {
-        if controller_can(cp, args) {
-            wrong.push(format!("should be FORBIDDEN: {}", args.join(" ")));
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "RBAC of {CONTROLLER_USER} is off:\n{}",
-        wrong.join("\n")
     );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "yes",
+        "{}",
+        stderr(&out)
+    );
+    let out = cp.kubectl_as(
+        cp.controller_kubeconfig(),
+        &["auth", "can-i", "list", "secrets", "-A"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no",
+        "{}",
+        stderr(&out)
+    );
+}
 
-    // And as the admin asking on the controller's behalf (impersonation, i.e. the authorizer itself).
-    let out = cp.kubectl(&["auth", "can-i", "list", "pods", "--as", CONTROLLER_USER]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+#[test]
+fn single_namespace_overlay_confines_the_controller_to_its_namespace() {
+    let cp = ControlPlane::shared();
+    let out = cp.kubectl(&[
+        "apply",
+        "--validate=false",
+        "-k",
+        "deploy/overlays/single-namespace",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut rows = matrix(false);
+    rows.extend([
+        Can(
+            "create leases.coordination.k8s.io -n sae-system",
+            false,
+            "the base install's namespace",
+        ),
+        Can(
+            "patch leases.coordination.k8s.io/sae-controller -n sae-system",
+            false,
+            "the base install's Lease",
+        ),
+        Can(
+            "get secrets -n sae-system",
+            false,
+            "the base install's namespace",
+        ),
+    ]);
+    assert_matrix(
+        cp,
+        "system:serviceaccount:sae-team-a:sae-controller",
+        "sae-team-a",
+        "sae-team-a",
+        &rows,
+    );
 }
 
 #[tokio::test]
@@ -291,7 +555,10 @@ fn deployment_is_installed_locked_down() {
         "RuntimeDefault"
     );
     let c = &pod["containers"][0];
-    assert_eq!(c["image"], "sae-controller:latest");
+    assert_eq!(
+        c["image"],
+        format!("sae-controller:{}", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
@@ -317,19 +584,41 @@ fn deployment_is_installed_locked_down() {
         args.contains(&"--health-probe-bind-address=0.0.0.0:8081"),
         "{args:?}"
     );
+    assert!(args.contains(&"--leader-elect"), "{args:?}");
+    // Default credentials come from the optional Secret as files, never as environment variables.
     let env = c["env"].as_array().unwrap();
-    for var in [
-        "ALIBABA_CLOUD_ACCESS_KEY_ID",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-    ] {
-        let e = env
-            .iter()
-            .find(|e| e["name"] == var)
-            .unwrap_or_else(|| panic!("{var} missing"));
-        let secret_ref = &e["valueFrom"]["secretKeyRef"];
-        assert_eq!(secret_ref["name"], "sae-controller-credentials", "{e}");
-        assert_eq!(secret_ref["optional"], true, "{e}");
-    }
+    assert!(
+        env.iter()
+            .all(|e| e["valueFrom"].get("secretKeyRef").is_none()),
+        "a Secret in the environment: {env:?}"
+    );
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "credentials")
+        .expect("the credentials volume is mounted");
+    assert_eq!(mount["readOnly"], true);
+    assert!(
+        mount.get("subPath").is_none(),
+        "a subPath mount is never updated"
+    );
+    assert!(
+        args.contains(
+            &format!("--credentials-dir={}", mount["mountPath"].as_str().unwrap()).as_str()
+        ),
+        "{args:?}"
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "credentials")
+        .expect("the credentials volume");
+    assert_eq!(volume["secret"]["secretName"], "sae-controller-credentials");
+    assert_eq!(volume["secret"]["optional"], true);
+    assert_eq!(volume["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["securityContext"]["fsGroup"], 65532, "the files' group");
 }
 
 #[test]

@@ -298,6 +298,107 @@ fn is_namespaced(kind: &str) -> bool {
     )
 }
 
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", kinds(objects)))
+}
+
+/// Every (Cluster)RoleBinding binds the controller's ServiceAccount, in the namespace it runs in.
+fn assert_bindings_name_the_service_account(objects: &[Value]) {
+    let account = one(objects, "ServiceAccount");
+    let expected = json!([{
+        "kind": "ServiceAccount",
+        "name": account["metadata"]["name"],
+        "namespace": account["metadata"]["namespace"],
+    }]);
+    for binding in objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        assert_eq!(
+            binding["subjects"], expected,
+            "{} {}",
+            binding["kind"], binding["metadata"]["name"]
+        );
+    }
+}
+
+/// The RBAC every install grants on Leases: only the leader-election Role, in the controller's
+/// namespace, naming one Lease for everything but create.
+fn assert_lease_rights_are_one_named_lease(dir: &str, objects: &[Value]) {
+    let deployment = one(objects, "Deployment");
+    for object in objects
+        .iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+    {
+        let lease_rules: Vec<&Value> = object["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| r["apiGroups"] == json!(["coordination.k8s.io"]))
+            .collect();
+        if object["metadata"]["name"] != "sae-controller-leader-election" {
+            assert!(
+                lease_rules.is_empty(),
+                "{dir}: {} {} grants lease rights",
+                object["kind"],
+                object["metadata"]["name"]
+            );
+            continue;
+        }
+        assert_eq!(object["kind"], "Role", "{dir}");
+        assert_eq!(
+            object["metadata"]["namespace"], deployment["metadata"]["namespace"],
+            "{dir}: the Lease lives with the controller"
+        );
+        assert_eq!(
+            lease_rules,
+            vec![
+                &json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}),
+                &json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                        "resourceNames": ["sae-controller"], "verbs": ["get", "update", "patch"]}),
+            ],
+            "{dir}"
+        );
+    }
+    let args = args(deployment);
+    assert!(args.contains(&"--leader-elect"), "{dir}: {args:?}");
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--leader-election-lease-name")
+                || a.starts_with("--leader-election-namespace")),
+        "{dir}: another Lease than the one the Role names: {args:?}"
+    );
+    let env = container(deployment)["env"].as_array().expect("env");
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("{dir}: {var} missing"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], field, "{dir}");
+    }
+}
+
+#[test]
+fn every_install_elects_a_leader_with_one_named_lease() {
+    for dir in [
+        "deploy/",
+        "deploy/overlays/ha",
+        "deploy/overlays/single-namespace",
+        "deploy/overlays/monitoring",
+    ] {
+        let objects = kustomize(dir);
+        assert_lease_rights_are_one_named_lease(dir, &objects);
+        assert_bindings_name_the_service_account(&objects);
+    }
+}
+
 #[test]
 fn base_builds_with_cluster_wide_rbac() {
     let base = kustomize("deploy/");
@@ -329,8 +430,8 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
         !kinds.contains(&"ClusterRole") && !kinds.contains(&"ClusterRoleBinding"),
         "{kinds:?}"
     );
-    let role = one(&objects, "Role");
-    let binding = one(&objects, "RoleBinding");
+    let role = named(&objects, "Role", "sae-controller");
+    let binding = named(&objects, "RoleBinding", "sae-controller");
     let deployment = one(&objects, "Deployment");
     let namespace = one(&objects, "Namespace")["metadata"]["name"]
         .as_str()
@@ -366,6 +467,12 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
         one(&base, "ClusterRole")["rules"],
         "Role and base ClusterRole rules differ"
     );
+    // The leader-election Role came along unchanged, bound to this namespace's ServiceAccount.
+    assert_eq!(
+        named(&objects, "Role", "sae-controller-leader-election")["rules"],
+        named(&base, "Role", "sae-controller-leader-election")["rules"]
+    );
+    assert_bindings_name_the_service_account(&objects);
 
     // The controller watches the namespace it runs in, taken from the Downward API.
     assert!(
@@ -392,12 +499,17 @@ fn ha_overlay_runs_two_replicas_with_leader_election_and_a_budget() {
     let deployment = one(&objects, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
     let args = args(deployment);
-    assert!(args.contains(&"--leader-elect"), "{args:?}");
-    assert!(
-        args.contains(&"--leader-election-namespace=sae-system"),
+    // From the base, once: clap refuses a flag given twice.
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with("--leader-elect"))
+            .count(),
+        1,
         "{args:?}"
     );
     one(&objects, "ClusterRole");
+    named(&objects, "Role", "sae-controller-leader-election");
+    assert_bindings_name_the_service_account(&objects);
 
     let pdb = one(&objects, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
@@ -476,11 +588,29 @@ fn example_network_policy_opens_only_what_the_controller_uses() {
 }
 
 #[test]
-fn example_service_monitor_scrapes_the_metrics_port() {
+fn monitoring_service_monitor_scrapes_the_metrics_port() {
+    let rendered = kustomize("deploy/overlays/monitoring");
+    let deployment = one(&rendered, "Deployment");
+    let service = one(&rendered, "Service");
+    let monitor = one(&rendered, "ServiceMonitor");
+    for kind in ["Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
+        assert_eq!(
+            one(&rendered, kind)["metadata"]["namespace"],
+            deployment["metadata"]["namespace"],
+            "{kind} lives with the controller"
+        );
+    }
+    let dashboard = one(&rendered, "ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        dashboard["data"]["sae-controller-dashboard.json"],
+        read("deploy/monitoring/sae-controller-dashboard.json").as_str()
+    );
+    // The base alone stays free of Prometheus Operator kinds.
     let base = kustomize("deploy/");
-    let deployment = one(&base, "Deployment");
-    let service = example("service.yaml");
-    let monitor = example("servicemonitor.yaml");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(!kinds(&base).contains(&kind), "the base renders a {kind}");
+    }
 
     assert_selects_pods(&service["spec"]["selector"], deployment);
     let service_port = &service["spec"]["ports"][0];
@@ -503,9 +633,20 @@ fn example_service_monitor_scrapes_the_metrics_port() {
     );
 
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
-    assert_eq!(
-        monitor["spec"]["namespaceSelector"]["matchNames"],
-        json!([service["metadata"]["namespace"]])
+    // No namespaceSelector: the operator looks in the ServiceMonitor's own namespace, so an overlay
+    // that moves the controller moves the scrape with it.
+    assert!(
+        monitor["spec"].get("namespaceSelector").is_none(),
+        "{monitor}"
+    );
+    // The alerts select the job Prometheus names after the Service.
+    let rule = one(&rendered, "PrometheusRule").to_string();
+    assert!(
+        rule.contains(&format!(
+            r#"job=\"{}\""#,
+            service["metadata"]["name"].as_str().unwrap()
+        )),
+        "the alerts select another job than the Service's name"
     );
     for (key, value) in monitor["spec"]["selector"]["matchLabels"]
         .as_object()
@@ -562,4 +703,85 @@ fn dockerfile_ships_the_checked_static_binary_as_nonroot() {
     );
     assert!(mode & 0o111 != 0, "hack/check-static.sh is not executable");
     run("bash", &["-n", "hack/check-static.sh"], "bash is required");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The version installed
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[test]
+fn every_install_runs_the_image_of_the_crate_version() {
+    for dir in [
+        "deploy/",
+        "deploy/overlays/ha",
+        "deploy/overlays/single-namespace",
+        "deploy/overlays/monitoring",
+    ] {
+        let objects = kustomize(dir);
+        let deployment = one(&objects, "Deployment");
+        let image = container(deployment)["image"].as_str().expect("image");
+        assert_eq!(
+            image.rsplit_once(':').map(|(_, tag)| tag),
+            Some(VERSION),
+            "{dir}: the image tag is the crate version"
+        );
+        assert_eq!(
+            deployment["metadata"]["labels"]["app.kubernetes.io/version"], VERSION,
+            "{dir}: Deployment label"
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"],
+            VERSION,
+            "{dir}: pod label"
+        );
+        assert!(
+            !deployment["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .unwrap()
+                .contains_key("app.kubernetes.io/version"),
+            "{dir}: a version in the selector would make every upgrade a new Deployment"
+        );
+    }
+    // `make image` tags with the same version, and passes the commit into the build.
+    assert_eq!(
+        run("make", &["-s", "version"], "make is required").trim(),
+        VERSION
+    );
+    let makefile = read("Makefile");
+    let image = makefile
+        .split("\nimage:")
+        .nth(1)
+        .expect("a make image target");
+    assert!(image.contains("-t $(IMAGE):$(VERSION)"), "{image}");
+    assert!(
+        image.contains("SAE_CONTROLLER_GIT_COMMIT=")
+            && read("Dockerfile").contains("ARG SAE_CONTROLLER_GIT_COMMIT"),
+        "the commit reaches the Docker build"
+    );
+}
+
+/// The commit the binary should report: HEAD of this checkout, or `unknown` outside git.
+fn expected_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[test]
+fn version_flag_names_the_crate_version_and_the_commit() {
+    let out = run(
+        env!("CARGO_BIN_EXE_sae-controller"),
+        &["--version"],
+        "built by cargo",
+    );
+    assert_eq!(
+        out.trim(),
+        format!("sae-controller {VERSION} (commit {})", expected_commit())
+    );
 }

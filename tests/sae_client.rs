@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::SignedDuration;
-use sae_controller::sae::client::{SaeClient, SaeClientConfig};
+use sae_controller::sae::client::{SaeClient, SaeClientConfig, no_gate};
 use sae_controller::sae::{Credentials, ErrorClass, SaeError, SignatureVersion};
 use sae_controller::simulator::{
     AccessKeySpec, AppFaults, AppSpec, FaultSpec, GroupSpec, ModelConfig, Seed, Simulator,
@@ -183,8 +183,9 @@ async fn success_with_both_signature_versions() {
     assert_eq!((page.total, page.instance_ids.clone()), (1, ids(&["i-c"])));
     assert_eq!(
         client
-            .list_all_instance_ids(&creds(), REGION, "app-1")
+            .list_all_instance_ids(&creds(), REGION, "app-1", no_gate)
             .await
+            .unwrap()
             .unwrap(),
         ids(&["i-c"])
     );
@@ -229,8 +230,9 @@ async fn list_all_instance_ids_pages_through_every_group() {
         .unwrap();
     let all = h
         .client()
-        .list_all_instance_ids(&creds(), REGION, "app-big")
+        .list_all_instance_ids(&creds(), REGION, "app-big", no_gate)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(all, many);
 }

@@ -1,5 +1,8 @@
 //! HTTP-level tests of sae-simulator, run in-process: signatures (both schemes), the gateway's
-//! refusals, the model's answers, faults, garbage input and the admin API.
+//! refusals, the model's answers, faults, garbage input and the admin API; and the binary's flags
+//! for what SAE leaves undocumented (time zone and form, clock skew, the instance view).
+
+mod support;
 
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use sae_controller::sae::Credentials;
 use sae_controller::sae::sign::{self, SignInput, SignatureVersion};
 use sae_controller::simulator::{
-    AccessKeySpec, AppSpec, GroupSpec, ManualClock, ModelConfig, Operation, Seed, Simulator,
+    AccessKeySpec, AppSpec, Clock, GroupSpec, ManualClock, ModelConfig, Operation, Seed, Simulator,
     SimulatorConfig,
 };
 use serde_json::{Value, json};
@@ -93,44 +96,11 @@ impl Harness {
         now: Timestamp,
         nonce: &str,
     ) -> (String, Vec<(String, String)>) {
-        let query: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let input = SignInput {
-            method: op.method(),
-            host: &self.host,
-            path: op.path(),
-            query: &query,
-            action: op.name(),
-            api_version: "2019-05-06",
-            body: b"",
-            now,
-            nonce,
-        };
-        let headers = sign::signed_headers(version, creds, &input);
-        let url = format!("{}{}?{}", self.base, op.path(), sign::encode_query(&query));
-        (url, headers)
+        sign_request(&self.host, version, creds, op, query, now, nonce)
     }
 
     async fn send_raw(&self, method: &str, url: &str, headers: &[(String, String)]) -> Reply {
-        let mut req = self.http.request(method.parse().unwrap(), url);
-        for (k, v) in headers {
-            // reqwest writes Host from the URL, the same value that was signed.
-            if k != "host" {
-                req = req.header(k, v);
-            }
-        }
-        let resp = req.send().await.expect("the simulator answers");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        send_signed(&self.http, method, url, headers).await
     }
 
     async fn call_as(
@@ -173,6 +143,61 @@ impl Harness {
 
     async fn ledger(&self) -> Value {
         self.admin("GET", "/_sim/ledger", None).await.1
+    }
+}
+
+/// A request to the simulator at `host`, signed as the controller's client signs it.
+fn sign_request(
+    host: &str,
+    version: SignatureVersion,
+    creds: &Credentials,
+    op: Operation,
+    query: &[(&str, &str)],
+    now: Timestamp,
+    nonce: &str,
+) -> (String, Vec<(String, String)>) {
+    let query: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let input = SignInput {
+        method: op.method(),
+        host,
+        path: op.path(),
+        query: &query,
+        action: op.name(),
+        api_version: "2019-05-06",
+        body: b"",
+        now,
+        nonce,
+    };
+    let headers = sign::signed_headers(version, creds, &input);
+    let url = format!("http://{host}{}?{}", op.path(), sign::encode_query(&query));
+    (url, headers)
+}
+
+async fn send_signed(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+) -> Reply {
+    let mut req = http.request(method.parse().unwrap(), url);
+    for (k, v) in headers {
+        // reqwest writes Host from the URL, the same value that was signed.
+        if k != "host" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.send().await.expect("the simulator answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    Reply {
+        status,
+        headers,
+        body,
     }
 }
 
@@ -614,8 +639,20 @@ async fn the_quota_throttles_with_a_retry_after() {
         )
         .await;
     assert_gateway_error(&reply, 400, "Throttling.User");
-    assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "45");
-    h.clock.advance(SignedDuration::from_secs(45));
+    // Milliseconds, as SAE means the header.
+    assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "45000");
+    h.clock.advance(SignedDuration::from_millis(44_999));
+    assert_gateway_error(
+        &h.call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await,
+        400,
+        "Throttling.User",
+    );
+    h.clock.advance(SignedDuration::from_millis(1));
     assert_eq!(
         h.call(
             v,
@@ -626,6 +663,86 @@ async fn the_quota_throttles_with_a_retry_after() {
         .status,
         200
     );
+}
+
+#[tokio::test]
+async fn a_key_switched_to_throttling_is_refused_every_call_until_switched_back() {
+    let h = Harness::start(0).await;
+    let v = SignatureVersion::V1;
+    let groups = || {
+        h.call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+    };
+    assert_eq!(groups().await.status, 200);
+    let (status, answer) = h
+        .admin(
+            "POST",
+            "/_sim/throttle",
+            Some(json!({"accessKeyId": AK, "retryAfterMillis": 1500})),
+        )
+        .await;
+    assert_eq!((status, answer["throttled"].clone()), (200, json!(true)));
+    for _ in 0..3 {
+        let reply = groups().await;
+        assert_gateway_error(&reply, 400, "Throttling.User");
+        assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "1500");
+    }
+    let (_, config) = h.admin("GET", "/_sim/config", None).await;
+    assert_eq!(config["throttledAccessKeyIds"], json!([AK]));
+    // Without a hint the refusal carries no header.
+    h.admin("POST", "/_sim/throttle", Some(json!({"accessKeyId": AK})))
+        .await;
+    let reply = groups().await;
+    assert_gateway_error(&reply, 400, "Throttling.User");
+    assert!(reply.headers.get("x-acs-retry-after").is_none());
+    h.admin(
+        "POST",
+        "/_sim/throttle",
+        Some(json!({"accessKeyId": AK, "enabled": false})),
+    )
+    .await;
+    assert_eq!(groups().await.status, 200);
+    for bad in [
+        json!({"accessKeyId": " "}),
+        json!({"enabled": true}),
+        json!({"accessKeyId": AK, "x": 1}),
+    ] {
+        assert_eq!(
+            h.admin("POST", "/_sim/throttle", Some(bad.clone())).await.0,
+            400,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_error_fault_can_carry_a_retry_hint() {
+    let h = Harness::start(0).await;
+    let faults = json!({"appId": "app-1", "faults": [
+        {"kind": "error", "code": "Throttling.User", "operation": "*", "retryAfterMillis": 1000}]});
+    assert_eq!(h.admin("POST", "/_sim/faults", Some(faults)).await.0, 200);
+    let v = SignatureVersion::V1;
+    let reply = h
+        .call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.code(), "Throttling.User");
+    assert_eq!(reply.headers.get("x-acs-retry-after").unwrap(), "1000");
+    let reply = h
+        .call(
+            v,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "the fault fired once");
 }
 
 /// Sends raw bytes and returns whatever the server wrote before closing (or timing out).
@@ -864,7 +981,10 @@ async fn admin_api_seeds_scripts_reports_and_resets() {
         (200, json!({"status": "reset"}))
     );
     let ledger = h.ledger().await;
-    assert_eq!(ledger, json!({"requests": [], "deletions": []}));
+    assert_eq!(
+        ledger,
+        json!({"requests": [], "deletions": [], "repeatedDeletions": []})
+    );
     assert_eq!(h.admin("GET", "/_sim/apps/app-1", None).await.0, 404);
     // Keys survive a reset.
     let reply = h
@@ -940,4 +1060,791 @@ async fn seeding_through_the_admin_api_takes_the_seed_file_shape() {
         )
         .await;
     assert_eq!(status, 400, "unknown seed fields are refused");
+}
+
+// ---- Variants of what SAE leaves undocumented: the simulator must be able to show each. ----
+
+impl Harness {
+    async fn ok(&self, op: Operation, query: &[(&str, &str)]) -> Value {
+        let reply = self.call(SignatureVersion::V3, op, query).await;
+        assert_eq!(reply.status, 200, "{op:?} {query:?}: {}", reply.body);
+        reply.body["Data"].clone()
+    }
+
+    /// An accepted DeleteInstances on app-1; its change order id.
+    async fn delete(&self, ids: &str) -> String {
+        let data = self
+            .ok(
+                Operation::DeleteInstances,
+                &[("AppId", "app-1"), ("InstanceIds", ids)],
+            )
+            .await;
+        data["ChangeOrderId"].as_str().unwrap().to_string()
+    }
+
+    async fn describe(&self, co: &str) -> Value {
+        self.ok(Operation::DescribeChangeOrder, &[("ChangeOrderId", co)])
+            .await
+    }
+
+    async fn rows(&self) -> Vec<Value> {
+        let data = self
+            .ok(Operation::ListChangeOrders, &[("AppId", "app-1")])
+            .await;
+        data["ChangeOrderList"].as_array().unwrap().clone()
+    }
+
+    /// app-1's instances as DescribeApplicationInstances lists them: `id:status`.
+    async fn instances(&self) -> Vec<String> {
+        let data = self
+            .ok(
+                Operation::DescribeApplicationInstances,
+                &[("AppId", "app-1"), ("GroupId", "g-1")],
+            )
+            .await;
+        let rows = data["Instances"].as_array().unwrap();
+        assert_eq!(data["TotalSize"], rows.len(), "{data}");
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r["InstanceId"].as_str().unwrap(),
+                    r["InstanceContainerStatus"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    async fn configure(&self, settings: Value) -> Value {
+        let (status, config) = self.admin("POST", "/_sim/config", Some(settings)).await;
+        assert_eq!(status, 200, "{config}");
+        config
+    }
+
+    fn advance(&self, secs: i64) {
+        self.clock.advance(SignedDuration::from_secs(secs));
+    }
+}
+
+#[tokio::test]
+async fn create_time_zone_and_form_are_settable_at_runtime() {
+    let h = Harness::start(0).await;
+    // 12:00:00.250 UTC, so the millisecond forms show something.
+    h.clock.advance(SignedDuration::from_millis(250));
+    let co = h.delete("i-a").await;
+    h.advance(2);
+    // The default: SAE's documented example shape, in UTC+08:00.
+    assert_eq!(h.describe(&co).await["CreateTime"], "2025-03-01 20:00:00");
+    let row = &h.rows().await[0];
+    assert_eq!(row["CreateTime"], "2025-03-01 20:00:00");
+    assert_eq!(row["FinishTime"], "2025-03-01 20:00:02");
+    assert_eq!(row["CoTypeCode"], "CoDeleteInstances");
+
+    let cases = [
+        (
+            "UTC",
+            "plain",
+            json!("2025-03-01 12:00:00"),
+            json!("2025-03-01 12:00:02"),
+        ),
+        (
+            "-05:00",
+            "millis",
+            json!("2025-03-01 07:00:00.250"),
+            json!("2025-03-01 07:00:02.250"),
+        ),
+        (
+            "UTC",
+            "iso8601",
+            json!("2025-03-01T12:00:00Z"),
+            json!("2025-03-01T12:00:02Z"),
+        ),
+        (
+            "+08:00",
+            "iso8601",
+            json!("2025-03-01T20:00:00+08:00"),
+            json!("2025-03-01T20:00:02+08:00"),
+        ),
+        (
+            "+08:00",
+            "epochMillis",
+            json!(1_740_830_400_250_i64),
+            json!(1_740_830_402_250_i64),
+        ),
+        (
+            "UTC",
+            "epochMillisString",
+            json!("1740830400250"),
+            json!("1740830402250"),
+        ),
+        (
+            "-05:00",
+            "iso8601Local",
+            json!("2025-03-01T07:00:00"),
+            json!("2025-03-01T07:00:02"),
+        ),
+        (
+            "UTC",
+            "epochSeconds",
+            json!(1_740_830_400_i64),
+            json!(1_740_830_402_i64),
+        ),
+    ];
+    for (zone, form, created, finished) in cases {
+        let config = h
+            .configure(json!({"createTimeZone": zone, "createTimeFormat": form}))
+            .await;
+        assert_eq!(config["createTimeFormat"], form);
+        assert_eq!(
+            h.describe(&co).await["CreateTime"],
+            created,
+            "{zone} {form}"
+        );
+        let row = &h.rows().await[0];
+        assert_eq!(row["CreateTime"], created, "{zone} {form}");
+        assert_eq!(row["FinishTime"], finished, "{zone} {form}");
+    }
+    assert_eq!(
+        h.configure(json!({"createTimeZone": "-05:00"})).await["createTimeZone"],
+        "-05:00"
+    );
+
+    // Real rows may lack CoTypeCode; DescribeChangeOrder keeps it.
+    let config = h.configure(json!({"omitCoTypeCode": true})).await;
+    assert_eq!(config["omitCoTypeCode"], true);
+    let row = &h.rows().await[0];
+    assert!(row.get("CoTypeCode").is_none(), "{row}");
+    assert_eq!(row["CoType"], "Delete Instances");
+    assert_eq!(h.describe(&co).await["CoTypeCode"], "CoDeleteInstances");
+    // The CoType filter still works on the server's side.
+    let filtered = h
+        .ok(
+            Operation::ListChangeOrders,
+            &[("AppId", "app-1"), ("CoType", "CoDeleteInstances")],
+        )
+        .await;
+    assert_eq!(filtered["TotalSize"], 1);
+
+    for bad in [
+        json!({"createTimeZone": "Asia/Shanghai"}),
+        json!({"createTimeZone": "+25:00"}),
+        json!({"createTimeFormat": "rfc2822"}),
+        json!({"clockSkewSeconds": 1e12}),
+        json!({"deletingInstances": "gone"}),
+    ] {
+        let (status, answer) = h.admin("POST", "/_sim/config", Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad} -> {answer}");
+    }
+}
+
+fn date_header(reply: &Reply) -> Timestamp {
+    let raw = reply
+        .headers
+        .get("date")
+        .expect("every answer has a Date header")
+        .to_str()
+        .unwrap();
+    jiff::fmt::rfc2822::parse(raw)
+        .unwrap_or_else(|e| panic!("Date {raw:?}: {e}"))
+        .timestamp()
+}
+
+#[tokio::test]
+async fn every_answer_is_dated_by_saes_clock_which_a_skew_moves() {
+    let h = Harness::start(0).await;
+    let start: Timestamp = "2025-03-01T12:00:00Z".parse().unwrap();
+    let reply = h
+        .call(
+            SignatureVersion::V1,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+        )
+        .await;
+    // The manual clock, not the machine's: hyper's own Date would say today.
+    assert_eq!(
+        reply.headers["date"].to_str().unwrap(),
+        "Sat, 01 Mar 2025 12:00:00 GMT"
+    );
+    let refused = h
+        .call(
+            SignatureVersion::V1,
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-x")],
+        )
+        .await;
+    assert_eq!(date_header(&refused), start);
+    let admin = h
+        .http
+        .get(format!("{}/_sim/healthz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.headers()["date"].to_str().unwrap(),
+        "Sat, 01 Mar 2025 12:00:00 GMT"
+    );
+
+    // SAE's clock one hour ahead of the caller's.
+    let config = h.configure(json!({"clockSkewSeconds": 3600})).await;
+    assert_eq!(config["clockSkewSeconds"], 3600.0);
+    assert_eq!(config["now"], "2025-03-01T13:00:00Z");
+    assert_eq!(h.sim.now(), start + SignedDuration::from_hours(1));
+    // A caller whose clock is an hour behind SAE's is refused, by either scheme.
+    for version in BOTH {
+        let (url, headers) = h.signed(
+            version,
+            &creds(),
+            Operation::DescribeApplicationGroups,
+            &[("AppId", "app-1")],
+            h.clock.now(),
+            &format!("behind-{version}"),
+        );
+        let reply = h.send_raw("GET", &url, &headers).await;
+        assert_gateway_error(&reply, 400, "InvalidTimeStamp.Expired");
+        assert_eq!(date_header(&reply), start + SignedDuration::from_hours(1));
+    }
+    // One that signs by SAE's clock (the Date it was just shown) is accepted, and the change order
+    // it makes is created on SAE's clock.
+    let co = h.delete("i-a").await;
+    assert_eq!(h.describe(&co).await["CreateTime"], "2025-03-01 21:00:00");
+    // Within --max-skew-seconds either way is still fine: SAE 10 minutes behind.
+    h.configure(json!({"clockSkewSeconds": -600})).await;
+    let (url, headers) = h.signed(
+        SignatureVersion::V3,
+        &creds(),
+        Operation::DescribeApplicationGroups,
+        &[("AppId", "app-1")],
+        h.clock.now(),
+        "slightly-behind",
+    );
+    let reply = h.send_raw("GET", &url, &headers).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(date_header(&reply), start - SignedDuration::from_mins(10));
+    let ledger = h.ledger().await;
+    assert_eq!(
+        ledger["deletions"][0]["time"], "2025-03-01T13:00:00Z",
+        "the ledger is kept in SAE's time"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_change_order_restores_its_instances_so_a_resend_is_accepted() {
+    let h = Harness::start(0).await;
+    let faults = json!({"appId": "app-1", "faults": [
+        {"kind": "changeOrderResult", "status": 3, "errorMessage": "boom"},
+        {"kind": "changeOrderResult", "status": 10, "removedInstances": 1},
+    ]});
+    assert_eq!(h.admin("POST", "/_sim/faults", Some(faults)).await.0, 200);
+    let first = h.delete("i-a,i-b").await;
+    // While it executes, its instances say they are terminating; the others run.
+    assert_eq!(
+        h.instances().await,
+        ["i-a:Terminating", "i-b:Terminating", "i-c:Running"]
+    );
+    h.advance(2);
+    assert_eq!(h.describe(&first).await["Status"], 3);
+    assert_eq!(
+        h.instances().await,
+        ["i-a:Running", "i-b:Running", "i-c:Running"],
+        "a failed change order puts its instances back"
+    );
+    // So the same deletion sent again is accepted: the at-most-once breach tests must catch.
+    let second = h.delete("i-a,i-b").await;
+    h.advance(2);
+    assert_eq!(h.describe(&second).await["Status"], 10);
+    assert_eq!(
+        h.instances().await,
+        ["i-b:Running", "i-c:Running"],
+        "removedInstances: 1 takes the first instance anyway"
+    );
+    let third = h.delete("i-b").await;
+    h.advance(2);
+    assert_eq!(h.describe(&third).await["Status"], 2);
+    assert_eq!(h.instances().await, ["i-c:Running"]);
+
+    let ledger = h.ledger().await;
+    let finals: Vec<&Value> = ledger["deletions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["finalStatus"])
+        .collect();
+    assert_eq!(finals, [&json!(3), &json!(10), &json!(2)]);
+    assert!(
+        ledger["deletions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["source"] == "api")
+    );
+    assert_eq!(
+        ledger["repeatedDeletions"],
+        json!([
+            {"appId": "app-1", "instanceId": "i-a", "changeOrderIds": [first, second]},
+            {"appId": "app-1", "instanceId": "i-b", "changeOrderIds": [first, second, third]},
+        ])
+    );
+    // The same from Rust.
+    let repeated = h.sim.ledger().repeated_deletions;
+    assert_eq!(repeated.len(), 2);
+    assert_eq!(repeated[1].change_order_ids, [first, second, third]);
+}
+
+#[tokio::test]
+async fn instances_being_deleted_can_look_terminating_running_or_absent() {
+    let h = Harness::start(0).await;
+    for (view, during) in [
+        (
+            "terminating",
+            vec!["i-a:Terminating", "i-b:Running", "i-c:Running"],
+        ),
+        ("running", vec!["i-a:Running", "i-b:Running", "i-c:Running"]),
+        ("hidden", vec!["i-b:Running", "i-c:Running"]),
+    ] {
+        let config = h.configure(json!({"deletingInstances": view})).await;
+        assert_eq!(config["deletingInstances"], view);
+        let faults =
+            json!({"appId": "app-1", "faults": [{"kind": "changeOrderResult", "status": 6}]});
+        assert_eq!(h.admin("POST", "/_sim/faults", Some(faults)).await.0, 200);
+        h.delete("i-a").await;
+        assert_eq!(h.instances().await, during, "{view}");
+        h.advance(2);
+        assert_eq!(
+            h.instances().await,
+            ["i-a:Running", "i-b:Running", "i-c:Running"],
+            "{view}: terminated, so restored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn console_change_orders_occupy_the_app_and_are_no_api_deletion() {
+    let h = Harness::start(0).await;
+    let console = |body: Value| h.admin("POST", "/_sim/apps/app-1/change-orders", Some(body));
+    let (status, made) = console(json!({"instanceIds": ["i-a"], "seconds": 10})).await;
+    assert_eq!(status, 200, "{made}");
+    let co = made["changeOrderId"].as_str().unwrap().to_string();
+    // It holds the app: an API deletion is refused as SAE refuses a second change order.
+    let refused = h
+        .call(
+            SignatureVersion::V3,
+            Operation::DeleteInstances,
+            &[("AppId", "app-1"), ("InstanceIds", "i-b")],
+        )
+        .await;
+    assert_sae_error(&refused, 400, "Application.ChangerOrderRunning");
+    let data = h.describe(&co).await;
+    assert_eq!(
+        (data["Status"].as_i64(), data["CoTypeCode"].as_str()),
+        (Some(1), Some("CoDeleteInstances"))
+    );
+    assert_eq!(
+        h.instances().await,
+        ["i-a:Terminating", "i-b:Running", "i-c:Running"]
+    );
+    let row = &h.rows().await[0];
+    assert_eq!(row["Source"], "console");
+    h.advance(10);
+    assert_eq!(h.instances().await, ["i-b:Running", "i-c:Running"]);
+
+    // Another type, later, failing: it occupies the app and deletes nothing.
+    let (status, made) = console(json!({
+        "coTypeCode": "CoRestartInstances", "instanceIds": ["i-b"], "afterSeconds": 5,
+        "seconds": 3, "status": 3, "errorMessage": "restart failed"
+    }))
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let restart = made["changeOrderId"].as_str().unwrap().to_string();
+    // Not made yet: unknown to the API, listed as scheduled by the admin view.
+    assert_sae_error(
+        &h.call(
+            SignatureVersion::V3,
+            Operation::DescribeChangeOrder,
+            &[("ChangeOrderId", &restart)],
+        )
+        .await,
+        400,
+        "InvalidParameter.WithMessage",
+    );
+    let (_, view) = h.admin("GET", "/_sim/apps/app-1", None).await;
+    assert_eq!(
+        view["scheduledChangeOrders"][0]["changeOrderId"],
+        restart.as_str()
+    );
+    h.advance(5);
+    let data = h.describe(&restart).await;
+    assert_eq!(data["Status"], 1);
+    assert_eq!(data["CoType"], "Batch Restart Instances");
+    assert_eq!(h.instances().await, ["i-b:Running", "i-c:Running"]);
+    assert_sae_error(
+        &h.call(
+            SignatureVersion::V3,
+            Operation::DeleteInstances,
+            &[("AppId", "app-1"), ("InstanceIds", "i-b")],
+        )
+        .await,
+        400,
+        "Application.ChangerOrderRunning",
+    );
+    h.advance(3);
+    let data = h.describe(&restart).await;
+    assert_eq!(
+        (data["Status"].as_i64(), data["ErrorMessage"].as_str()),
+        (Some(3), Some("restart failed"))
+    );
+    // A CoType filter sees each type apart.
+    let restarts = h
+        .ok(
+            Operation::ListChangeOrders,
+            &[("AppId", "app-1"), ("CoType", "CoRestartInstances")],
+        )
+        .await;
+    assert_eq!(restarts["TotalSize"], 1);
+
+    // The fault form (and so the seed's `faults`): a console CoDeploy queued behind an API deletion.
+    let api = h.delete("i-b").await;
+    let faults = json!({"appId": "app-1", "faults": [{"kind": "consoleChangeOrder", "coTypeCode": "CoDeploy", "seconds": 4}]});
+    assert_eq!(
+        h.admin("POST", "/_sim/faults", Some(faults)).await,
+        (200, json!({"appId": "app-1", "added": 1}))
+    );
+    h.advance(2);
+    assert_eq!(h.describe(&api).await["Status"], 2);
+    let rows = h.rows().await;
+    assert_eq!(rows[0]["CoTypeCode"], "CoDeploy");
+    assert_eq!(rows[0]["Status"], 1);
+    assert_eq!(
+        rows[0]["CreateTime"], rows[1]["FinishTime"],
+        "made as the API one ended"
+    );
+
+    let ledger = h.ledger().await;
+    let deletions = ledger["deletions"].as_array().unwrap();
+    let sources: Vec<(&str, &str)> = deletions
+        .iter()
+        .map(|d| {
+            (
+                d["changeOrderId"].as_str().unwrap(),
+                d["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sources, [(co.as_str(), "console"), (api.as_str(), "api")]);
+    assert!(
+        ledger["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["changeOrderId"] != co.as_str()),
+        "no request made the console's change order"
+    );
+    assert_eq!(ledger["repeatedDeletions"], json!([]));
+
+    for (path, bad, want) in [
+        (
+            "/_sim/apps/app-404/change-orders",
+            json!({"instanceIds": ["i-c"]}),
+            404,
+        ),
+        (
+            "/_sim/apps/app-1/change-orders",
+            json!({"instanceIds": ["i-gone"]}),
+            400,
+        ),
+        (
+            "/_sim/apps/app-1/change-orders",
+            json!({"instanceIds": ["i-a"]}),
+            400,
+        ),
+        ("/_sim/apps/app-1/change-orders", json!({}), 400),
+        (
+            "/_sim/apps/app-1/change-orders",
+            json!({"coTypeCode": "Reboot"}),
+            400,
+        ),
+        (
+            "/_sim/apps/app-1/change-orders",
+            json!({"instanceIds": ["i-c"], "status": 1}),
+            400,
+        ),
+        (
+            "/_sim/apps/app-1/change-orders",
+            json!({"instanceIds": ["i-c"], "at": "2000-01-01T00:00:00Z"}),
+            400,
+        ),
+        (
+            "/_sim/apps/app-1/change-orders",
+            json!({"instanceIds": ["i-c"], "tpyo": 1}),
+            400,
+        ),
+        (
+            "/_sim/apps//change-orders",
+            json!({"instanceIds": ["i-c"]}),
+            404,
+        ),
+        (
+            "/_sim/apps/change-orders",
+            json!({"instanceIds": ["i-c"]}),
+            404,
+        ),
+    ] {
+        let (status, answer) = h.admin("POST", path, Some(bad.clone())).await;
+        assert_eq!(status, want, "{path} {bad} -> {answer}");
+    }
+}
+
+#[tokio::test]
+async fn slow_starting_change_orders_wait_for_approval_then_prepare() {
+    let h = Harness::start(0).await;
+    let faults = json!({"appId": "app-1", "faults": [
+        {"kind": "slowStart", "approvalSeconds": 5, "preparingSeconds": 10}
+    ]});
+    assert_eq!(h.admin("POST", "/_sim/faults", Some(faults)).await.0, 200);
+    let co = h.delete("i-a").await;
+    let mut seen = Vec::new();
+    for step in [0, 4, 1, 9, 1, 1] {
+        h.advance(step);
+        let status = h.describe(&co).await["Status"].as_i64().unwrap();
+        let list_status = h.rows().await[0]["Status"].as_i64().unwrap();
+        assert_eq!(status, list_status);
+        seen.push((status, h.instances().await[0].clone()));
+    }
+    let want = [
+        (11, "i-a:Running"),
+        (11, "i-a:Running"),
+        (0, "i-a:Running"),
+        (0, "i-a:Running"),
+        (1, "i-a:Terminating"),
+        (1, "i-a:Terminating"),
+    ];
+    assert_eq!(
+        seen,
+        want.map(|(s, i)| (s, i.to_string())),
+        "approval, then preparing, then executing"
+    );
+    // Neither running nor done, yet it holds the app all along.
+    h.advance(2);
+    assert_eq!(h.describe(&co).await["Status"], 2);
+    // The fault was for one change order: the next starts at once.
+    let next = h.delete("i-b").await;
+    assert_eq!(h.describe(&next).await["Status"], 1);
+
+    let (status, _) = h
+        .admin(
+            "POST",
+            "/_sim/faults",
+            Some(json!({"appId": "app-1", "faults": [{"kind": "slowStart"}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "a slowStart without any wait is refused");
+}
+
+/// Whether two instants are within five minutes of each other (for a real clock against a
+/// process's clock; the skews tested are hours).
+fn close(a: Timestamp, b: Timestamp) -> bool {
+    a.duration_since(b).abs() < SignedDuration::from_mins(5)
+}
+
+#[tokio::test]
+async fn the_binary_takes_every_variant_as_a_flag_and_switches_at_runtime() {
+    let key = format!("{AK}:{SECRET}");
+    let sim = support::Simulator::spawn(&[
+        "--access-key",
+        &key,
+        "--create-time-zone",
+        "UTC",
+        "--create-time-format",
+        "iso8601",
+        "--omit-co-type-code",
+        "--clock-skew-seconds",
+        "-7200",
+        "--deleting-instances",
+        "hidden",
+        "--change-order-seconds",
+        "600",
+        "--requests-per-minute",
+        "0",
+        "--access-key",
+        "AKnoisy:noisy-secret",
+        "--key-requests-per-minute",
+        "AKnoisy=1",
+    ]);
+    let config = sim.admin_get("/_sim/config").await;
+    assert_eq!(
+        (
+            &config["createTimeZone"],
+            &config["createTimeFormat"],
+            &config["omitCoTypeCode"],
+            &config["clockSkewSeconds"],
+            &config["deletingInstances"],
+        ),
+        (
+            &json!("+00:00"),
+            &json!("iso8601"),
+            &json!(true),
+            &json!(-7200.0),
+            &json!("hidden")
+        )
+    );
+    sim.admin_post(
+        "/_sim/apps",
+        json!({"apps": [
+            {"appId": "app-1", "groups": [{"groupId": "g-1", "instanceIds": ["i-a", "i-b"]}]},
+            {"appId": "app-2", "groups": [{"groupId": "g-2", "instanceIds": ["i-x"]}]},
+        ]}),
+    )
+    .await;
+    let host = sim.url().strip_prefix("http://").unwrap().to_string();
+    let http = reqwest::Client::new();
+    let sae_now = || Timestamp::now() - SignedDuration::from_hours(2);
+    let call = |op: Operation, query: Vec<(&'static str, String)>, now: Timestamp| {
+        let (host, http) = (host.clone(), http.clone());
+        async move {
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let (url, headers) = sign_request(
+                &host,
+                SignatureVersion::V3,
+                &creds(),
+                op,
+                &query,
+                now,
+                &nonce,
+            );
+            send_signed(&http, op.method(), &url, &headers).await
+        }
+    };
+    let app = |id: &str| vec![("AppId", id.to_string())];
+
+    // SAE's clock is two hours behind this machine's: a request signed by it is refused.
+    let refused = call(
+        Operation::DescribeApplicationGroups,
+        app("app-1"),
+        Timestamp::now(),
+    )
+    .await;
+    assert_gateway_error(&refused, 400, "InvalidTimeStamp.Expired");
+    assert!(
+        close(date_header(&refused), sae_now()),
+        "{:?}",
+        refused.headers
+    );
+
+    let mut delete = app("app-1");
+    delete.push(("InstanceIds", "i-a".into()));
+    let accepted = call(Operation::DeleteInstances, delete, sae_now()).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let co = accepted.body["Data"]["ChangeOrderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let list = call(Operation::ListChangeOrders, app("app-1"), sae_now()).await;
+    let row = &list.body["Data"]["ChangeOrderList"][0];
+    assert!(row.get("CoTypeCode").is_none(), "{row}");
+    let created = row["CreateTime"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.contains('T'), "{created}");
+    assert!(close(created.parse().unwrap(), sae_now()), "{created}");
+
+    let mut instances = app("app-1");
+    instances.push(("GroupId", "g-1".into()));
+    let listed = call(
+        Operation::DescribeApplicationInstances,
+        instances,
+        sae_now(),
+    )
+    .await;
+    assert_eq!(
+        listed.body["Data"]["Instances"],
+        json!([{"InstanceId": "i-b", "GroupId": "g-1", "InstanceContainerStatus": "Running"}]),
+        "i-a is being deleted, and hidden"
+    );
+
+    // Switched at runtime through the admin API.
+    let config = sim
+        .admin_post(
+            "/_sim/config",
+            json!({"createTimeFormat": "epochMillis", "omitCoTypeCode": false, "clockSkewSeconds": 0}),
+        )
+        .await;
+    assert_eq!(config["clockSkewSeconds"], 0.0);
+    let described = call(
+        Operation::DescribeChangeOrder,
+        vec![("ChangeOrderId", co.clone())],
+        Timestamp::now(),
+    )
+    .await;
+    assert_eq!(described.status, 200, "{}", described.body);
+    let millis = described.body["Data"]["CreateTime"]
+        .as_i64()
+        .expect("epochMillis is a JSON number");
+    assert!(close(
+        Timestamp::from_millisecond(millis).unwrap(),
+        sae_now()
+    ));
+    assert!(close(date_header(&described), Timestamp::now()));
+
+    // A console change order through the binary's admin API.
+    let made = sim
+        .admin_post(
+            "/_sim/apps/app-2/change-orders",
+            json!({"instanceIds": ["i-x"], "seconds": 0, "status": 6}),
+        )
+        .await;
+    let console = made["changeOrderId"].as_str().unwrap();
+    let list = call(Operation::ListChangeOrders, app("app-2"), Timestamp::now()).await;
+    let row = &list.body["Data"]["ChangeOrderList"][0];
+    assert_eq!(
+        (
+            &row["ChangeOrderId"],
+            &row["Status"],
+            &row["Source"],
+            &row["CoTypeCode"]
+        ),
+        (
+            &json!(console),
+            &json!(6),
+            &json!("console"),
+            &json!("CoDeleteInstances")
+        )
+    );
+    let ledger = sim.ledger().await;
+    assert_eq!(ledger["deletions"][1]["source"], "console");
+
+    // One noisy tenant with a quota of its own while the others run free.
+    let noisy = Credentials::new("AKnoisy", "noisy-secret", None);
+    let groups_as = |creds: Credentials| {
+        let (host, http) = (host.clone(), http.clone());
+        async move {
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let op = Operation::DescribeApplicationGroups;
+            let (url, headers) = sign_request(
+                &host,
+                SignatureVersion::V1,
+                &creds,
+                op,
+                &[("AppId", "app-1")],
+                Timestamp::now(),
+                &nonce,
+            );
+            send_signed(&http, op.method(), &url, &headers).await
+        }
+    };
+    assert_eq!(
+        sim.admin_get("/_sim/config").await["keyRequestsPerMinute"],
+        json!({"AKnoisy": 1})
+    );
+    assert_eq!(groups_as(noisy.clone()).await.status, 200);
+    assert_gateway_error(&groups_as(noisy.clone()).await, 400, "Throttling.User");
+    for _ in 0..3 {
+        assert_eq!(groups_as(creds()).await.status, 200);
+    }
+    let config = sim
+        .admin_post(
+            "/_sim/config",
+            json!({"keyRequestsPerMinute": {"AKnoisy": null}}),
+        )
+        .await;
+    assert_eq!(config["keyRequestsPerMinute"], json!({}));
+    assert_eq!(groups_as(noisy).await.status, 200);
 }

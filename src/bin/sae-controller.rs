@@ -8,12 +8,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
 use sae_controller::controller::{self, DefaultCredentials, LeaderFence, Settings, WatchHealth};
-use sae_controller::metrics::Metrics;
+use sae_controller::metrics::{self, Metrics};
+use sae_controller::metrics_text;
+use sae_controller::sae::credentials_file::{ProfileFile, SecretDir};
+use sae_controller::sae::ecs_role::{self, EcsRoleProvider};
 use sae_controller::sae::{
-    Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig, SignatureVersion,
+    CredentialChain, Credentials, RrsaConfig, RrsaProvider, SaeClient, SaeClientConfig,
+    SignatureVersion,
 };
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
@@ -23,7 +28,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 #[derive(Parser, Debug)]
 #[command(
     name = "sae-controller",
-    version,
+    version = sae_controller::version::LONG_VERSION,
     about = "Deletes Alibaba Cloud SAE instances, at most once, from SaeInstanceDeletion objects"
 )]
 struct Cli {
@@ -41,7 +46,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// SAE endpoint; `{regionId}` is replaced by the object's spec.regionId.
+    /// SAE endpoint; `{regionId}` is replaced by the object's region (status.regionId once recorded).
     #[arg(
         long,
         env = "SAE_ENDPOINT",
@@ -70,6 +75,10 @@ struct RunArgs {
     /// 60 for all SAE APIs of an account together); 0 turns client-side planning off.
     #[arg(long, default_value_t = 60)]
     sae_requests_per_minute: u32,
+    /// Longest pause a throttling answer's retry hint (`x-acs-retry-after`, in milliseconds) may
+    /// impose on an AccessKey, in seconds: 1 to 120 (the official SDKs' own ceiling).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=120))]
+    sae_max_retry_after_seconds: u64,
     /// Elect one active replica through a Lease; the others stand by.
     #[arg(long)]
     leader_elect: bool,
@@ -91,6 +100,15 @@ struct RunArgs {
     /// ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE are set.
     #[arg(long, env = "ALIBABA_CLOUD_STS_ENDPOINT", default_value = sae_controller::sae::rrsa::DEFAULT_STS_ENDPOINT)]
     sts_endpoint: String,
+    /// A mounted Secret with the controller's default credentials, one file per key (accessKeyId,
+    /// accessKeySecret, optional securityToken); read again on every use, so a rotated Secret is
+    /// picked up without a restart. Used after the environment and RRSA.
+    #[arg(long, env = "SAE_CREDENTIALS_DIR")]
+    credentials_dir: Option<std::path::PathBuf>,
+    /// The ECS instance metadata service, for the RAM role (ALIBABA_CLOUD_ECS_METADATA or an
+    /// ecs_ram_role profile).
+    #[arg(long, env = "SAE_ECS_METADATA_ENDPOINT", default_value = ecs_role::DEFAULT_ENDPOINT)]
+    ecs_metadata_endpoint: String,
 }
 
 impl RunArgs {
@@ -100,18 +118,45 @@ impl RunArgs {
     }
 }
 
-/// The controller's own credentials: RRSA when configured, else an AccessKey from the environment.
+/// The controller's own credentials: the SDKs' chain (see `sae_controller::sae::chain`).
 fn default_credentials(args: &RunArgs) -> anyhow::Result<DefaultCredentials> {
-    if let Some(config) = RrsaConfig::from_env(Some(args.sts_endpoint.clone())) {
-        let provider = RrsaProvider::new(config, Duration::from_secs(5), args.sae_timeout())
-            .map_err(|why| anyhow::anyhow!(why))
-            .context("configuring RRSA")?;
-        if Credentials::from_env().is_some() {
-            tracing::warn!("both RRSA and ALIBABA_CLOUD_ACCESS_KEY_ID are set: using RRSA");
-        }
-        return Ok(DefaultCredentials::Rrsa(provider));
+    let environment = Credentials::from_env();
+    let rrsa = match RrsaConfig::from_env(Some(args.sts_endpoint.clone())) {
+        Some(config) => Some(
+            RrsaProvider::new(config, Duration::from_secs(5), args.sae_timeout())
+                .map_err(|why| anyhow::anyhow!(why))
+                .context("configuring RRSA")?,
+        ),
+        None => None,
+    };
+    if environment.is_some() && rrsa.is_some() {
+        tracing::warn!(
+            "both ALIBABA_CLOUD_ACCESS_KEY_ID and RRSA are set: using the environment AccessKey, as the SDKs do"
+        );
     }
-    Ok(Credentials::from_env().into())
+    let ecs = match std::env::var(ecs_role::ENV_ROLE_NAME)
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+    {
+        Some(_) if ecs_role::disabled_by_env() => None,
+        Some(role) => Some(
+            EcsRoleProvider::new(&args.ecs_metadata_endpoint, Some(role), args.sae_timeout())
+                .map_err(|why| anyhow::anyhow!(why))
+                .context("configuring the ECS RAM role")?,
+        ),
+        None => None,
+    };
+    let chain = CredentialChain::default()
+        .with_environment(environment)
+        .with_rrsa(rrsa)
+        .with_secret_dir(args.credentials_dir.clone().map(SecretDir::new))
+        .with_profile_file(ProfileFile::from_env())
+        .with_ecs(ecs, args.ecs_metadata_endpoint.clone(), args.sae_timeout());
+    Ok(if chain.is_empty() {
+        DefaultCredentials::None
+    } else {
+        DefaultCredentials::Chain(chain)
+    })
 }
 
 fn parse_offset(s: &str) -> Result<jiff::tz::Offset, String> {
@@ -209,19 +254,31 @@ async fn serve_probes(
     Ok(())
 }
 
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Metrics) -> anyhow::Result<()> {
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    health: WatchHealth,
+) -> anyhow::Result<()> {
     let app = Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: axum::http::HeaderMap| {
             let metrics = metrics.clone();
+            let health = health.clone();
             async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        sae_controller::metrics::CONTENT_TYPE,
-                    )],
-                    metrics.encode(),
-                )
+                // Read at scrape time, so the gauge says exactly what /healthz would say now.
+                metrics.ops().set_watch_healthy(health.healthy());
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let openmetrics = metrics.encode();
+                if metrics_text::wants_openmetrics(accept) {
+                    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], openmetrics)
+                } else {
+                    (
+                        [(CONTENT_TYPE, metrics_text::TEXT_CONTENT_TYPE)],
+                        metrics_text::openmetrics_to_text(&openmetrics),
+                    )
+                }
             }
         }),
     );
@@ -311,6 +368,7 @@ async fn main() -> anyhow::Result<()> {
         endpoint: args.sae_endpoint.clone(),
         signature_version: args.signature_version,
         timeout: args.sae_timeout(),
+        max_retry_after: Duration::from_secs(args.sae_max_retry_after_seconds),
         ..SaeClientConfig::default()
     })
     .context("configuring the SAE client")?;
@@ -326,8 +384,11 @@ async fn main() -> anyhow::Result<()> {
             p.config().role_arn,
             p.config().sts_endpoint
         ),
+        DefaultCredentials::Chain(chain) => chain.describe(),
     };
-    if let DefaultCredentials::Rrsa(provider) = &default_credentials {
+    if let DefaultCredentials::Chain(chain) = &default_credentials
+        && let Some(provider) = chain.rrsa()
+    {
         // Exchange once now so a broken RRSA setup shows in the log at start, not at the first object.
         let provider = provider.clone();
         tokio::spawn(async move {
@@ -337,6 +398,8 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     tracing::info!(
+        version = sae_controller::version::VERSION,
+        commit = sae_controller::version::COMMIT,
         endpoint = %args.sae_endpoint,
         signature_version = %args.signature_version,
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
@@ -351,7 +414,11 @@ async fn main() -> anyhow::Result<()> {
     let (metrics_listener, metrics_address) = bind(args.metrics_bind_address, "metrics").await?;
     tracing::info!(%probe_address, %metrics_address, "serving /healthz, /readyz and /metrics");
     let probes = tokio::spawn(serve_probes(probe_listener, ready.clone(), health.clone()));
-    let metrics_server = tokio::spawn(serve_metrics(metrics_listener, metrics.clone()));
+    let metrics_server = tokio::spawn(serve_metrics(
+        metrics_listener,
+        metrics.clone(),
+        health.clone(),
+    ));
     let fence = if args.leader_elect {
         // Standby replicas are ready (they serve probes) but do not watch or act.
         ready.store(true, Ordering::SeqCst);

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use sae_controller::simulator::{
-    self, AccessKeySpec, ModelConfig, Seed, Simulator, SimulatorConfig,
+    self, AccessKeySpec, DeletingView, ModelConfig, Seed, Simulator, SimulatorConfig, TimeForm,
+    TimeStyle,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -49,13 +50,58 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     requests_per_minute: u32,
 
+    /// The quota of one AccessKeyId as ID=N, replacing --requests-per-minute for that key (0 =
+    /// unlimited); repeatable.
+    #[arg(long = "key-requests-per-minute", value_parser = key_quota)]
+    key_requests_per_minute: Vec<(String, u32)>,
+
     /// Largest accepted difference between the request's date and the simulator's clock.
     #[arg(long, default_value_t = 900)]
     max_skew_seconds: u32,
 
+    /// The fixed UTC offset CreateTime and FinishTime are written in: `UTC`, `+08:00`, `-05:00`…
+    /// SAE writes no zone; its example reads like China Standard Time, hence the default.
+    #[arg(long, default_value = "+08:00", value_parser = simulator::parse_offset)]
+    create_time_zone: jiff::tz::Offset,
+
+    /// How CreateTime and FinishTime are written: plain (`2020-12-17 21:06:45`), millis
+    /// (`… 21:06:45.123`), iso8601 (`2020-12-17T21:06:45+08:00`, `…Z` in UTC), iso8601Local
+    /// (`2020-12-17T21:06:45`, no zone), epochMillis (a JSON number of Unix milliseconds),
+    /// epochMillisString (the same as a string) or epochSeconds (a JSON number of Unix seconds).
+    #[arg(long, default_value = "plain", value_parser = str::parse::<TimeForm>)]
+    create_time_format: TimeForm,
+
+    /// Leave CoTypeCode out of ListChangeOrders rows.
+    #[arg(long)]
+    omit_co_type_code: bool,
+
+    /// SAE's clock minus the real clock, in seconds (negative: SAE is behind). Moves CreateTime,
+    /// the Date header, the signature date check and every timer.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    clock_skew_seconds: f64,
+
+    /// How DescribeApplicationInstances shows the instances of an executing CoDeleteInstances:
+    /// terminating (InstanceContainerStatus `Terminating`), running, or hidden (not listed).
+    #[arg(long, default_value = "terminating", value_parser = str::parse::<DeletingView>)]
+    deleting_instances: DeletingView,
+
     /// Log line format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+fn key_quota(raw: &str) -> Result<(String, u32), String> {
+    let (id, n) = raw
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{raw:?} is not ID=N"))?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?}: N must be a whole number >= 0"))?;
+    match id.trim() {
+        "" => Err(format!("{raw:?} names no AccessKeyId")),
+        id => Ok((id.to_string(), n)),
+    }
 }
 
 fn read_seed(path: &PathBuf) -> anyhow::Result<Seed> {
@@ -91,6 +137,15 @@ fn config(args: &Args) -> anyhow::Result<SimulatorConfig> {
             )?,
             requests_per_minute: args.requests_per_minute,
             max_skew: jiff::SignedDuration::from_secs(args.max_skew_seconds.into()),
+            time_style: TimeStyle {
+                zone: args.create_time_zone,
+                form: args.create_time_format,
+            },
+            omit_co_type_code: args.omit_co_type_code,
+            clock_skew: simulator::clock_skew_from_secs(args.clock_skew_seconds)
+                .map_err(|e| anyhow::anyhow!("--clock-skew-seconds: {e}"))?,
+            deleting_instances: args.deleting_instances,
+            key_requests_per_minute: args.key_requests_per_minute.iter().cloned().collect(),
         },
         access_keys,
         seed,

@@ -57,7 +57,9 @@ pub fn app_turn(objects: &[Arc<SaeInstanceDeletion>], me: &SaeInstanceDeletion) 
     })
 }
 
-/// Another object (not `me`, not a dry run) deleting instances of `me`'s app.
+/// Another object (not `me`, not a dry run) deleting instances of `me`'s app. App, region and dry
+/// run are those the objects' first attempts recorded: an edited spec does not move an attempt in
+/// flight to another app.
 pub fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool {
     // Cheapest tests first: this runs for every cached object on each look at the queue.
     let same_object = || {
@@ -65,9 +67,10 @@ pub fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool
             && other.metadata.namespace == me.metadata.namespace
             && other.metadata.name == me.metadata.name
     };
-    !other.spec.dry_run
-        && other.spec.app_id == me.spec.app_id
-        && other.spec.region_id == me.spec.region_id
+    let (theirs, mine) = (other.pinned(), me.pinned());
+    !theirs.dry_run
+        && theirs.app_id == mine.app_id
+        && theirs.region_id == mine.region_id
         && !same_object()
 }
 
@@ -241,6 +244,27 @@ mod tests {
         let mut dry = (*obj("d", "app", 1, Some(Submitting), None)).clone();
         dry.spec.dry_run = true;
         assert_eq!(app_turn(&[Arc::new(dry)], &me), AppTurn::Free);
+        // What the first attempts recorded counts, not an edited spec: an attempt in flight on
+        // "app" still holds it, and a recorded dry run still holds nothing.
+        let recorded = |o: &SaeInstanceDeletion| {
+            let mut o = o.clone();
+            let mut status = o.status.clone().unwrap_or_default();
+            o.pinned().record(&mut status);
+            o.status = Some(status);
+            o
+        };
+        let mut moved = recorded(&obj("m", "app", 1, Some(Submitting), None));
+        moved.spec.app_id = "other".into();
+        assert_eq!(app_turn(&[Arc::new(moved)], &me), busy("m"));
+        let mut dry = (*obj("d", "app", 1, Some(Submitting), None)).clone();
+        dry.spec.dry_run = true;
+        let mut dry = recorded(&dry);
+        dry.spec.dry_run = false;
+        assert_eq!(app_turn(&[Arc::new(dry)], &me), AppTurn::Free);
+        let mut me_moved = recorded(&me);
+        me_moved.spec.app_id = "other".into();
+        let holder = obj("x", "app", 20, Some(InProgress), None);
+        assert_eq!(app_turn(&[holder], &me_moved), busy("x"));
         // Ties on creation time go by namespace/name, the same in every replica.
         let twin = obj("a-twin", "app", 10, None, None);
         assert_eq!(app_turn(&[twin], &me), queued("a-twin"));

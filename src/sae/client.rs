@@ -19,7 +19,13 @@ use super::{Credentials, SaeError};
 /// SAE's API version; every SAE operation the controller uses belongs to it.
 const API_VERSION: &str = "2019-05-06";
 const REGION_PLACEHOLDER: &str = "{regionId}";
+/// SAE's throttling hint, in milliseconds (as the official SDKs read it).
 const RETRY_AFTER_HEADER: &str = "x-acs-retry-after";
+/// Older gateways' throttling hints: `Limit:..,Remain:..,TimeLeft:<ms>,Reset:..`.
+const RATE_LIMIT_HEADERS: [&str; 2] = ["x-ratelimit-user-api", "x-ratelimit-user"];
+/// The longest pause an answer can ask for: the official SDKs never wait longer than two minutes
+/// before retrying a throttled call, whatever the header says.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Gateways that answer without a JSON body may still name the request here.
 const REQUEST_ID_HEADER: &str = "x-acs-request-id";
 /// How much of an unexpected body goes into an error message.
@@ -28,8 +34,10 @@ const EXCERPT_CHARS: usize = 200;
 const MESSAGE_CHARS: usize = 500;
 /// Page size `list_all_instance_ids` asks for.
 const INSTANCE_PAGE_SIZE: u32 = 50;
-/// Stops `list_all_instance_ids` against a server whose totals never add up.
-const MAX_INSTANCE_PAGES: u32 = 1000;
+/// Most pages `list_all_instance_ids` reads per group (5,000 instances at 50 a page, far beyond
+/// what an SAE app holds). A first page announcing more is refused rather than followed: each page
+/// costs a request of the key's per-minute quota.
+pub const MAX_INSTANCE_PAGES: u64 = 100;
 pub(super) const USER_AGENT_VALUE: &str = concat!("sae-controller/", env!("CARGO_PKG_VERSION"));
 
 /// How the client reaches SAE.
@@ -45,6 +53,9 @@ pub struct SaeClientConfig {
     pub timeout: Duration,
     /// Cap on a response body read; a longer body is treated as no usable answer.
     pub max_body_bytes: usize,
+    /// Longest throttling pause an answer's headers may ask for; longer asks are cut to this.
+    /// Never more than [`MAX_RETRY_AFTER`] (a larger value is lowered to it).
+    pub max_retry_after: Duration,
 }
 
 impl Default for SaeClientConfig {
@@ -55,6 +66,7 @@ impl Default for SaeClientConfig {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
+            max_retry_after: MAX_RETRY_AFTER,
         }
     }
 }
@@ -108,6 +120,15 @@ pub struct InstancePage {
     pub current_page: u32,
     pub page_size: u32,
     pub instance_ids: Vec<String>,
+    /// Those of them SAE reports as being terminated (`InstanceContainerStatus: Terminating`).
+    pub terminating: Vec<String>,
+}
+
+/// Every instance of an app (all groups), and which of them are being terminated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppInstances {
+    pub ids: Vec<String>,
+    pub terminating: Vec<String>,
 }
 
 /// A client for SAE's ROA API. Cloning shares the connection pool.
@@ -383,29 +404,83 @@ impl SaeClient {
                     .ok_or_else(|| unusable(OPERATION, &envelope, "an instance lacks InstanceId"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // SAE documents Running, Terminating, Pending, Failed, ... for InstanceContainerStatus;
+        // only the one that says "being removed" matters here.
+        let terminating = rows
+            .iter()
+            .filter_map(|row| {
+                let row = row.as_object()?;
+                let status = text_field(row, "InstanceContainerStatus")?;
+                status
+                    .trim()
+                    .eq_ignore_ascii_case("Terminating")
+                    .then(|| id_field(row, "InstanceId"))?
+            })
+            .collect();
         Ok(InstancePage {
             total: uint_field(data, "TotalSize").unwrap_or(instance_ids.len() as u64),
             current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
             page_size: u32_field(data, "PageSize").unwrap_or(page_size),
             instance_ids,
+            terminating,
         })
     }
 
-    /// Convenience: every instance id of the app (groups, then all pages of each group).
-    pub async fn list_all_instance_ids(
+    /// Every instance id of the app: its groups, then every page of each group, without
+    /// duplicates. That is 1 + (pages per group, summed) HTTP requests, and `gate` is awaited before
+    /// each one, so the caller can take one quota token per request. A gate that refuses (`Err`)
+    /// stops the listing there, nothing more is sent, and its error is the outer one; the inner
+    /// result is SAE's. [`no_gate`] lets every request go.
+    ///
+    /// A group is paged as far as its first page said (`TotalSize` over `PageSize`), never further,
+    /// and a first page announcing more than [`MAX_INSTANCE_PAGES`] pages is an error rather than
+    /// hundreds of requests: a garbled total must not spend the key's quota.
+    pub async fn list_all_instance_ids<G, F, E>(
         &self,
         creds: &Credentials,
         region_id: &str,
         app_id: &str,
-    ) -> Result<Vec<String>, SaeError> {
-        let groups = self
+        gate: G,
+    ) -> Result<Result<Vec<String>, SaeError>, E>
+    where
+        G: FnMut() -> F,
+        F: Future<Output = Result<(), E>>,
+    {
+        Ok(self
+            .list_all_instances(creds, region_id, app_id, gate)
+            .await?
+            .map(|all| all.ids))
+    }
+
+    /// Like [`Self::list_all_instance_ids`], with which instances are being terminated.
+    pub async fn list_all_instances<G, F, E>(
+        &self,
+        creds: &Credentials,
+        region_id: &str,
+        app_id: &str,
+        mut gate: G,
+    ) -> Result<Result<AppInstances, SaeError>, E>
+    where
+        G: FnMut() -> F,
+        F: Future<Output = Result<(), E>>,
+    {
+        gate().await?;
+        let groups = match self
             .describe_application_groups(creds, region_id, app_id)
-            .await?;
+            .await
+        {
+            Ok(groups) => groups,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
+        let mut terminating = Vec::new();
         for group in groups {
+            let mut pages: u64 = 1;
             let mut fetched: u64 = 0;
-            for page_number in 1..=MAX_INSTANCE_PAGES {
+            let mut page_number: u32 = 1;
+            loop {
+                gate().await?;
                 let page = self
                     .describe_application_instances(
                         creds,
@@ -415,21 +490,35 @@ impl SaeClient {
                         page_number,
                         INSTANCE_PAGE_SIZE,
                     )
-                    .await?;
+                    .await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if page_number == 1 {
+                    pages = match page_count(app_id, &group.group_id, &page) {
+                        Ok(pages) => pages,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                }
                 fetched += page.instance_ids.len() as u64;
                 let empty = page.instance_ids.is_empty();
+                terminating.extend(page.terminating);
                 for id in page.instance_ids {
                     // Instances that move between pages while we page would otherwise appear twice.
                     if seen.insert(id.clone()) {
                         ids.push(id);
                     }
                 }
-                if empty || fetched >= page.total {
+                if empty || fetched >= page.total || u64::from(page_number) >= pages {
                     break;
                 }
+                page_number += 1;
             }
         }
-        Ok(ids)
+        terminating.sort();
+        terminating.dedup();
+        Ok(Ok(AppInstances { ids, terminating }))
     }
 
     /// Signs, sends and reads one request, and sorts the outcome. On `Ok` the envelope is a
@@ -513,7 +602,7 @@ impl SaeClient {
             .map_err(|e| self.transport_error(operation, &target, e))?;
 
         let http_status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
+        let retry_after = retry_after(response.headers(), self.config.max_retry_after);
         let header_request_id = response
             .headers()
             .get(REQUEST_ID_HEADER)
@@ -589,6 +678,33 @@ impl SaeClient {
             }
         }
     }
+}
+
+/// The gate of [`SaeClient::list_all_instance_ids`] for a caller without a quota: every request goes.
+pub fn no_gate() -> std::future::Ready<Result<(), std::convert::Infallible>> {
+    std::future::ready(Ok(()))
+}
+
+/// How many pages a group's first page announces, refused beyond [`MAX_INSTANCE_PAGES`].
+fn page_count(app_id: &str, group_id: &str, first: &InstancePage) -> Result<u64, SaeError> {
+    // A page size of 0 would be a garbled answer; count by the size we asked for then.
+    let page_size = match first.page_size {
+        0 => INSTANCE_PAGE_SIZE,
+        n => n,
+    };
+    let pages = first.total.div_ceil(u64::from(page_size)).max(1);
+    if pages > MAX_INSTANCE_PAGES {
+        return Err(SaeError::NoAnswer {
+            operation: "DescribeApplicationInstances",
+            detail: format!(
+                "group {group_id} of app {app_id} announces TotalSize {} at PageSize {page_size}, \
+                 that is {pages} pages; reading more than {MAX_INSTANCE_PAGES} pages per group is \
+                 refused (each page is one request of the AccessKey's quota)",
+                first.total
+            ),
+        });
+    }
+    Ok(pages)
 }
 
 fn pair(name: &str, value: &str) -> (String, String) {
@@ -692,15 +808,43 @@ fn header_map(operation: &'static str, signed: &[(String, String)]) -> Result<He
     Ok(map)
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER_HEADER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds > 0).then(|| Duration::from_secs(seconds))
+/// The pause a throttling answer asks for, as the official SDKs read it: `x-acs-retry-after` in
+/// milliseconds, else the larger `TimeLeft` (also milliseconds) of the older `x-ratelimit-user-api`
+/// and `x-ratelimit-user` headers. Only positive integers count; anything else (absent, empty,
+/// `0`, negative, fractional, text) is no hint at all. The result is cut to `cap` (itself at most
+/// [`MAX_RETRY_AFTER`]), so no header can stop a key for longer than two minutes.
+fn retry_after(headers: &HeaderMap, cap: Duration) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let millis = text(RETRY_AFTER_HEADER)
+        .and_then(positive_millis)
+        .or_else(|| {
+            RATE_LIMIT_HEADERS
+                .iter()
+                .filter_map(|name| text(name).and_then(time_left))
+                .max()
+        })?;
+    Some(Duration::from_millis(millis).min(cap.min(MAX_RETRY_AFTER)))
+}
+
+/// A positive integer count of milliseconds. Digits beyond `u64` saturate (they can only mean
+/// "long", and the cap applies anyway).
+fn positive_millis(value: &str) -> Option<u64> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis = digits.parse::<u64>().unwrap_or(u64::MAX);
+    (millis > 0).then_some(millis)
+}
+
+/// `TimeLeft` of a `Key:Value,Key:Value` rate-limit header.
+fn time_left(value: &str) -> Option<u64> {
+    value.split(',').find_map(|pair| {
+        let (key, value) = pair.split_once(':')?;
+        (key.trim() == "TimeLeft")
+            .then(|| positive_millis(value))
+            .flatten()
+    })
 }
 
 pub(super) enum BodyProblem {
@@ -1266,7 +1410,8 @@ mod tests {
     #[tokio::test]
     async fn describe_application_instances_parses_page() {
         let body = r#"{"RequestId":"req-5","Code":"200","Success":true,"Data":{"CurrentPage":1,"PageSize":2,
-            "TotalSize":3,"Instances":[{"InstanceId":"i-1","GroupId":"g-1","Status":"Running"},{"InstanceId":"i-2"}]}}"#;
+            "TotalSize":3,"Instances":[{"InstanceId":"i-1","GroupId":"g-1","InstanceContainerStatus":"Running"},
+              {"InstanceId":"i-2","InstanceContainerStatus":"Terminating"},{"InstanceId":"i-3"}]}}"#;
         let (addr, log) = canned(200, &[], body).await;
         let page = client_for(addr)
             .describe_application_instances(&creds(), "cn-hangzhou", "app-1", "g-1", 1, 2)
@@ -1278,7 +1423,8 @@ mod tests {
                 total: 3,
                 current_page: 1,
                 page_size: 2,
-                instance_ids: ids(&["i-1", "i-2"])
+                instance_ids: ids(&["i-1", "i-2", "i-3"]),
+                terminating: ids(&["i-2"]),
             }
         );
         let seen = log.lock().unwrap()[0].clone();
@@ -1324,15 +1470,136 @@ mod tests {
             }
         });
         let addr = serve(router).await;
+        // The gate sees each request before it is sent: it records how many were sent by then.
+        let gated = Arc::new(Mutex::new(Vec::new()));
+        let gate = || {
+            let (gated, log) = (gated.clone(), log.clone());
+            async move {
+                gated.lock().unwrap().push(log.lock().unwrap().len());
+                Ok::<(), ()>(())
+            }
+        };
         let all = client_for(addr)
-            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1")
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
             .await
+            .unwrap()
             .unwrap();
         let mut want: Vec<String> = (0..60).map(|i| format!("i-{i}")).collect();
         want.push("i-x".into());
         assert_eq!(all, want);
-        // groups + two pages of g-1 + one page of g-2
+        // groups + two pages of g-1 + one page of g-2, each behind the gate once
         assert_eq!(log.lock().unwrap().len(), 4);
+        assert_eq!(*gated.lock().unwrap(), [0, 1, 2, 3]);
+
+        // A gate that refuses the third request stops the listing there.
+        let before = log.lock().unwrap().len();
+        let passes = Arc::new(Mutex::new(0));
+        let gate = || {
+            let passes = passes.clone();
+            async move {
+                let mut passes = passes.lock().unwrap();
+                *passes += 1;
+                if *passes > 2 { Err("deadline") } else { Ok(()) }
+            }
+        };
+        let refused = client_for(addr)
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
+            .await;
+        assert_eq!(refused, Err("deadline"));
+        assert_eq!(
+            log.lock().unwrap().len() - before,
+            2,
+            "nothing sent after the refusal"
+        );
+    }
+
+    /// A server answering every instance page with `total` and 50 fresh rows (its totals may grow).
+    async fn paging_server(
+        total: impl Fn(usize) -> u64 + Send + Sync + 'static,
+    ) -> (SocketAddr, Log) {
+        let log: Log = Arc::default();
+        let seen = log.clone();
+        let total = Arc::new(total);
+        let router = Router::new().fallback(move |req: Request| {
+            let (seen, total) = (seen.clone(), total.clone());
+            async move {
+                record(&seen, &req);
+                let last = seen.lock().unwrap().last().unwrap().clone();
+                let q: std::collections::HashMap<_, _> = last.decoded_query().into_iter().collect();
+                let body = if last.path.ends_with("describeApplicationGroups") {
+                    r#"{"Code":200,"Success":true,"Data":[{"GroupId":"g-1"}]}"#.to_string()
+                } else {
+                    let page: usize = q["CurrentPage"].parse().unwrap();
+                    let rows: Vec<_> = (0..50)
+                        .map(|i| serde_json::json!({ "InstanceId": format!("i-{page}-{i}") }))
+                        .collect();
+                    serde_json::json!({"Code": 200, "Success": true, "Data": {
+                        "CurrentPage": page, "PageSize": 50, "TotalSize": total(page), "Instances": rows}})
+                    .to_string()
+                };
+                Response::new(Body::from(body))
+            }
+        });
+        (serve(router).await, log)
+    }
+
+    #[tokio::test]
+    async fn a_garbled_total_is_refused_after_one_page_not_followed() {
+        let (addr, log) = paging_server(|_| 10_000_000).await;
+        let gates = Arc::new(Mutex::new(0));
+        let gate = || {
+            let gates = gates.clone();
+            async move {
+                *gates.lock().unwrap() += 1;
+                Ok::<(), ()>(())
+            }
+        };
+        let err = client_for(addr)
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
+            .await
+            .unwrap()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("TotalSize 10000000")
+                && text.contains("200000 pages")
+                && text.contains(&format!("more than {MAX_INSTANCE_PAGES} pages")),
+            "{text}"
+        );
+        assert_eq!(
+            log.lock().unwrap().len(),
+            2,
+            "groups and the first page only"
+        );
+        assert_eq!(*gates.lock().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn paging_stops_where_the_first_page_said_even_if_totals_grow() {
+        // The first page says 120 instances (3 pages); later pages claim ever more.
+        let (addr, log) = paging_server(|page| match page {
+            1 => 120,
+            later => 1000 * later as u64,
+        })
+        .await;
+        let ids = client_for(addr)
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", no_gate)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids.len(), 150);
+        assert_eq!(log.lock().unwrap().len(), 4, "groups + 3 pages");
+
+        // The most a group may announce is still read in full.
+        let most = MAX_INSTANCE_PAGES * 50;
+        let (addr, log) = paging_server(move |_| most).await;
+        let ids = client_for(addr)
+            .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", no_gate)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids.len() as u64, most);
+        assert_eq!(log.lock().unwrap().len() as u64, 1 + MAX_INSTANCE_PAGES);
     }
 
     // ---- SAE error answers ---------------------------------------------------------------------
@@ -1377,11 +1644,39 @@ mod tests {
     #[tokio::test]
     async fn retry_after_header_is_read() {
         let body = r#"{"RequestId":"req-t","Code":"Throttling.User","Message":"slow down","Success":false}"#;
-        let (addr, _) = canned(400, &[("x-acs-retry-after", "7")], body).await;
+        let (addr, _) = canned(400, &[("x-acs-retry-after", "7000")], body).await;
         let err = delete_via(addr).await.unwrap_err();
-        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(
+            err.retry_after(),
+            Some(Duration::from_secs(7)),
+            "milliseconds"
+        );
         assert!(err.is_throttling());
         assert_eq!(err.class(), ErrorClass::Retryable);
+
+        let (addr, _) = canned(400, &[("x-acs-retry-after", "18446744073709551615")], body).await;
+        let err = delete_via(addr).await.unwrap_err();
+        assert_eq!(err.retry_after(), Some(MAX_RETRY_AFTER));
+
+        let (addr, _) = canned(
+            400,
+            &[(
+                "x-ratelimit-user-api",
+                "Limit:60,Remain:0,TimeLeft:1500,Reset:1",
+            )],
+            body,
+        )
+        .await;
+        let err = delete_via(addr).await.unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_millis(1500)));
+
+        // A client configured with a lower cap applies it.
+        let (addr, _) = canned(400, &[("x-acs-retry-after", "60000")], body).await;
+        let err = client_with(addr, |c| c.max_retry_after = Duration::from_secs(10))
+            .delete_instances(&creds(), "cn-hangzhou", "app-1", &ids(&["i-1"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
     }
 
     #[tokio::test]
@@ -1930,24 +2225,141 @@ mod tests {
         assert!(!format!("{client:?}").contains(SECRET));
     }
 
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
     #[test]
-    fn retry_after_accepts_only_positive_integers() {
-        let mut headers = HeaderMap::new();
+    fn retry_after_is_milliseconds_and_only_positive_integers_count() {
+        let ms = Duration::from_millis;
         for (value, want) in [
-            ("7", Some(7)),
-            (" 12 ", Some(12)),
+            ("1000", Some(ms(1000))),
+            ("7", Some(ms(7))),
+            (" 12 ", Some(ms(12))),
+            ("000250", Some(ms(250))),
             ("0", None),
+            ("", None),
+            ("   ", None),
             ("-3", None),
+            ("+5", None),
             ("soon", None),
             ("1.5", None),
+            ("1e3", None),
+            ("10 s", None),
         ] {
-            headers.insert(RETRY_AFTER_HEADER, HeaderValue::from_str(value).unwrap());
             assert_eq!(
-                retry_after(&headers),
-                want.map(Duration::from_secs),
+                retry_after(&headers(&[(RETRY_AFTER_HEADER, value)]), MAX_RETRY_AFTER),
+                want,
                 "{value:?}"
             );
         }
+        assert_eq!(retry_after(&HeaderMap::new(), MAX_RETRY_AFTER), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_two_minutes_or_the_configured_cap() {
+        let cap = MAX_RETRY_AFTER;
+        for huge in [
+            "120001",
+            "18446744073709551615",
+            // Beyond u64: still just "long".
+            "99999999999999999999999999999999",
+        ] {
+            assert_eq!(
+                retry_after(&headers(&[(RETRY_AFTER_HEADER, huge)]), cap),
+                Some(Duration::from_secs(120)),
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            retry_after(&headers(&[(RETRY_AFTER_HEADER, "120000")]), cap),
+            Some(Duration::from_secs(120))
+        );
+        // A lower configured cap applies; a higher one cannot raise the ceiling.
+        let h = headers(&[(RETRY_AFTER_HEADER, "90000")]);
+        assert_eq!(
+            retry_after(&h, Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(&h, Duration::from_secs(3600)),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after(&headers(&[(RETRY_AFTER_HEADER, "u64::MAX")]), cap),
+            None
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[(RETRY_AFTER_HEADER, "18446744073709551615")]),
+                Duration::MAX
+            ),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn older_rate_limit_headers_give_time_left_in_milliseconds() {
+        let ms = Duration::from_millis;
+        let read = |pairs: &[(&str, &str)]| retry_after(&headers(pairs), MAX_RETRY_AFTER);
+        let full = "Limit:60,Remain:0,TimeLeft:2000,Reset:1234";
+        assert_eq!(read(&[("x-ratelimit-user", full)]), Some(ms(2000)));
+        assert_eq!(read(&[("x-ratelimit-user-api", full)]), Some(ms(2000)));
+        // Both: the longer wait; spaces around keys and values are allowed.
+        assert_eq!(
+            read(&[
+                ("x-ratelimit-user-api", "Remain:0, TimeLeft : 3500 "),
+                ("x-ratelimit-user", "TimeLeft:1500"),
+            ]),
+            Some(ms(3500))
+        );
+        // One unusable, the other counts.
+        assert_eq!(
+            read(&[
+                ("x-ratelimit-user-api", "TimeLeft:-1"),
+                ("x-ratelimit-user", "TimeLeft:800"),
+            ]),
+            Some(ms(800))
+        );
+        for useless in [
+            "",
+            "Limit:60,Remain:0",
+            "TimeLeft:0",
+            "TimeLeft:",
+            "TimeLeft:soon",
+            "TimeLeft:1.5",
+            "timeleft:100",
+            "TimeLeft",
+            ",,,:::",
+        ] {
+            assert_eq!(read(&[("x-ratelimit-user", useless)]), None, "{useless:?}");
+        }
+        assert_eq!(
+            read(&[("x-ratelimit-user", "TimeLeft:18446744073709551615")]),
+            Some(MAX_RETRY_AFTER)
+        );
+        // x-acs-retry-after, when usable, is the answer's word; the older headers are a fallback.
+        assert_eq!(
+            read(&[
+                (RETRY_AFTER_HEADER, "400"),
+                ("x-ratelimit-user", "TimeLeft:9000")
+            ]),
+            Some(ms(400))
+        );
+        assert_eq!(
+            read(&[
+                (RETRY_AFTER_HEADER, "0"),
+                ("x-ratelimit-user", "TimeLeft:9000")
+            ]),
+            Some(ms(9000))
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub enum SaeError {
         code: String,
         message: String,
         request_id: Option<String>,
-        /// From the `x-acs-retry-after` header (seconds), when SAE sent one.
+        /// The pause the answer asked for: `x-acs-retry-after` (milliseconds), else the older
+        /// `x-ratelimit-user(-api)` headers' `TimeLeft` (milliseconds); at most two minutes
+        /// (see `SaeClientConfig::max_retry_after`).
         retry_after: Option<Duration>,
     },
     /// The request never left this process or was refused before the connection was made

@@ -1,15 +1,19 @@
 //! Everything sae-controller says to Alibaba Cloud SAE. No Kubernetes types in here.
 
+pub mod chain;
 pub mod client;
 pub mod credentials;
+pub mod credentials_file;
+pub mod ecs_role;
 pub mod error;
 pub mod rrsa;
 pub mod sign;
 pub mod time;
 
+pub use chain::CredentialChain;
 pub use client::{
-    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
-    InstancePage, SaeClient, SaeClientConfig,
+    AppInstances, ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary,
+    DeleteAccepted, InstancePage, SaeClient, SaeClientConfig,
 };
 pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};

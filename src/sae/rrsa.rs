@@ -457,7 +457,11 @@ fn interpret(
 
 /// When to ask again: `margin` before `expiration`, but never at once for credentials that live
 /// less than the margin (then half-way), so a short-lived answer does not cause an exchange per call.
-fn refresh_at(now: Timestamp, expiration: Timestamp, margin: SignedDuration) -> Timestamp {
+pub(super) fn refresh_at(
+    now: Timestamp,
+    expiration: Timestamp,
+    margin: SignedDuration,
+) -> Timestamp {
     let lifetime = expiration.duration_since(now);
     let ahead = if lifetime > margin {
         margin

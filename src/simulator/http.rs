@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, DATE};
 use axum::http::request::Parts;
 use axum::http::{self, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
@@ -20,10 +20,12 @@ use tokio::sync::Notify;
 
 use super::Simulator;
 use super::auth::{self, ReceivedRequest};
+use super::change_order::{ConsoleChangeOrderSpec, DeletingView};
 use super::state::{
     AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, OidcTokenSpec, Operation, Outcome,
     Params, RequestRecord, Seed,
 };
+use super::times::{TimeForm, http_date, offset_name, parse_offset};
 
 /// Longest query string accepted; SAE's are a few hundred bytes.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
@@ -59,8 +61,10 @@ pub async fn serve(listener: TcpListener, sim: Arc<Simulator>) {
                     async move { Ok::<_, Infallible>(handle(sim, req, hang_up).await) }
                 })
             };
+            // hyper would date answers by the machine's clock; `handle` dates them by SAE's.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 result = conn => {
@@ -83,7 +87,21 @@ pub async fn spawn(sim: Arc<Simulator>) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Every answer carries a `Date` of SAE's clock (the simulator's clock plus its skew), taken when
+/// the answer is ready, so a test can skew SAE's clock and the client sees it.
 async fn handle(
+    sim: Arc<Simulator>,
+    req: http::Request<Incoming>,
+    hang_up: Arc<Notify>,
+) -> Response<Body> {
+    let mut resp = answer(sim.clone(), req, hang_up).await;
+    if let Ok(date) = HeaderValue::from_str(&http_date(sim.now())) {
+        resp.headers_mut().insert(DATE, date);
+    }
+    resp
+}
+
+async fn answer(
     sim: Arc<Simulator>,
     req: http::Request<Incoming>,
     hang_up: Arc<Notify>,
@@ -91,6 +109,30 @@ async fn handle(
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/_sim" || parts.uri.path().starts_with("/_sim/") {
         return admin(&sim, parts, body).await;
+    }
+    // The ECS instance metadata service (src/simulator/metadata.rs) shares the port.
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(answer) =
+        sim.metadata()
+            .handle(&sim, parts.method.as_str(), parts.uri.path(), header)
+    {
+        let mut resp = Response::new(Body::from(answer.body));
+        *resp.status_mut() = answer.status;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(if answer.json {
+                "application/json"
+            } else {
+                "text/plain"
+            }),
+        );
+        return resp;
     }
     // Run on its own task so that a client hanging up cannot cancel a call half-way: what SAE
     // starts, it finishes, and the ledger always gets its line.
@@ -121,8 +163,9 @@ async fn handle(
             if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
                 headers.insert("x-acs-request-id", v);
             }
-            if let Some(secs) = reply.retry_after_secs {
-                headers.insert("x-acs-retry-after", HeaderValue::from(secs));
+            if let Some(millis) = reply.retry_after_millis {
+                // Milliseconds, as SAE's gateway and the official SDKs mean it.
+                headers.insert("x-acs-retry-after", HeaderValue::from(millis));
             }
             resp
         }
@@ -146,7 +189,7 @@ struct Reply {
     status: u16,
     code: String,
     request_id: String,
-    retry_after_secs: Option<u64>,
+    retry_after_millis: Option<u64>,
     body: ReplyBody,
 }
 
@@ -164,7 +207,7 @@ impl Reply {
             status: 200,
             code: "OK".into(),
             request_id,
-            retry_after_secs: None,
+            retry_after_millis: None,
             body: ReplyBody::Json(body),
         }
     }
@@ -186,7 +229,7 @@ impl Reply {
             status: err.http_status,
             code: err.code.clone(),
             request_id,
-            retry_after_secs: err.retry_after_secs,
+            retry_after_millis: err.retry_after_millis,
             body: ReplyBody::Json(body),
         }
     }
@@ -411,7 +454,7 @@ async fn call(
                 status: 0,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Hang,
             }
         }
@@ -422,7 +465,7 @@ async fn call(
                 status: 200,
                 code: String::new(),
                 request_id,
-                retry_after_secs: None,
+                retry_after_millis: None,
                 body: ReplyBody::Garbage,
             }
         }
@@ -500,7 +543,7 @@ async fn sts_call(
         status: 200,
         code: "OK".into(),
         request_id,
-        retry_after_secs: None,
+        retry_after_millis: None,
         body: ReplyBody::Json(answer),
     })
 }
@@ -529,16 +572,46 @@ struct ConfigBody {
     requests_per_minute: Option<u32>,
     change_order_seconds: Option<f64>,
     max_skew_seconds: Option<u64>,
+    create_time_zone: Option<String>,
+    create_time_format: Option<TimeForm>,
+    omit_co_type_code: Option<bool>,
+    clock_skew_seconds: Option<f64>,
+    deleting_instances: Option<DeletingView>,
+    /// Sets (a number) or clears (null) the quota of single AccessKeyIds.
+    key_requests_per_minute: Option<BTreeMap<String, Option<u32>>>,
+}
+
+/// `POST /_sim/throttle`: refuse (or stop refusing) every call of one key with `Throttling.User`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ThrottleBody {
+    access_key_id: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Sent as `x-acs-retry-after` with each refusal.
+    retry_after_millis: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn config_view(sim: &Simulator) -> Value {
-    sim.with_model(|model, _| {
+    sim.with_model(|model, now| {
         let c = model.config();
         json!({
             "requestsPerMinute": c.requests_per_minute,
             "changeOrderSeconds": c.change_order_duration.as_secs_f64(),
             "maxSkewSeconds": c.max_skew.as_secs(),
+            "createTimeZone": offset_name(c.time_style.zone),
+            "createTimeFormat": c.time_style.form,
+            "omitCoTypeCode": c.omit_co_type_code,
+            "clockSkewSeconds": c.clock_skew.as_secs_f64(),
+            "deletingInstances": c.deleting_instances,
+            "keyRequestsPerMinute": c.key_requests_per_minute,
+            "now": now,
             "accessKeyIds": model.access_key_ids(),
+            "throttledAccessKeyIds": model.throttled_access_key_ids(),
         })
     })
 }
@@ -556,6 +629,11 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
     }
     let bad_request = |message: String| admin_error(StatusCode::BAD_REQUEST, message);
     tracing::debug!(method, path, "admin call");
+    let console_app = path
+        .strip_prefix("/_sim/apps/")
+        .and_then(|rest| rest.strip_suffix(CHANGE_ORDERS))
+        .filter(|app| !app.is_empty())
+        .map(decode_app_id);
     match (method, path) {
         ("GET", "/_sim/healthz") => admin_json(StatusCode::OK, json!({"status": "ok"})),
         ("POST", "/_sim/apps") => match parse::<AppsBody>(&body) {
@@ -591,6 +669,20 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 }
             }
         },
+        ("POST", "/_sim/throttle") => match parse::<ThrottleBody>(&body) {
+            Err(message) => bad_request(message),
+            Ok(t) if t.access_key_id.trim().is_empty() => {
+                bad_request("accessKeyId must not be empty".into())
+            }
+            Ok(t) => {
+                let throttle = t.enabled.then_some(t.retry_after_millis);
+                sim.with_model(|model, _| model.set_throttle(&t.access_key_id, throttle));
+                admin_json(
+                    StatusCode::OK,
+                    json!({"accessKeyId": t.access_key_id, "throttled": t.enabled}),
+                )
+            }
+        },
         ("POST", "/_sim/oidc") => match parse::<OidcTokenSpec>(&body) {
             Err(message) => bad_request(message),
             Ok(spec) => {
@@ -604,6 +696,14 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 }
             }
         },
+        ("POST", "/_sim/ecs-role") => match parse::<super::metadata::RoleSpec>(&body) {
+            Err(message) => bad_request(message),
+            Ok(spec) => match sim.metadata().attach_role(spec) {
+                Ok(view) => admin_json(StatusCode::OK, view),
+                Err(message) => bad_request(message),
+            },
+        },
+        ("GET", "/_sim/ecs-role") => admin_json(StatusCode::OK, sim.metadata().view()),
         ("POST", "/_sim/seed") => match parse::<Seed>(&body) {
             Err(message) => bad_request(message),
             Ok(seed) => match sim.with_model(|model, now| model.apply_seed(seed, now)) {
@@ -627,10 +727,31 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
                 Err(message) => bad_request(message),
             },
         },
+        ("POST", _) if console_app.is_some() => {
+            let app_id = console_app.unwrap_or_default();
+            match parse::<ConsoleChangeOrderSpec>(&body) {
+                Err(message) => bad_request(message),
+                Ok(spec) => match sim.with_model(|model, now| {
+                    if !model.has_app(&app_id) {
+                        return Err(None);
+                    }
+                    model
+                        .schedule_console_change_order(&app_id, &spec, now)
+                        .map_err(Some)
+                }) {
+                    Ok(id) => admin_json(
+                        StatusCode::OK,
+                        json!({"appId": app_id, "changeOrderId": id}),
+                    ),
+                    Err(None) => {
+                        admin_error(StatusCode::NOT_FOUND, format!("unknown app {app_id:?}"))
+                    }
+                    Err(Some(message)) => bad_request(message),
+                },
+            }
+        }
         ("GET", p) if p.starts_with("/_sim/apps/") => {
-            let app_id = percent_encoding::percent_decode_str(&p["/_sim/apps/".len()..])
-                .decode_utf8_lossy()
-                .into_owned();
+            let app_id = decode_app_id(&p["/_sim/apps/".len()..]);
             match sim.with_model(|model, now| model.app_view(&app_id, now)) {
                 Some(view) => admin_json(StatusCode::OK, view),
                 None => admin_error(StatusCode::NOT_FOUND, format!("unknown app {app_id:?}")),
@@ -643,6 +764,15 @@ async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Response<Body> 
     }
 }
 
+/// `POST /_sim/apps/{appId}/change-orders`: a change order made in SAE's console.
+const CHANGE_ORDERS: &str = "/change-orders";
+
+fn decode_app_id(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
     let duration = match update.change_order_seconds {
         Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
@@ -653,6 +783,15 @@ fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
         }
         None => None,
     };
+    let zone = update
+        .create_time_zone
+        .as_deref()
+        .map(parse_offset)
+        .transpose()?;
+    let skew = update
+        .clock_skew_seconds
+        .map(super::clock_skew_from_secs)
+        .transpose()?;
     sim.with_model(|model, _| {
         let config = model.config_mut();
         if let Some(rpm) = update.requests_per_minute {
@@ -663,6 +802,27 @@ fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
         }
         if let Some(skew) = update.max_skew_seconds {
             config.max_skew = jiff::SignedDuration::from_secs(skew.min(i64::MAX as u64) as i64);
+        }
+        if let Some(zone) = zone {
+            config.time_style.zone = zone;
+        }
+        if let Some(form) = update.create_time_format {
+            config.time_style.form = form;
+        }
+        if let Some(omit) = update.omit_co_type_code {
+            config.omit_co_type_code = omit;
+        }
+        if let Some(skew) = skew {
+            config.clock_skew = skew;
+        }
+        if let Some(view) = update.deleting_instances {
+            config.deleting_instances = view;
+        }
+        for (key, limit) in update.key_requests_per_minute.into_iter().flatten() {
+            match limit {
+                Some(limit) => config.key_requests_per_minute.insert(key, limit),
+                None => config.key_requests_per_minute.remove(&key),
+            };
         }
     });
     Ok(())

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::{self, Authorization, ReceivedRequest};
+use super::change_order::{
+    self, CO_DELETE_INSTANCES, ChangeOrder, ChangeOrderSource, ConsoleChangeOrderSpec,
+    DeletingView, Scheduled, Script,
+};
+use super::times::TimeStyle;
 
 /// Ledger lists keep at most this many entries each, dropping the oldest.
 pub const LEDGER_CAPACITY: usize = 100_000;
@@ -104,8 +109,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub gateway: bool,
-    /// Seconds, sent as `x-acs-retry-after`.
-    pub retry_after_secs: Option<u64>,
+    /// Milliseconds, sent as `x-acs-retry-after`.
+    pub retry_after_millis: Option<u64>,
 }
 
 impl ApiError {
@@ -115,7 +120,7 @@ impl ApiError {
             code: code.to_string(),
             message: message.into(),
             gateway: false,
-            retry_after_secs: None,
+            retry_after_millis: None,
         }
     }
 
@@ -140,6 +145,14 @@ pub fn default_http_status(code: &str) -> u16 {
         "ServiceUnavailable" => 503,
         _ => 400,
     }
+}
+
+/// The gateway's answer to a call over the account's quota.
+fn throttling_user() -> ApiError {
+    ApiError::gateway(
+        "Throttling.User",
+        "Request was denied due to user flow control.",
+    )
 }
 
 fn not_empty(name: &str) -> ApiError {
@@ -281,6 +294,10 @@ fn one() -> u32 {
     1
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A scripted misbehaviour for one app. `operation` defaults to `DeleteInstances`; `"*"` means any.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
@@ -297,6 +314,9 @@ pub enum FaultSpec {
         http_status: Option<u16>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// Sent as `x-acs-retry-after` (milliseconds) with the error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_millis: Option<u64>,
     },
     /// `System.Upgrading` for matching calls during `seconds` from when the fault is added.
     #[serde(rename_all = "camelCase")]
@@ -335,7 +355,8 @@ pub enum FaultSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         operation: Option<String>,
     },
-    /// The next `times` change orders of the app end with `status` (3, 6 or 10); instances stay.
+    /// The next `times` change orders made through the API end with `status` (3, 6 or 10). Their
+    /// instances come back, except the first `removedInstances` of them, which are gone anyway.
     #[serde(rename_all = "camelCase")]
     ChangeOrderResult {
         status: i64,
@@ -343,7 +364,23 @@ pub enum FaultSpec {
         times: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error_message: Option<String>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        removed_instances: u32,
     },
+    /// The next `times` change orders made through the API wait before they execute: status 11
+    /// (pending approval) for `approvalSeconds`, then status 0 (preparing) for `preparingSeconds`.
+    #[serde(rename_all = "camelCase")]
+    SlowStart {
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default)]
+        preparing_seconds: f64,
+        #[serde(default)]
+        approval_seconds: f64,
+    },
+    /// Someone makes a change order in SAE's console (see [`ConsoleChangeOrderSpec`]); it is
+    /// scheduled when the fault is added and is never a pending fault.
+    ConsoleChangeOrder(ConsoleChangeOrderSpec),
     /// HTTP 200 with a body that is not JSON, after executing the call if `commit`.
     #[serde(rename_all = "camelCase")]
     Garbage {
@@ -366,6 +403,8 @@ impl FaultSpec {
             FaultSpec::Slow { .. } => "slow",
             FaultSpec::ChangeOrderResult { .. } => "changeOrderResult",
             FaultSpec::Garbage { .. } => "garbage",
+            FaultSpec::SlowStart { .. } => "slowStart",
+            FaultSpec::ConsoleChangeOrder(_) => "consoleChangeOrder",
         }
     }
 
@@ -377,7 +416,9 @@ impl FaultSpec {
             | FaultSpec::Ambiguous { operation, .. }
             | FaultSpec::Slow { operation, .. }
             | FaultSpec::Garbage { operation, .. } => operation.as_deref(),
-            FaultSpec::ChangeOrderResult { .. } => None,
+            FaultSpec::ChangeOrderResult { .. }
+            | FaultSpec::SlowStart { .. }
+            | FaultSpec::ConsoleChangeOrder(_) => None,
         }
     }
 
@@ -388,14 +429,25 @@ impl FaultSpec {
             | FaultSpec::Ambiguous { times, .. }
             | FaultSpec::Slow { times, .. }
             | FaultSpec::ChangeOrderResult { times, .. }
+            | FaultSpec::SlowStart { times, .. }
             | FaultSpec::Garbage { times, .. } => *times,
-            FaultSpec::Upgrading { .. } => 1,
+            FaultSpec::Upgrading { .. } | FaultSpec::ConsoleChangeOrder(_) => 1,
         }
+    }
+
+    /// Faults that shape change orders, not calls.
+    fn shapes_change_orders(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::ChangeOrderResult { .. }
+                | FaultSpec::SlowStart { .. }
+                | FaultSpec::ConsoleChangeOrder(_)
+        )
     }
 
     fn matches(&self, op: Operation) -> bool {
         match self.operation() {
-            _ if matches!(self, FaultSpec::ChangeOrderResult { .. }) => false,
+            _ if self.shapes_change_orders() => false,
             None => op == Operation::DeleteInstances,
             Some("*") => true,
             Some(name) => name == op.name(),
@@ -433,6 +485,19 @@ impl FaultSpec {
                 return Err(format!(
                     "a changeOrderResult fault ends with status 3, 6 or 10, not {status}"
                 ));
+            }
+            FaultSpec::SlowStart {
+                preparing_seconds,
+                approval_seconds,
+                ..
+            } => {
+                change_order::seconds(Some(*preparing_seconds), "preparingSeconds")?;
+                change_order::seconds(Some(*approval_seconds), "approvalSeconds")?;
+                if *preparing_seconds == 0.0 && *approval_seconds == 0.0 {
+                    return Err(
+                        "a slowStart fault needs preparingSeconds or approvalSeconds > 0".into(),
+                    );
+                }
             }
             _ => {}
         }
@@ -508,9 +573,22 @@ pub struct DeletionRecord {
     pub change_order_id: String,
     pub instance_ids: Vec<String>,
     pub time: Timestamp,
+    /// `api` (an accepted DeleteInstances) or `console` (made in SAE's console, by no AccessKey).
+    pub source: ChangeOrderSource,
     /// None while the change order runs.
     pub final_status: Option<i64>,
     pub finished_time: Option<Timestamp>,
+}
+
+/// An instance named by more than one accepted DeleteInstances call (console deletions are not
+/// counted): what an at-most-once controller must never cause.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepeatedDeletion {
+    pub app_id: String,
+    pub instance_id: String,
+    /// Oldest first.
+    pub change_order_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -518,53 +596,43 @@ pub struct DeletionRecord {
 pub struct Ledger {
     pub requests: Vec<RequestRecord>,
     pub deletions: Vec<DeletionRecord>,
+    /// Derived from `deletions`: every instance that more than one API deletion named.
+    pub repeated_deletions: Vec<RepeatedDeletion>,
 }
 
-#[derive(Clone, Debug)]
-struct ChangeOrder {
-    id: String,
-    app_id: String,
-    instance_ids: Vec<String>,
-    created: Timestamp,
-    ends: Timestamp,
-    /// The status it reaches at `ends`: 2, or a scripted failure.
-    final_status: i64,
-    error_message: String,
-    finished: bool,
+/// The instances that API deletions named more than once, in the order of their first deletion.
+pub fn repeated_deletions<'a>(
+    deletions: impl IntoIterator<Item = &'a DeletionRecord>,
+) -> Vec<RepeatedDeletion> {
+    let mut seen: Vec<RepeatedDeletion> = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for d in deletions
+        .into_iter()
+        .filter(|d| d.source == ChangeOrderSource::Api)
+    {
+        for id in &d.instance_ids {
+            let slot = *index.entry((&d.app_id, id)).or_insert_with(|| {
+                seen.push(RepeatedDeletion {
+                    app_id: d.app_id.clone(),
+                    instance_id: id.clone(),
+                    change_order_ids: Vec::new(),
+                });
+                seen.len() - 1
+            });
+            seen[slot].change_order_ids.push(d.change_order_id.clone());
+        }
+    }
+    seen.retain(|r| r.change_order_ids.len() > 1);
+    seen
 }
 
-impl ChangeOrder {
-    fn status(&self) -> i64 {
-        if self.finished { self.final_status } else { 1 }
-    }
-
-    fn create_time(&self) -> String {
-        sae_time(self.created)
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "ChangeOrderId": self.id,
-            "Status": self.status(),
-            "SubStatus": 0,
-            "CoType": "Delete Instances",
-            "CoTypeCode": "CoDeleteInstances",
-            "ErrorMessage": if self.finished { self.error_message.as_str() } else { "" },
-            "CreateTime": self.create_time(),
-            "AppId": self.app_id,
-            "Description": "",
-            "Pipelines": [],
-        })
-    }
-}
-
-/// SAE's `CreateTime`: `YYYY-MM-DD HH:MM:SS`, one-second resolution, no zone written. Like SAE's
-/// console, the simulator renders it in China Standard Time (UTC+08:00); the controller's
-/// `--sae-create-time-offset` states that assumption on its side.
+/// SAE's `CreateTime` as documented: `YYYY-MM-DD HH:MM:SS` in UTC+08:00, no zone written (the
+/// default [`TimeStyle`]; the simulator's `createTimeZone`/`createTimeFormat` choose others).
 pub fn sae_time(t: Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    match TimeStyle::default().render(t) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 /// A successful operation: its `Data`, and the change order it created, if any.
@@ -607,6 +675,19 @@ pub struct ModelConfig {
     /// 0 means unlimited.
     pub requests_per_minute: u32,
     pub max_skew: SignedDuration,
+    /// How `CreateTime` and `FinishTime` are written (default: `plain` in +08:00).
+    pub time_style: TimeStyle,
+    /// Leave `CoTypeCode` out of ListChangeOrders rows (real rows may lack it).
+    pub omit_co_type_code: bool,
+    /// SAE's clock minus the simulator's clock. The model never reads a clock; the simulator adds
+    /// this to its clock before handing the model `now`, so it moves CreateTime, the `Date` header,
+    /// the signature date check and every timer alike.
+    pub clock_skew: SignedDuration,
+    /// How DescribeApplicationInstances shows instances a CoDeleteInstances is removing.
+    pub deleting_instances: DeletingView,
+    /// Per-AccessKeyId quotas that replace `requests_per_minute` for those keys (0 = unlimited),
+    /// e.g. to throttle one noisy tenant while the others run free.
+    pub key_requests_per_minute: BTreeMap<String, u32>,
 }
 
 impl Default for ModelConfig {
@@ -615,6 +696,11 @@ impl Default for ModelConfig {
             change_order_duration: SignedDuration::from_secs(2),
             requests_per_minute: 60,
             max_skew: SignedDuration::from_mins(15),
+            time_style: TimeStyle::default(),
+            omit_co_type_code: false,
+            clock_skew: SignedDuration::ZERO,
+            deleting_instances: DeletingView::default(),
+            key_requests_per_minute: BTreeMap::new(),
         }
     }
 }
@@ -664,8 +750,12 @@ pub struct Model {
     apps: BTreeMap<String, Vec<Group>>,
     /// Oldest first.
     change_orders: Vec<ChangeOrder>,
+    /// Console change orders not made yet (their time has not come, or their app is busy).
+    scheduled: Vec<Scheduled>,
     faults: HashMap<String, Vec<PendingFault>>,
     quota: HashMap<String, VecDeque<Timestamp>>,
+    /// Keys refused every call with `Throttling.User` (and this `x-acs-retry-after`, if any).
+    throttled: HashMap<String, Option<u64>>,
     nonces: NonceCache,
     requests: VecDeque<RequestRecord>,
     deletions: VecDeque<DeletionRecord>,
@@ -687,8 +777,10 @@ impl Model {
             oidc_tokens: Vec::new(),
             apps: BTreeMap::new(),
             change_orders: Vec::new(),
+            scheduled: Vec::new(),
             faults: HashMap::new(),
             quota: HashMap::new(),
+            throttled: HashMap::new(),
             nonces: NonceCache::default(),
             requests: VecDeque::new(),
             deletions: VecDeque::new(),
@@ -703,7 +795,28 @@ impl Model {
         &mut self.config
     }
 
-    /// Forgets apps, change orders, faults, the ledger, nonces and quota use; keeps access keys
+    /// Switches `Throttling.User` on (`Some(retry hint in milliseconds, if any)`) or off
+    /// (`None`) for every call signed with this key, whatever its quota use.
+    pub fn set_throttle(&mut self, access_key_id: &str, throttle: Option<Option<u64>>) {
+        match throttle {
+            Some(retry_after_millis) => {
+                self.throttled
+                    .insert(access_key_id.to_string(), retry_after_millis);
+            }
+            None => {
+                self.throttled.remove(access_key_id);
+            }
+        }
+    }
+
+    /// Keys switched to throttling, sorted.
+    pub fn throttled_access_key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.throttled.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Forgets apps, change orders, faults, throttle switches, the ledger, nonces and quota use; keeps access keys
     /// (issued STS keys included), OIDC tokens and settings.
     pub fn reset(&mut self) {
         *self = Self {
@@ -901,7 +1014,12 @@ impl Model {
         Ok(())
     }
 
-    /// Appends faults to an existing app's script.
+    pub fn has_app(&self, app_id: &str) -> bool {
+        self.apps.contains_key(app_id)
+    }
+
+    /// Appends faults to an existing app's script; `consoleChangeOrder` faults are scheduled at
+    /// once instead. Nothing is added unless every fault is valid.
     pub fn add_faults(&mut self, app_faults: AppFaults, now: Timestamp) -> Result<(), String> {
         if !self.apps.contains_key(&app_faults.app_id) {
             return Err(format!(
@@ -909,10 +1027,13 @@ impl Model {
                 app_faults.app_id
             ));
         }
+        let app_id = app_faults.app_id;
         for f in &app_faults.faults {
             f.validate()?;
+            if let FaultSpec::ConsoleChangeOrder(spec) = f {
+                self.check_console_change_order(&app_id, spec, now)?;
+            }
         }
-        let list = self.faults.entry(app_faults.app_id).or_default();
         for spec in app_faults.faults {
             let until = match &spec {
                 FaultSpec::Upgrading { seconds, .. } => Some(
@@ -921,15 +1042,74 @@ impl Model {
                     )
                     .map_err(|e| e.to_string())?,
                 ),
+                FaultSpec::ConsoleChangeOrder(spec) => {
+                    self.schedule_console_change_order(&app_id, spec, now)?;
+                    continue;
+                }
                 _ => None,
             };
-            list.push(PendingFault {
-                remaining: spec.times(),
-                spec,
-                until,
-            });
+            self.faults
+                .entry(app_id.clone())
+                .or_default()
+                .push(PendingFault {
+                    remaining: spec.times(),
+                    spec,
+                    until,
+                });
         }
         Ok(())
+    }
+
+    /// Validates a console change order for `app_id` and returns when it is to be made.
+    fn check_console_change_order(
+        &self,
+        app_id: &str,
+        spec: &ConsoleChangeOrderSpec,
+        now: Timestamp,
+    ) -> Result<Timestamp, String> {
+        let groups = self
+            .apps
+            .get(app_id)
+            .ok_or_else(|| format!("unknown app {app_id:?}"))?;
+        let at = spec.validate(now)?;
+        let mut seen = HashSet::new();
+        for id in &spec.instance_ids {
+            if !seen.insert(id.as_str()) {
+                return Err(format!("instance {id} appears twice"));
+            }
+            if !groups.iter().any(|g| g.instance_ids.contains(id)) {
+                return Err(format!(
+                    "instance {id:?} does not belong to application {app_id}"
+                ));
+            }
+        }
+        Ok(at)
+    }
+
+    /// Schedules a change order made in SAE's console, by no AccessKey: it is made at its time, or
+    /// as soon as the app's running change order has ended, whichever is later (SAE runs one
+    /// change order per app). Returns its id; it is unknown to SAE's API until it is made.
+    pub fn schedule_console_change_order(
+        &mut self,
+        app_id: &str,
+        spec: &ConsoleChangeOrderSpec,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        self.advance(now);
+        let at = self.check_console_change_order(app_id, spec, now)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.scheduled.push(Scheduled {
+            id: id.clone(),
+            app_id: app_id.to_string(),
+            at,
+            spec: ConsoleChangeOrderSpec {
+                co_type_code: spec.co_type_code.trim().to_string(),
+                ..spec.clone()
+            },
+        });
+        // One made "now" is visible at once.
+        self.advance(now);
+        Ok(id)
     }
 
     pub fn apply_seed(&mut self, seed: Seed, now: Timestamp) -> Result<(), String> {
@@ -999,9 +1179,20 @@ impl Model {
     }
 
     /// Counts the call against the key's quota (sliding 60 s window), or refuses it with
-    /// `Throttling.User` and the seconds until the oldest counted call leaves the window.
+    /// `Throttling.User` and the milliseconds until the oldest counted call leaves the window. A
+    /// key switched to throttling ([`Model::set_throttle`]) is refused every call.
     pub fn admit(&mut self, access_key_id: &str, now: Timestamp) -> Result<(), ApiError> {
-        let limit = self.config.requests_per_minute as usize;
+        if let Some(retry_after_millis) = self.throttled.get(access_key_id) {
+            let mut err = throttling_user();
+            err.retry_after_millis = *retry_after_millis;
+            return Err(err);
+        }
+        let limit = self
+            .config
+            .key_requests_per_minute
+            .get(access_key_id)
+            .copied()
+            .unwrap_or(self.config.requests_per_minute) as usize;
         if limit == 0 {
             return Ok(());
         }
@@ -1014,41 +1205,42 @@ impl Model {
         }
         if calls.len() >= limit {
             let frees_in = QUOTA_WINDOW - now.duration_since(calls[0]);
-            let secs = (frees_in.as_millis().max(1) as u64).div_ceil(1000);
-            let mut err = ApiError::gateway(
-                "Throttling.User",
-                "Request was denied due to user flow control.",
-            );
-            err.retry_after_secs = Some(secs);
+            let mut err = throttling_user();
+            err.retry_after_millis = Some(frees_in.as_millis().max(1) as u64);
             return Err(err);
         }
         calls.push_back(now);
         Ok(())
     }
 
-    /// Finishes the change orders whose time is up; a successful one removes its instances now.
+    /// Brings the model to `now`: ends the change orders whose time is up (a successful
+    /// CoDeleteInstances removes its instances then, a failed one only its `removedInstances`) and
+    /// makes the console change orders whose time has come, once their app is free. Repeats until
+    /// nothing changes, since one that ends can free its app for a queued one that also ends.
     fn advance(&mut self, now: Timestamp) {
-        for co in self
-            .change_orders
-            .iter_mut()
-            .filter(|co| !co.finished && co.ends <= now)
-        {
-            co.finished = true;
-            if co.final_status == 2
-                && let Some(groups) = self.apps.get_mut(&co.app_id)
-            {
-                for g in groups.iter_mut() {
-                    g.instance_ids.retain(|id| !co.instance_ids.contains(id));
+        loop {
+            let mut changed = false;
+            for i in 0..self.change_orders.len() {
+                let co = &self.change_orders[i];
+                if !co.finished && co.ends <= now {
+                    self.finish(i);
+                    changed = true;
                 }
             }
-            if let Some(rec) = self
-                .deletions
-                .iter_mut()
-                .rev()
-                .find(|d| d.change_order_id == co.id)
-            {
-                rec.final_status = Some(co.final_status);
-                rec.finished_time = Some(co.ends);
+            let due = self
+                .scheduled
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.at <= now && self.running_change_order(&s.app_id).is_none())
+                .min_by_key(|(_, s)| s.at)
+                .map(|(pos, _)| pos);
+            if let Some(pos) = due {
+                let scheduled = self.scheduled.remove(pos);
+                self.make_console_change_order(scheduled);
+                changed = true;
+            }
+            if !changed {
+                break;
             }
         }
         if self.change_orders.len() > CHANGE_ORDER_CAPACITY
@@ -1056,6 +1248,95 @@ impl Model {
         {
             self.change_orders.remove(pos);
         }
+    }
+
+    fn finish(&mut self, i: usize) {
+        let co = &mut self.change_orders[i];
+        co.finished = true;
+        let co = &self.change_orders[i];
+        if co.deletes_instances()
+            && let Some(groups) = self.apps.get_mut(&co.app_id)
+        {
+            let gone = co.removes();
+            for g in groups.iter_mut() {
+                g.instance_ids.retain(|id| !gone.contains(id));
+            }
+        }
+        if let Some(rec) = self
+            .deletions
+            .iter_mut()
+            .rev()
+            .find(|d| d.change_order_id == co.id)
+        {
+            rec.final_status = Some(co.final_status);
+            rec.finished_time = Some(co.ends);
+        }
+    }
+
+    /// The app's change order that has not ended, if any.
+    fn running_change_order(&self, app_id: &str) -> Option<&ChangeOrder> {
+        self.change_orders
+            .iter()
+            .find(|co| co.app_id == app_id && !co.finished)
+    }
+
+    /// Makes a due console change order, at its time or when the app's last one ended.
+    fn make_console_change_order(&mut self, s: Scheduled) {
+        let freed = self
+            .change_orders
+            .iter()
+            .filter(|co| co.app_id == s.app_id)
+            .map(|co| co.ends)
+            .max();
+        let created = freed.map_or(s.at, |freed| freed.max(s.at));
+        let spec = s.spec;
+        // Validated when scheduled.
+        let duration = |v, what| change_order::seconds(v, what).unwrap_or_default();
+        let script = Script {
+            approval: duration(spec.approval_seconds, "approvalSeconds"),
+            preparing: duration(spec.preparing_seconds, "preparingSeconds"),
+            executing: match spec.seconds {
+                Some(_) => duration(spec.seconds, "seconds"),
+                None => self.config.change_order_duration,
+            },
+            final_status: spec.status.unwrap_or(2),
+            error_message: spec
+                .error_message
+                .clone()
+                .unwrap_or_else(|| match spec.status {
+                    Some(2) | None => String::new(),
+                    Some(status) => format!("Change order ended with status {status} (console)."),
+                }),
+            removed_instances: spec.removed_instances as usize,
+        };
+        self.push_change_order(ChangeOrder::new(
+            s.id,
+            s.app_id,
+            spec.co_type_code,
+            ChangeOrderSource::Console,
+            spec.instance_ids,
+            created,
+            script,
+        ));
+    }
+
+    /// Records a new change order (and its deletion, for a CoDeleteInstances).
+    fn push_change_order(&mut self, co: ChangeOrder) {
+        if co.deletes_instances() {
+            push_bounded(
+                &mut self.deletions,
+                DeletionRecord {
+                    app_id: co.app_id.clone(),
+                    change_order_id: co.id.clone(),
+                    instance_ids: co.instance_ids.clone(),
+                    time: co.created,
+                    source: co.source,
+                    final_status: None,
+                    finished_time: None,
+                },
+            );
+        }
+        self.change_orders.push(co);
     }
 
     fn app_exists(&self, app_id: &str) -> Result<(), ApiError> {
@@ -1163,6 +1444,7 @@ impl Model {
                 code,
                 http_status,
                 message,
+                retry_after_millis,
                 ..
             } => {
                 let message =
@@ -1171,6 +1453,7 @@ impl Model {
                 if let Some(status) = http_status {
                     err = err.with_status(status);
                 }
+                err.retry_after_millis = retry_after_millis;
                 CallPlan::Answer {
                     outcome: Err(err),
                     fault: Some("error"),
@@ -1207,8 +1490,10 @@ impl Model {
             } => CallPlan::ExecuteAfter {
                 delay: Duration::from_millis(millis),
             },
-            FaultSpec::ChangeOrderResult { .. } => {
-                unreachable!("changeOrderResult faults never match a call")
+            FaultSpec::ChangeOrderResult { .. }
+            | FaultSpec::SlowStart { .. }
+            | FaultSpec::ConsoleChangeOrder(_) => {
+                unreachable!("faults that shape change orders never match a call")
             }
         }
     }
@@ -1228,11 +1513,12 @@ impl Model {
 
     /// [`Model::execute`] once the state is advanced to `now` and the call prechecked.
     fn run(&mut self, op: Operation, params: Params<'_>, now: Timestamp) -> Outcome {
+        let style = self.config.time_style;
         let data = match op {
             Operation::DeleteInstances => return self.delete_instances(params, now),
             Operation::DescribeChangeOrder => self
                 .change_order(params.required("ChangeOrderId")?)?
-                .to_json(),
+                .describe(now, &style),
             Operation::ListChangeOrders => {
                 let app_id = params.required("AppId")?;
                 let co_type = params.get("CoType");
@@ -1242,7 +1528,7 @@ impl Model {
                     .iter()
                     .rev()
                     .filter(|co| {
-                        co.app_id == app_id && co_type.is_none_or(|t| t == "CoDeleteInstances")
+                        co.app_id == app_id && co_type.is_none_or(|t| t == co.co_type_code)
                     })
                     .collect();
                 let total = matching.len();
@@ -1251,16 +1537,7 @@ impl Model {
                     .into_iter()
                     .skip(skip(page, size))
                     .take(size as usize)
-                    .map(|co| {
-                        json!({
-                            "ChangeOrderId": co.id,
-                            "Status": co.status(),
-                            "CoType": "Delete Instances",
-                            "CoTypeCode": "CoDeleteInstances",
-                            "CreateTime": co.create_time(),
-                            "AppId": co.app_id,
-                        })
-                    })
+                    .map(|co| co.list_row(now, &style, self.config.omit_co_type_code))
                     .collect();
                 json!({"ChangeOrderList": list, "CurrentPage": page, "PageSize": size, "TotalSize": total})
             }
@@ -1285,14 +1562,32 @@ impl Model {
                             "The group {group_id} does not belong to application {app_id}."
                         ))
                     })?;
-                let rows: Vec<Value> = group
+                let deleting: HashSet<&str> = self
+                    .running_change_order(app_id)
+                    .filter(|co| co.is_deleting(now))
+                    .map(|co| co.instance_ids.iter().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let view = self.config.deleting_instances;
+                let shown: Vec<(&str, &str)> = group
                     .instance_ids
+                    .iter()
+                    .map(|id| {
+                        let status = match (deleting.contains(id.as_str()), view) {
+                            (false, _) | (true, DeletingView::Running) => "Running",
+                            (true, DeletingView::Terminating) => "Terminating",
+                            (true, DeletingView::Hidden) => "",
+                        };
+                        (id.as_str(), status)
+                    })
+                    .filter(|(_, status)| !status.is_empty())
+                    .collect();
+                let rows: Vec<Value> = shown
                     .iter()
                     .skip(skip(page, size))
                     .take(size as usize)
-                    .map(|id| json!({"InstanceId": id, "GroupId": group_id, "InstanceContainerStatus": "Running"}))
+                    .map(|(id, status)| json!({"InstanceId": id, "GroupId": group_id, "InstanceContainerStatus": status}))
                     .collect();
-                json!({"Instances": rows, "CurrentPage": page, "PageSize": size, "TotalSize": group.instance_ids.len()})
+                json!({"Instances": rows, "CurrentPage": page, "PageSize": size, "TotalSize": shown.len()})
             }
         };
         Ok(Success {
@@ -1317,11 +1612,7 @@ impl Model {
         if ids.is_empty() {
             return Err(not_empty("InstanceIds"));
         }
-        if let Some(running) = self
-            .change_orders
-            .iter()
-            .find(|co| co.app_id == app_id && !co.finished)
-        {
+        if let Some(running) = self.running_change_order(&app_id) {
             return Err(ApiError::sae(
                 "Application.ChangerOrderRunning",
                 format!(
@@ -1339,35 +1630,17 @@ impl Model {
                 "The instance {missing} does not belong to application {app_id}."
             )));
         }
-        let (final_status, error_message) = match self.take_change_order_result(&app_id) {
-            Some((status, message)) => (status, message),
-            None => (2, String::new()),
-        };
+        let script = self.script_for_api_change_order(&app_id);
         let id = uuid::Uuid::new_v4().to_string();
-        let ends = now
-            .saturating_add(self.config.change_order_duration)
-            .unwrap_or(now);
-        self.change_orders.push(ChangeOrder {
-            id: id.clone(),
-            app_id: app_id.clone(),
-            instance_ids: ids.clone(),
-            created: now,
-            ends,
-            final_status,
-            error_message,
-            finished: false,
-        });
-        push_bounded(
-            &mut self.deletions,
-            DeletionRecord {
-                app_id,
-                change_order_id: id.clone(),
-                instance_ids: ids,
-                time: now,
-                final_status: None,
-                finished_time: None,
-            },
-        );
+        self.push_change_order(ChangeOrder::new(
+            id.clone(),
+            app_id,
+            CO_DELETE_INSTANCES.to_string(),
+            ChangeOrderSource::Api,
+            ids,
+            now,
+            script,
+        ));
         // A zero-length change order is done as soon as it exists.
         self.advance(now);
         Ok(Success {
@@ -1376,26 +1649,53 @@ impl Model {
         })
     }
 
-    fn take_change_order_result(&mut self, app_id: &str) -> Option<(i64, String)> {
-        let list = self.faults.get_mut(app_id)?;
-        let pos = list
-            .iter()
-            .position(|f| matches!(f.spec, FaultSpec::ChangeOrderResult { .. }))?;
-        let FaultSpec::ChangeOrderResult {
+    /// The phases and end of the app's next API-made change order, from its pending
+    /// `slowStart` and `changeOrderResult` faults (each use takes one of their `times`).
+    fn script_for_api_change_order(&mut self, app_id: &str) -> Script {
+        let mut script = Script {
+            approval: SignedDuration::ZERO,
+            preparing: SignedDuration::ZERO,
+            executing: self.config.change_order_duration,
+            final_status: 2,
+            error_message: String::new(),
+            removed_instances: 0,
+        };
+        let Some(list) = self.faults.get_mut(app_id) else {
+            return script;
+        };
+        let mut take = |wanted: fn(&FaultSpec) -> bool| {
+            let pos = list.iter().position(|f| wanted(&f.spec))?;
+            let spec = list[pos].spec.clone();
+            list[pos].remaining -= 1;
+            if list[pos].remaining == 0 {
+                list.remove(pos);
+            }
+            Some(spec)
+        };
+        if let Some(FaultSpec::ChangeOrderResult {
             status,
             error_message,
+            removed_instances,
             ..
-        } = list[pos].spec.clone()
-        else {
-            unreachable!()
-        };
-        list[pos].remaining -= 1;
-        if list[pos].remaining == 0 {
-            list.remove(pos);
+        }) = take(|f| matches!(f, FaultSpec::ChangeOrderResult { .. }))
+        {
+            script.final_status = status;
+            script.error_message = error_message
+                .unwrap_or_else(|| format!("Change order ended with status {status} (scripted)."));
+            script.removed_instances = removed_instances as usize;
         }
-        let message = error_message
-            .unwrap_or_else(|| format!("Change order ended with status {status} (scripted)."));
-        Some((status, message))
+        if let Some(FaultSpec::SlowStart {
+            preparing_seconds,
+            approval_seconds,
+            ..
+        }) = take(|f| matches!(f, FaultSpec::SlowStart { .. }))
+        {
+            // Validated when added.
+            let d = |s| SignedDuration::try_from_secs_f64(s).unwrap_or_default();
+            script.approval = d(approval_seconds);
+            script.preparing = d(preparing_seconds);
+        }
+        script
     }
 
     pub fn record_request(&mut self, record: RequestRecord) {
@@ -1407,33 +1707,37 @@ impl Model {
         Ledger {
             requests: self.requests.iter().cloned().collect(),
             deletions: self.deletions.iter().cloned().collect(),
+            repeated_deletions: repeated_deletions(&self.deletions),
         }
     }
 
-    /// The admin view of one app: groups, change orders (newest first) and pending faults.
+    /// The admin view of one app: groups, change orders (newest first), console change orders
+    /// not made yet, and pending faults.
     pub fn app_view(&mut self, app_id: &str, now: Timestamp) -> Option<Value> {
         self.advance(now);
         let groups = self.apps.get(app_id)?;
+        let style = self.config.time_style;
         let change_orders: Vec<Value> = self
             .change_orders
             .iter()
             .rev()
             .filter(|co| co.app_id == app_id)
-            .map(|co| {
-                json!({
-                    "changeOrderId": co.id,
-                    "status": co.status(),
-                    "coTypeCode": "CoDeleteInstances",
-                    "instanceIds": co.instance_ids,
-                    "createTime": co.create_time(),
-                    "errorMessage": if co.finished { co.error_message.as_str() } else { "" },
-                })
-            })
+            .map(|co| co.admin_view(now, &style))
+            .collect();
+        let scheduled: Vec<Value> = self
+            .scheduled
+            .iter()
+            .filter(|s| s.app_id == app_id)
+            .map(|s| json!({"changeOrderId": s.id, "at": s.at, "spec": s.spec}))
             .collect();
         let faults = self.faults.get(app_id).cloned().unwrap_or_default();
-        Some(
-            json!({"appId": app_id, "groups": groups, "changeOrders": change_orders, "faults": faults}),
-        )
+        Some(json!({
+            "appId": app_id,
+            "groups": groups,
+            "changeOrders": change_orders,
+            "scheduledChangeOrders": scheduled,
+            "faults": faults,
+        }))
     }
 }
 
@@ -1630,6 +1934,27 @@ mod tests {
     }
 
     #[test]
+    fn a_throttled_key_is_refused_whatever_its_quota_until_switched_off_or_reset() {
+        let mut m = model();
+        m.config_mut().requests_per_minute = 0;
+        m.set_throttle("ak", Some(Some(1000)));
+        let err = m.admit("ak", t0()).unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.retry_after_millis, err.gateway),
+            ("Throttling.User", Some(1000), true)
+        );
+        m.admit("other", t0()).unwrap();
+        m.set_throttle("ak", Some(None));
+        assert_eq!(m.admit("ak", t0()).unwrap_err().retry_after_millis, None);
+        assert_eq!(m.throttled_access_key_ids(), ["ak"]);
+        m.set_throttle("ak", None);
+        m.admit("ak", t0()).unwrap();
+        m.set_throttle("ak", Some(None));
+        m.reset();
+        m.admit("ak", t0()).unwrap();
+    }
+
+    #[test]
     fn quota_slides_and_tells_when_a_slot_frees() {
         let mut m = model();
         m.config_mut().requests_per_minute = 2;
@@ -1637,8 +1962,17 @@ mod tests {
         m.admit("ak", t0() + secs(10)).unwrap();
         let err = m.admit("ak", t0() + secs(20)).unwrap_err();
         assert_eq!(err.code, "Throttling.User");
-        assert_eq!(err.retry_after_secs, Some(40));
+        assert_eq!(err.retry_after_millis, Some(40_000), "milliseconds");
         m.admit("other", t0() + secs(20)).unwrap();
+        // A key of its own quota: "noisy" gets one call a minute, "free" none at all.
+        m.config_mut()
+            .key_requests_per_minute
+            .extend([("noisy".to_string(), 1), ("free".to_string(), 0)]);
+        m.admit("noisy", t0() + secs(20)).unwrap();
+        assert!(m.admit("noisy", t0() + secs(21)).is_err());
+        for _ in 0..10 {
+            m.admit("free", t0() + secs(21)).unwrap();
+        }
         // The throttled call did not count: one slot frees at t0+60.
         m.admit("ak", t0() + secs(60)).unwrap();
         assert!(m.admit("ak", t0() + secs(61)).is_err());
@@ -1975,5 +2309,219 @@ mod tests {
             shown.contains("AK1") && !shown.contains("topsecret") && !shown.contains("tok123"),
             "{shown}"
         );
+    }
+
+    fn console(m: &mut Model, spec: Value, now: Timestamp) -> Result<String, String> {
+        let spec: ConsoleChangeOrderSpec = serde_json::from_value(spec).unwrap();
+        m.schedule_console_change_order("app-1", &spec, now)
+    }
+
+    fn rows(m: &mut Model, now: Timestamp) -> Vec<Value> {
+        let data = m
+            .execute(Operation::ListChangeOrders, &q(&[("AppId", "app-1")]), now)
+            .unwrap()
+            .data;
+        data["ChangeOrderList"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn console_change_orders_queue_behind_the_running_one_and_chain() {
+        let mut m = model();
+        // API deletion t0..t0+2; console deploy due at t0+1 waits until t0+2 and runs 3 s; a
+        // console deletion due at t0+1 too waits for that, until t0+5, and runs 2 s.
+        let api = delete(&mut m, "i-a", t0()).unwrap().committed.unwrap();
+        let deploy = console(
+            &mut m,
+            json!({"coTypeCode": "CoDeploy", "afterSeconds": 1, "seconds": 3}),
+            t0(),
+        )
+        .unwrap();
+        let removal = console(
+            &mut m,
+            json!({"instanceIds": ["i-b"], "at": "2024-05-01T10:00:01Z"}),
+            t0(),
+        )
+        .unwrap();
+        // Nothing is looked at until t0+10: the model catches up in one go.
+        let rows = rows(&mut m, t0() + secs(10));
+        let seen: Vec<(&str, i64, &str, Option<&str>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["ChangeOrderId"].as_str().unwrap(),
+                    r["Status"].as_i64().unwrap(),
+                    r["CreateTime"].as_str().unwrap(),
+                    r["FinishTime"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    removal.as_str(),
+                    2,
+                    "2024-05-01 18:00:05",
+                    Some("2024-05-01 18:00:07")
+                ),
+                (
+                    deploy.as_str(),
+                    2,
+                    "2024-05-01 18:00:02",
+                    Some("2024-05-01 18:00:05")
+                ),
+                (
+                    api.as_str(),
+                    2,
+                    "2024-05-01 18:00:00",
+                    Some("2024-05-01 18:00:02")
+                ),
+            ]
+        );
+        assert_eq!(instances(&mut m, t0() + secs(10)), ["i-c"]);
+        let ledger = m.ledger(t0() + secs(10));
+        let sources: Vec<ChangeOrderSource> = ledger.deletions.iter().map(|d| d.source).collect();
+        assert_eq!(
+            sources,
+            [ChangeOrderSource::Api, ChangeOrderSource::Console]
+        );
+        assert_eq!(ledger.deletions[1].time, t0() + secs(5));
+        assert!(
+            ledger.requests.is_empty(),
+            "the model records no request for the console"
+        );
+    }
+
+    #[test]
+    fn a_console_change_order_due_now_occupies_the_app_at_once() {
+        let mut m = model();
+        let co = console(&mut m, json!({"instanceIds": ["i-a"], "seconds": 0}), t0()).unwrap();
+        assert_eq!(
+            status(&mut m, &co, t0()),
+            2,
+            "zero seconds: done as it is made"
+        );
+        assert_eq!(instances(&mut m, t0()), ["i-b", "i-c"]);
+        console(
+            &mut m,
+            json!({"coTypeCode": "CoRestartInstances", "approvalSeconds": 5}),
+            t0(),
+        )
+        .unwrap();
+        let err = delete(&mut m, "i-b", t0() + secs(4)).unwrap_err();
+        assert_eq!(err.code, "Application.ChangerOrderRunning");
+        assert_eq!(rows(&mut m, t0() + secs(4))[0]["Status"], 11);
+        // Faults script API change orders only: this one ends as its spec says.
+        faults(&mut m, json!([{"kind": "changeOrderResult", "status": 3}]));
+        console(
+            &mut m,
+            json!({"coTypeCode": "CoDeploy", "seconds": 0}),
+            t0() + secs(8),
+        )
+        .unwrap();
+        assert_eq!(rows(&mut m, t0() + secs(8))[0]["Status"], 2);
+        assert!(
+            console(&mut m, json!({"instanceIds": ["i-a"]}), t0() + secs(8))
+                .unwrap_err()
+                .contains("i-a")
+        );
+        assert!(
+            m.schedule_console_change_order(
+                "nope",
+                &serde_json::from_value(json!({"coTypeCode": "CoDeploy"})).unwrap(),
+                t0()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn slow_start_and_result_faults_script_api_change_orders() {
+        let mut m = model();
+        faults(
+            &mut m,
+            json!([
+                {"kind": "slowStart", "preparingSeconds": 3, "times": 2},
+                {"kind": "changeOrderResult", "status": 6, "removedInstances": 5},
+            ]),
+        );
+        let co = delete(&mut m, "i-a,i-b", t0()).unwrap().committed.unwrap();
+        assert_eq!(
+            [0, 2, 3, 4].map(|s| status(&mut m, &co, t0() + secs(s))),
+            [0, 0, 1, 1]
+        );
+        assert_eq!(status(&mut m, &co, t0() + secs(5)), 6);
+        assert_eq!(
+            instances(&mut m, t0() + secs(5)),
+            ["i-c"],
+            "removedInstances beyond the count takes all"
+        );
+        let next = delete(&mut m, "i-c", t0() + secs(5))
+            .unwrap()
+            .committed
+            .unwrap();
+        assert_eq!(
+            status(&mut m, &next, t0() + secs(7)),
+            0,
+            "the second slow start"
+        );
+        assert_eq!(status(&mut m, &next, t0() + secs(10)), 2);
+        let view = m.app_view("app-1", t0() + secs(10)).unwrap();
+        assert_eq!(view["faults"], json!([]));
+    }
+
+    #[test]
+    fn repeated_deletions_name_instances_api_deletions_shared() {
+        let d = |co: &str, ids: &[&str], source| DeletionRecord {
+            app_id: "app-1".into(),
+            change_order_id: co.into(),
+            instance_ids: ids.iter().map(|i| i.to_string()).collect(),
+            time: t0(),
+            source,
+            final_status: Some(3),
+            finished_time: None,
+        };
+        let other_app = DeletionRecord {
+            app_id: "app-2".into(),
+            ..d("co-5", &["i-a"], ChangeOrderSource::Api)
+        };
+        let ledger = [
+            d("co-1", &["i-a", "i-b"], ChangeOrderSource::Api),
+            d("co-2", &["i-b"], ChangeOrderSource::Console),
+            d("co-3", &["i-c"], ChangeOrderSource::Api),
+            d("co-4", &["i-b", "i-a"], ChangeOrderSource::Api),
+            other_app,
+        ];
+        let repeated = repeated_deletions(&ledger);
+        let seen: Vec<(&str, Vec<&str>)> = repeated
+            .iter()
+            .map(|r| {
+                (
+                    r.instance_id.as_str(),
+                    r.change_order_ids.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("i-a", vec!["co-1", "co-4"]), ("i-b", vec!["co-1", "co-4"])]
+        );
+    }
+
+    #[test]
+    fn time_style_and_co_type_code_follow_the_config() {
+        let mut m = model();
+        delete(&mut m, "i-a", t0()).unwrap();
+        m.config_mut().time_style = TimeStyle {
+            zone: jiff::tz::Offset::UTC,
+            form: crate::simulator::TimeForm::Iso8601,
+        };
+        m.config_mut().omit_co_type_code = true;
+        let row = &rows(&mut m, t0() + secs(1))[0];
+        assert_eq!(row["CreateTime"], "2024-05-01T10:00:00Z");
+        assert!(row.get("CoTypeCode").is_none() && row.get("FinishTime").is_none());
+        m.config_mut().deleting_instances = DeletingView::Hidden;
+        assert_eq!(instances(&mut m, t0() + secs(1)), ["i-b", "i-c"]);
+        assert_eq!(instances(&mut m, t0() + secs(2)), ["i-b", "i-c"]);
     }
 }
