@@ -1,4 +1,5 @@
-# sae-controller developer targets. `make test` is the one test command (CI runs it via .ci/run).
+# sae-controller developer targets. `make test` is the one test command; CI (.ci/run) runs
+# `make lint`, then `make test`.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
@@ -10,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DOCKER ?= docker
 IMAGE ?= sae-controller
 
-.PHONY: test bench run install deploy crds demo static static-check image version
+.PHONY: test lint bench run install deploy crds demo static static-check image version
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
 # official SAE SDK, proves the release binary is fully static (file/ldd/readelf), then runs every
@@ -22,6 +23,20 @@ test:
 	hack/check-static.sh; \
 	$(CARGO) test --all-targets; \
 	$(CARGO) test --features otel --test otel
+
+# Formatting, cargo-deny (licences, bans and sources as deny.toml says, advisories against the
+# offline RustSec snapshot in ../shared/advisory-db), then clippy on every target and feature with
+# warnings as errors and the [lints] table of Cargo.toml; the quick checks first. .ci/install-lint-tools.sh builds cargo-deny
+# once into ~/.cache/sae-controller/tools and extracts the snapshot (about 3 minutes cold, instant
+# after). `cargo fetch` first: `--offline` (which keeps cargo-deny from fetching the database) also
+# stops cargo metadata from downloading the crates of other platforms that clippy did not need.
+lint:
+	tools="$$(.ci/install-lint-tools.sh | tail -n 1)"; \
+	export PATH="$$tools:$$PATH"; \
+	$(CARGO) fmt --check; \
+	$(CARGO) fetch --quiet; \
+	$(CARGO) deny --offline check --hide-inclusion-graph licenses bans sources advisories; \
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
 
 # Signing and client->simulator round-trip figures (not part of `make test`).
 # Then the controller end to end (tests/bench_controller.rs, ignored by `make test`): 1,000 objects
