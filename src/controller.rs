@@ -32,7 +32,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
     Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
-    decide, holds_app, listed_past, needs_credentials, object_key, queue_order, shares_app,
+    decide, holds_app, list_covers, needs_credentials, object_key, queue_order, shares_app,
     waits_in_line,
 };
 use crate::metrics::Metrics;
@@ -595,6 +595,8 @@ impl Context {
     ) -> Result<Result<Look, SaeError>, Error> {
         let (region, app) = (obj.pinned().region_id, obj.pinned().app_id);
         let mut change_orders = vec![];
+        // Every row in SAE's order, other types and others' included: what the list covers.
+        let mut listed = vec![];
         let mut complete = false;
         // While the zone is unknown nothing can be proven absent, so reading further back than the
         // newest page would only spend quota.
@@ -625,7 +627,6 @@ impl Context {
                 Err(err) => return Ok(Err(err)),
             };
             let rows = page.change_orders.len();
-            let mut reached = false;
             for co in page.change_orders {
                 let found = FoundChangeOrder {
                     created: co.create_time.as_deref().and_then(parse_sae_time),
@@ -634,7 +635,7 @@ impl Context {
                     change_order_id: co.change_order_id,
                     status: co.status,
                 };
-                reached |= listed_past(&found, since, zone);
+                listed.push(found.clone());
                 // Rows of another type are not deletions; rows without a type may be.
                 if co
                     .co_type_code
@@ -645,7 +646,7 @@ impl Context {
                 }
             }
             let seen = u64::from(page_number - 1) * u64::from(CHANGE_ORDER_PAGE_SIZE) + rows as u64;
-            if reached || rows == 0 || seen >= page.total {
+            if list_covers(&listed, since, zone) || rows == 0 || seen >= page.total {
                 complete = true;
                 break;
             }

@@ -139,6 +139,23 @@ pub struct FoundChangeOrder {
     pub typed: bool,
 }
 
+/// Whether `orders`, every row read so far in the order SAE listed them (whole pages), surely
+/// hold every change order created since `since`: one of them is surely older than `since`, and
+/// all of them came newest first. SAE documents no order for ListChangeOrders, so the order is
+/// checked, not assumed; a list in any other order covers the window only once read to its end.
+pub fn list_covers(orders: &[FoundChangeOrder], since: Timestamp, zone: CreateTimeZone) -> bool {
+    let times: Vec<Timestamp> = orders
+        .iter()
+        .filter_map(|o| o.created)
+        .filter_map(|t| {
+            zone.instant(t)
+                .or_else(|| t.bounds().map(|(earliest, _)| earliest))
+        })
+        .collect();
+    let newest_first = times.windows(2).all(|pair| pair[0] >= pair[1]);
+    newest_first && orders.iter().any(|o| listed_past(o, since, zone))
+}
+
 /// Whether `order` was surely created before `since`, so that a list (newest first) that has
 /// reached it holds every change order created since. An unreadable time is never "surely".
 pub fn listed_past(order: &FoundChangeOrder, since: Timestamp, zone: CreateTimeZone) -> bool {
@@ -4541,6 +4558,31 @@ mod tests {
         );
         let day_before = civil_row("co", "2025-12-30 12:00:00", 2);
         assert!(listed_past(&day_before, since, CreateTimeZone::Unknown));
+    }
+
+    #[test]
+    fn a_list_covers_the_window_only_when_read_newest_first_past_its_start() {
+        let since = at(-1);
+        let zone = CreateTimeZone::Named;
+        let row = |s| found("co", Some(s), 2);
+        assert!(list_covers(&[row(30), row(5), row(-20)], since, zone));
+        assert!(
+            !list_covers(&[row(30), row(5)], since, zone),
+            "not back far enough"
+        );
+        assert!(
+            !list_covers(&[row(-20), row(30)], since, zone),
+            "oldest first: an old row first says nothing of the newer ones after it"
+        );
+        assert!(
+            !list_covers(&[row(5), row(30), row(-20)], since, zone),
+            "out of order before the old row: more may follow"
+        );
+        assert!(list_covers(
+            &[row(30), found("co-x", None, 2), row(-20)],
+            since,
+            zone
+        ));
     }
 
     #[test]
