@@ -645,7 +645,8 @@ impl Context {
                     change_orders.push(found);
                 }
             }
-            let seen = u64::from(page_number - 1) * u64::from(CHANGE_ORDER_PAGE_SIZE) + rows as u64;
+            // Rows received, not pages times the size asked for: SAE may serve smaller pages.
+            let seen = listed.len() as u64;
             if list_covers(&listed, since, zone) || rows == 0 || seen >= page.total {
                 complete = true;
                 break;
