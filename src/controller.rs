@@ -31,14 +31,16 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Clock, Event, Evidence, FoundChangeOrder, Observation, SEND_BOUND, app_turn,
-    decide, holds_app, list_covers, needs_credentials, object_key, queue_order, shares_app,
-    waits_in_line,
+    AppTurn, Clock, Event, Evidence, FoundChangeOrder, SEND_BOUND, app_turn, holds_app,
+    list_covers, object_key, queue_order, shares_app, waits_in_line,
 };
 use crate::metrics::Metrics;
 use crate::quota::{Priority, QuotaPlanner};
 use crate::sae::time::{CreateTimeZone, parse_sae_time};
-use crate::sae::{AppInstances, Credentials, RrsaProvider, SaeClient, SaeError};
+use crate::sae::{
+    AppInstances, ChangeOrder, Credentials, DeleteAccepted, RrsaProvider, SaeClient, SaeError,
+};
+use crate::steps::{self, Effects, Outcome, Token};
 
 /// The name under which the controller writes status and publishes events.
 pub const CONTROLLER_NAME: &str = "sae-controller";
@@ -893,293 +895,266 @@ async fn reconcile(obj: Arc<SaeInstanceDeletion>, ctx: Arc<Context>) -> Result<R
     }
 }
 
-/// Whether the write-ahead recorded in `obj` is recent enough for its request to leave now.
-fn within_send_bound(obj: &SaeInstanceDeletion) -> bool {
-    let Some(recorded) = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.last_attempt_time.as_ref())
-    else {
-        return false;
-    };
-    recorded
-        .0
-        .checked_add(SEND_BOUND)
-        .is_ok_and(|latest| Timestamp::now() < latest)
+/// The controller's [`Effects`]: one reconcile's view of the API server, the quota and SAE.
+struct Reconciler<'a> {
+    ctx: &'a Context,
+    slot: Slot,
+    /// Read by [`Effects::read_credentials`]; `None` until then (or when not needed).
+    credentials: Option<Result<Credentials, String>>,
+    /// A poll's quota token that did not come by its `write_by`, still in line.
+    pending_token: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+}
+
+impl Reconciler<'_> {
+    fn creds(&self) -> Result<Credentials, Error> {
+        self.credentials
+            .as_ref()
+            .and_then(|read| read.as_ref().ok())
+            .cloned()
+            .ok_or_else(|| Error::Internal("an SAE call was decided without credentials".into()))
+    }
+
+    fn region_app(obj: &SaeInstanceDeletion) -> (String, String) {
+        let pinned = obj.pinned();
+        (pinned.region_id.to_string(), pinned.app_id.to_string())
+    }
+}
+
+impl Effects for Reconciler<'_> {
+    type Error = Error;
+
+    fn clock(&mut self) -> Clock {
+        Clock {
+            now: Timestamp::now(),
+            jitter: fastrand::f64(),
+            resolve_after: self.ctx.settings.resolve_after,
+        }
+    }
+
+    fn app_turn(&self, obj: &SaeInstanceDeletion) -> AppTurn {
+        app_turn(&self.ctx.store.state(), obj)
+    }
+
+    async fn read_credentials(&mut self, obj: &SaeInstanceDeletion) -> Result<(), String> {
+        let read = self.ctx.credentials_for(obj).await;
+        let usable = read.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.credentials = Some(read);
+        usable
+    }
+
+    async fn token(&mut self, _: &SaeInstanceDeletion, priority: Priority) -> Result<(), Error> {
+        let creds = self.creds()?;
+        self.ctx.token(&mut self.slot, &creds, priority).await
+    }
+
+    async fn token_by(
+        &mut self,
+        _: &SaeInstanceDeletion,
+        priority: Priority,
+        by: Timestamp,
+    ) -> Result<bool, Error> {
+        let creds = self.creds()?;
+        let quota = &self.ctx.quota;
+        let key = creds.access_key_id().to_string();
+        // Boxed and kept, so that writing the status meanwhile keeps its place in the line.
+        let mut token = Box::pin(async move { quota.acquire(&key, priority).await });
+        let in_time = self
+            .slot
+            .released(tokio::time::timeout(until(by), &mut token))
+            .await
+            .is_ok();
+        if !in_time {
+            self.pending_token = Some(token);
+        }
+        Ok(in_time)
+    }
+
+    async fn rest_of_token(&mut self) -> Result<(), Error> {
+        match self.pending_token.take() {
+            Some(token) => self.slot.until_token(token).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn sleep_until(&mut self, t: Timestamp) {
+        self.slot.released(tokio::time::sleep(until(t))).await;
+    }
+
+    fn newer(&self, obj: &SaeInstanceDeletion) -> Option<SaeInstanceDeletion> {
+        self.ctx
+            .store
+            .get(&ObjectRef::from_obj(obj))
+            .filter(|newer| newer.metadata.resource_version != obj.metadata.resource_version)
+            .map(|newer| (*newer).clone())
+    }
+
+    fn was_deleted(&self, obj: &SaeInstanceDeletion) -> bool {
+        self.ctx.finished.was_deleted(obj)
+    }
+
+    async fn may_send(&mut self) -> bool {
+        self.ctx.may_send().await
+    }
+
+    fn claim_app(&mut self, obj: &SaeInstanceDeletion) -> bool {
+        self.ctx.claim_app(obj)
+    }
+
+    fn release_app(&mut self, obj: &SaeInstanceDeletion) {
+        self.ctx.release_app(obj)
+    }
+
+    async fn write_status(
+        &mut self,
+        obj: &mut SaeInstanceDeletion,
+        status: SaeInstanceDeletionStatus,
+    ) -> Result<bool, Error> {
+        record(self.ctx, obj, status).await
+    }
+
+    async fn publish(&mut self, obj: &SaeInstanceDeletion, event: &Event) {
+        publish(self.ctx, obj, event).await
+    }
+
+    async fn delete_instances(
+        &mut self,
+        obj: &SaeInstanceDeletion,
+        instance_ids: &[String],
+    ) -> Result<Result<DeleteAccepted, SaeError>, Error> {
+        let creds = self.creds()?;
+        let (region, app) = Self::region_app(obj);
+        info!(
+            instances = instance_ids.len(),
+            attempt = obj.status.as_ref().map(|s| s.attempts()).unwrap_or(0),
+            "sending DeleteInstances"
+        );
+        let result = self
+            .ctx
+            .measured(
+                "DeleteInstances",
+                &creds,
+                self.ctx
+                    .sae
+                    .delete_instances(&creds, &region, &app, instance_ids),
+            )
+            .await;
+        // On the reconcile span, so later log lines and the trace carry them too.
+        let span = tracing::Span::current();
+        match &result {
+            Ok(ok) => {
+                span.record("change_order_id", ok.change_order_id.as_str());
+                if let Some(request_id) = &ok.request_id {
+                    span.record("request_id", request_id.as_str());
+                }
+                info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted")
+            }
+            Err(err) => {
+                if let Some(request_id) = err.request_id() {
+                    span.record("request_id", request_id);
+                }
+                warn!(error = %err, class = ?err.class(), "DeleteInstances failed")
+            }
+        }
+        Ok(result)
+    }
+
+    async fn describe_change_order(
+        &mut self,
+        obj: &SaeInstanceDeletion,
+        change_order_id: &str,
+        token: Token,
+    ) -> Result<Result<ChangeOrder, SaeError>, Error> {
+        let creds = self.creds()?;
+        let (region, _) = Self::region_app(obj);
+        if token == Token::Take {
+            self.ctx
+                .token(&mut self.slot, &creds, Priority::Poll)
+                .await?;
+        }
+        Ok(self
+            .ctx
+            .measured(
+                "DescribeChangeOrder",
+                &creds,
+                self.ctx
+                    .sae
+                    .describe_change_order(&creds, &region, change_order_id),
+            )
+            .await)
+    }
+
+    async fn instance_ids(
+        &mut self,
+        obj: &SaeInstanceDeletion,
+        priority: Priority,
+    ) -> Result<Result<Vec<String>, SaeError>, Error> {
+        let creds = self.creds()?;
+        let (region, app) = Self::region_app(obj);
+        self.ctx
+            .instance_ids(&mut self.slot, &creds, priority, &region, &app)
+            .await
+    }
+
+    async fn evidence(
+        &mut self,
+        obj: &SaeInstanceDeletion,
+        since: Timestamp,
+    ) -> Result<Result<Evidence, SaeError>, Error> {
+        let creds = self.creds()?;
+        let evidence = self
+            .ctx
+            .evidence(&mut self.slot, &creds, obj, since)
+            .await?;
+        match &evidence {
+            Ok(e) => info!(
+                change_orders = e.change_orders.len(),
+                complete = e.complete,
+                instances = e.existing_instance_ids.len(),
+                zone = ?e.zone,
+                "looked for the outcome of a lost attempt"
+            ),
+            Err(err) => {
+                warn!(error = %err, "could not look for the outcome of a lost attempt")
+            }
+        }
+        Ok(evidence)
+    }
 }
 
 async fn reconcile_steps(
-    mut obj: SaeInstanceDeletion,
+    obj: SaeInstanceDeletion,
     ctx: Arc<Context>,
-    mut slot: Slot,
+    slot: Slot,
 ) -> Result<Requeue, Error> {
-    let app = app_turn(&ctx.store.state(), &obj);
-    let credentials = if needs_credentials(&obj, &app) {
-        Some(ctx.credentials_for(&obj).await)
-    } else {
-        None
+    let mut fx = Reconciler {
+        ctx: &ctx,
+        slot,
+        credentials: None,
+        pending_token: None,
     };
-    let start = |app: AppTurn| Observation::Start {
-        credentials: match &credentials {
-            None => Ok(()),
-            Some(read) => read.as_ref().map(|_| ()).map_err(Clone::clone),
-        },
-        app,
-    };
-    let mut observation = start(app);
-    let creds = || {
-        credentials
-            .as_ref()
-            .and_then(|read| read.as_ref().ok())
-            .ok_or_else(|| Error::Internal("an SAE call was decided without credentials".into()))
-    };
-    // A status decided but not written yet (Action::FirstPoll), with the events of that decision.
-    // `obj` carries it in memory; its resourceVersion is still the one the write-ahead got.
-    let mut held: Option<Vec<Event>> = None;
-    // Whether this reconcile holds a quota token for a DeleteInstances.
-    let mut send_token = false;
-    // Each decision leads to at most one SAE step; a handful of rounds covers
-    // token → send → accepted → first wait, or resolve → adopt → poll.
-    for _ in 0..10 {
-        let clock = Clock {
-            now: Timestamp::now(),
-            jitter: fastrand::f64(),
-            resolve_after: ctx.settings.resolve_after,
-        };
-        let decision = decide(&obj, &clock, observation);
-        if let Action::SendDelete { .. } = decision.action {
-            if !send_token {
-                // Token first: the wait for quota may be long, and it must not lie between the
-                // write-ahead and the send. Then decide again on what is true after the wait.
-                ctx.token(&mut slot, creds()?, Priority::Delete).await?;
-                send_token = true;
-                if ctx.finished.was_deleted(&obj) {
-                    info!("object deleted while waiting for quota: nothing sent");
-                    return Ok(Requeue::await_change());
-                }
-                if let Some(newer) = ctx.store.get(&ObjectRef::from_obj(&obj))
-                    && newer.metadata.resource_version != obj.metadata.resource_version
-                {
-                    obj = (*newer).clone();
-                }
-                observation = start(app_turn(&ctx.store.state(), &obj));
-                continue;
-            }
-            if !ctx.may_send().await {
-                // Sends nothing and writes nothing. A replica that lost its lease exits and the
-                // leader takes over; one that could not confirm it (the API server slow or away)
-                // looks again soon: nothing else would wake this object (the watch reacts to spec
-                // changes only), and the queue behind it would wait for it.
-                warn!(
-                    "cannot confirm the leader lease: DeleteInstances not sent; trying again shortly"
-                );
-                return Ok(Requeue::requeue(LEASE_RECHECK));
-            }
-            if !ctx.claim_app(&obj) {
-                // Another object just started on this app and the cache does not show it yet.
-                return Ok(Requeue::requeue(Duration::from_secs(1)));
-            }
+    Ok(match steps::reconcile(obj, &mut fx).await? {
+        Outcome::Done | Outcome::Deleted => Requeue::await_change(),
+        Outcome::WaitUntil(t) => Requeue::requeue(until(t)),
+        Outcome::Conflicted => conflicted(),
+        Outcome::LeaseUnconfirmed => {
+            // A replica that lost its lease exits and the leader takes over; one that could not
+            // confirm it (the API server slow or away) looks again soon: nothing else would wake
+            // this object (the watch reacts to spec changes only), and the queue behind it would
+            // wait for it.
+            warn!(
+                "cannot confirm the leader lease: DeleteInstances not sent; trying again shortly"
+            );
+            Requeue::requeue(LEASE_RECHECK)
         }
-        if let Action::FirstPoll { .. } = decision.action {
-            obj.status = Some(decision.status);
-            held = Some(decision.events);
-        } else {
-            // A held status was never written, whether or not this decision changes it.
-            let unwritten = held.is_some();
-            let events = match held.take() {
-                Some(held_events) => events_after_held(
-                    obj.status.as_ref(),
-                    held_events,
-                    decision.events,
-                    &decision.status,
-                ),
-                None => decision.events,
-            };
-            if (unwritten || obj.status.as_ref() != Some(&decision.status))
-                && !record(&ctx, &mut obj, decision.status).await?
-            {
-                return Ok(conflicted());
-            }
-            for event in &events {
-                publish(&ctx, &obj, event).await;
-            }
-        }
-        let (region, app) = (
-            obj.pinned().region_id.to_string(),
-            obj.pinned().app_id.to_string(),
-        );
-        observation = match decision.action {
-            Action::Done => return Ok(Requeue::await_change()),
-            Action::WaitUntil(t) => return Ok(Requeue::requeue(until(t))),
-            Action::SendDelete { instance_ids } => {
-                let creds = creds()?;
-                send_token = false;
-                // Fencing, second half: after the token and the write-ahead, right before the
-                // bytes leave, the lease must still be ours and the object still wanted.
-                if ctx.finished.was_deleted(&obj) {
-                    ctx.release_app(&obj);
-                    info!("object deleted after its write-ahead: DeleteInstances not sent");
-                    return Ok(Requeue::await_change());
-                }
-                // Either way the attempt is taken back in the status (if the API server takes the
-                // write: a replica that is no leader any more meets the new leader's writes as a
-                // conflict), so it is neither stranded in Submitting nor resolved at length.
-                let why = if !ctx.may_send().await {
-                    Some("this replica could not confirm it holds the leader lease".to_string())
-                } else if !within_send_bound(&obj) {
-                    Some(format!(
-                        "it could not leave within {} s of its write-ahead (slow API server?)",
-                        SEND_BOUND.as_secs()
-                    ))
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    warn!(%why, "DeleteInstances not sent");
-                    observation = Observation::NotSent { why };
-                    continue;
-                }
-                info!(
-                    instances = instance_ids.len(),
-                    attempt = obj.status.as_ref().map(|s| s.attempts()).unwrap_or(0),
-                    "sending DeleteInstances"
-                );
-                let result = ctx
-                    .measured(
-                        "DeleteInstances",
-                        creds,
-                        ctx.sae
-                            .delete_instances(creds, &region, &app, &instance_ids),
-                    )
-                    .await;
-                // On the reconcile span, so later log lines and the trace carry them too.
-                let span = tracing::Span::current();
-                match &result {
-                    Ok(ok) => {
-                        span.record("change_order_id", ok.change_order_id.as_str());
-                        if let Some(request_id) = &ok.request_id {
-                            span.record("request_id", request_id.as_str());
-                        }
-                        info!(change_order_id = %ok.change_order_id, request_id = ok.request_id.as_deref().unwrap_or(""), "DeleteInstances accepted")
-                    }
-                    Err(err) => {
-                        if let Some(request_id) = err.request_id() {
-                            span.record("request_id", request_id);
-                        }
-                        warn!(error = %err, class = ?err.class(), "DeleteInstances failed")
-                    }
-                }
-                Observation::DeleteResult(result)
-            }
-            Action::PollChangeOrder { change_order_id } => {
-                let creds = creds()?;
-                Observation::ChangeOrderResult(
-                    ctx.with_token(
-                        &mut slot,
-                        "DescribeChangeOrder",
-                        creds,
-                        Priority::Poll,
-                        ctx.sae
-                            .describe_change_order(creds, &region, &change_order_id),
-                    )
-                    .await?,
-                )
-            }
-            Action::FirstPoll {
-                change_order_id,
-                at,
-                write_by,
-            } => {
-                let creds = creds()?;
-                slot.released(tokio::time::sleep(until(at))).await;
-                // Pinned, so that writing the status meanwhile keeps its place in the line.
-                let token = ctx.quota.acquire(creds.access_key_id(), Priority::Poll);
-                tokio::pin!(token);
-                if slot
-                    .released(tokio::time::timeout(until(write_by), &mut token))
-                    .await
-                    .is_err()
-                {
-                    // The quota is busy: record the change order now, poll when a token comes.
-                    let status = obj.status.clone().unwrap_or_default();
-                    if !record(&ctx, &mut obj, status).await? {
-                        return Ok(conflicted());
-                    }
-                    for event in held.take().unwrap_or_default() {
-                        publish(&ctx, &obj, &event).await;
-                    }
-                    slot.until_token(&mut token).await?;
-                }
-                Observation::ChangeOrderResult(
-                    ctx.measured(
-                        "DescribeChangeOrder",
-                        creds,
-                        ctx.sae
-                            .describe_change_order(creds, &region, &change_order_id),
-                    )
-                    .await,
-                )
-            }
-            Action::CheckInstances => Observation::DryRunResult(
-                ctx.instance_ids(&mut slot, creds()?, Priority::Poll, &region, &app)
-                    .await?,
-            ),
-            Action::ResolveAttempt { since, .. } => {
-                let evidence = ctx.evidence(&mut slot, creds()?, &obj, since).await?;
-                match &evidence {
-                    Ok(e) => info!(
-                        change_orders = e.change_orders.len(),
-                        complete = e.complete,
-                        instances = e.existing_instance_ids.len(),
-                        zone = ?e.zone,
-                        "looked for the outcome of a lost attempt"
-                    ),
-                    Err(err) => {
-                        warn!(error = %err, "could not look for the outcome of a lost attempt")
-                    }
-                }
-                Observation::ResolveResult(evidence)
-            }
-            Action::CheckGone { rejection } => {
-                let existing = ctx
-                    .instance_ids(&mut slot, creds()?, Priority::Resolve, &region, &app)
-                    .await?;
-                Observation::GoneCheck {
-                    rejection,
-                    existing,
-                }
-            }
-        };
-    }
-    // Not reached in practice; come back soon rather than loop here.
-    Ok(Requeue::requeue(Duration::from_secs(1)))
+        // Another object just started on this app and the cache does not show it yet.
+        Outcome::AppClaimed | Outcome::OutOfRounds => Requeue::requeue(Duration::from_secs(1)),
+    })
 }
 
 /// A status write answered 409: the decision is void; start over from a fresh read.
 fn conflicted() -> Requeue {
     info!("status write conflicted: the object changed meanwhile; re-reading");
     Requeue::requeue(CONFLICT_REQUEUE)
-}
-
-/// The events to publish when a status held back by [`Action::FirstPoll`] is written, or replaced
-/// before it was written, by the next decision's `status`. When the poll moved the object on, the
-/// held transition's event is dropped (the next one names the change order); anything else the
-/// held decision had to say is kept, before the new decision's events.
-fn events_after_held(
-    held: Option<&SaeInstanceDeletionStatus>,
-    held_events: Vec<Event>,
-    events: Vec<Event>,
-    status: &SaeInstanceDeletionStatus,
-) -> Vec<Event> {
-    let state = |s: &SaeInstanceDeletionStatus| (s.phase, s.reason().map(String::from));
-    let held_state = held.map(state);
-    let superseded = held_state.as_ref() != Some(&state(status));
-    let held_reason = held_state.and_then(|(_, reason)| reason);
-    held_events
-        .into_iter()
-        .filter(|e| !(superseded && Some(&e.reason) == held_reason.as_ref()))
-        .chain(events)
-        .collect()
 }
 
 /// Writes `status` for `obj` and makes `obj` the stored result; false when the write conflicted
@@ -1674,6 +1649,8 @@ mod fake_api_tests {
     use super::*;
     use std::collections::VecDeque;
     use std::sync::Mutex;
+
+    use crate::decide::{Observation, decide};
 
     use http::{Method, Request, Response};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -1609,14 +1609,14 @@ impl<'a> Step<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crd::{CredentialsRef, SaeInstanceDeletionSpec};
 
     // ---- Builders -----------------------------------------------------------------------------
 
     /// Every object in these tests is created at T0 = 2026-01-01T00:00:00Z; `at(s)` is T0 + s.
-    fn at(seconds: i64) -> Timestamp {
+    pub(crate) fn at(seconds: i64) -> Timestamp {
         add(
             "2026-01-01T00:00:00Z".parse().unwrap(),
             SignedDuration::from_secs(seconds),
@@ -1650,7 +1650,7 @@ mod tests {
         obj
     }
 
-    fn fresh() -> SaeInstanceDeletion {
+    pub(crate) fn fresh() -> SaeInstanceDeletion {
         object_with(spec(), None)
     }
 
@@ -1667,7 +1667,7 @@ mod tests {
     /// SAE may still act on a send up to 40 s later (client timeout plus margin).
     const RESOLVE_AFTER: i64 = 40;
 
-    fn clock(seconds: i64) -> Clock {
+    pub(crate) fn clock(seconds: i64) -> Clock {
         Clock {
             now: at(seconds),
             jitter: 0.5,
@@ -1715,7 +1715,7 @@ mod tests {
     }
 
     /// A change order row as the caller hands it over: created at T0 + `created` seconds.
-    fn found(id: &str, created: Option<i64>, status: i64) -> FoundChangeOrder {
+    pub(crate) fn found(id: &str, created: Option<i64>, status: i64) -> FoundChangeOrder {
         FoundChangeOrder {
             change_order_id: id.into(),
             created: created.map(|s| SaeTime::Absolute(at(s))),
@@ -1756,7 +1756,7 @@ mod tests {
         }
     }
 
-    fn api_error(code: &str, http_status: u16) -> SaeError {
+    pub(crate) fn api_error(code: &str, http_status: u16) -> SaeError {
         SaeError::Api {
             operation: "DeleteInstances",
             http_status,
@@ -1797,7 +1797,7 @@ mod tests {
 
     /// Applies a decision the way the caller does: the object now carries the decided status.
     /// The status goes through JSON, as it would through the API server.
-    fn apply(obj: &SaeInstanceDeletion, decision: &Decision) -> SaeInstanceDeletion {
+    pub(crate) fn apply(obj: &SaeInstanceDeletion, decision: &Decision) -> SaeInstanceDeletion {
         let mut next = obj.clone();
         let json = serde_json::to_value(&decision.status).unwrap();
         next.status = Some(serde_json::from_value(json).unwrap());
@@ -1818,7 +1818,7 @@ mod tests {
     }
 
     /// Attempt 1 written ahead at t=10.
-    fn submitting() -> SaeInstanceDeletion {
+    pub(crate) fn submitting() -> SaeInstanceDeletion {
         step(&fresh(), 10, start())
     }
 
@@ -1863,11 +1863,11 @@ mod tests {
         step(&retrying(), 15, start_with(busy()))
     }
 
-    fn status(obj: &SaeInstanceDeletion) -> &SaeInstanceDeletionStatus {
+    pub(crate) fn status(obj: &SaeInstanceDeletion) -> &SaeInstanceDeletionStatus {
         obj.status.as_ref().unwrap()
     }
 
-    fn ids(list: &[&str]) -> Vec<String> {
+    pub(crate) fn ids(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
     }
 
@@ -4656,301 +4656,5 @@ mod tests {
             Some("Application.ChangerOrderRunning")
         );
         assert_eq!(s.next_attempt_time, None);
-    }
-
-    // ---- Stories against a stand-in for SAE ---------------------------------------------------
-
-    /// How one DeleteInstances send fares.
-    #[derive(Clone, Copy, Debug)]
-    enum Fate {
-        Answered,
-        /// Timed out before SAE saw it.
-        LostBeforeSae,
-        /// SAE executed it, the answer never arrived.
-        LostAfterSae,
-        /// The answer never arrived and SAE executes it 20 s later (inside resolve_after).
-        ExecutedLate,
-        /// Refused: another change order runs.
-        AppBusy,
-        /// 5xx from the gateway, SAE did not execute it.
-        GatewayErrorBeforeSae,
-    }
-
-    /// Just enough of SAE's side of one app to drive `decide` the way the controller does. A
-    /// change order it opens finishes at once.
-    struct FakeSae {
-        instances: Vec<String>,
-        orders: Vec<FoundChangeOrder>,
-        fates: Vec<Fate>,
-        executed: usize,
-        /// Sends SAE will still execute: (when, ids).
-        in_flight: Vec<(i64, Vec<String>)>,
-    }
-
-    impl FakeSae {
-        fn new(instances: &[&str], fates: &[Fate]) -> Self {
-            Self {
-                instances: ids(instances),
-                orders: vec![],
-                fates: fates.to_vec(),
-                executed: 0,
-                in_flight: vec![],
-            }
-        }
-
-        /// Lets SAE execute what was due by `now`.
-        fn tick(&mut self, now: i64) {
-            let (due, later) = self.in_flight.drain(..).partition(|(t, _)| *t <= now);
-            self.in_flight = later;
-            for (t, ids) in due {
-                let _ = self.execute(&ids, t);
-            }
-        }
-
-        fn execute(&mut self, ids: &[String], now: i64) -> Result<String, SaeError> {
-            if ids.iter().any(|id| !self.instances.contains(id)) {
-                return Err(api_error("InvalidParameter.WithMessage", 400));
-            }
-            self.executed += 1;
-            let id = format!("co-{}", self.executed);
-            self.instances.retain(|i| !ids.contains(i));
-            self.orders.insert(0, found(&id, Some(now), 2));
-            Ok(id)
-        }
-
-        fn delete(&mut self, ids: &[String], now: i64) -> Result<DeleteAccepted, SaeError> {
-            let fate = if self.fates.is_empty() {
-                Fate::Answered
-            } else {
-                self.fates.remove(0)
-            };
-            let lost = SaeError::NoAnswer {
-                operation: "DeleteInstances",
-                detail: "timed out".into(),
-            };
-            match fate {
-                Fate::LostBeforeSae => return Err(lost),
-                Fate::GatewayErrorBeforeSae => return Err(api_error("ServiceUnavailable", 503)),
-                Fate::AppBusy => return Err(api_error("Application.ChangerOrderRunning", 400)),
-                Fate::ExecutedLate => {
-                    self.in_flight.push((now + 20, ids.to_vec()));
-                    return Err(lost);
-                }
-                Fate::Answered | Fate::LostAfterSae => {}
-            }
-            let id = self.execute(ids, now)?;
-            match fate {
-                Fate::LostAfterSae => Err(lost),
-                _ => Ok(DeleteAccepted {
-                    change_order_id: id,
-                    request_id: Some("req-ok".into()),
-                    trace_id: None,
-                }),
-            }
-        }
-
-        fn describe(&self, id: &str) -> Result<ChangeOrder, SaeError> {
-            let found = self.orders.iter().find(|o| o.change_order_id == id);
-            Ok(ChangeOrder {
-                change_order_id: id.into(),
-                status: found.map_or(0, |o| o.status),
-                sub_status: None,
-                co_type_code: Some("CoDeleteInstances".into()),
-                error_message: None,
-                create_time: None,
-                request_id: Some("req-poll".into()),
-            })
-        }
-
-        fn evidence(&self) -> Evidence {
-            Evidence {
-                change_orders: self.orders.clone(),
-                complete: true,
-                existing_instance_ids: self.instances.clone(),
-                terminating_instance_ids: vec![],
-                zone: CreateTimeZone::Named,
-            }
-        }
-    }
-
-    /// Runs reconciles the way the controller does (write, act, feed back; sleep on WaitUntil)
-    /// until the object is final. Returns it and the actions taken.
-    fn drive(
-        mut obj: SaeInstanceDeletion,
-        sae: &mut FakeSae,
-        mut now: i64,
-    ) -> (SaeInstanceDeletion, Vec<&'static str>) {
-        let mut trail = vec![];
-        let mut observation = start();
-        for _ in 0..200 {
-            let d = decide(&obj, &clock(now), observation);
-            obj = apply(&obj, &d);
-            sae.tick(now);
-            observation = match d.action {
-                Action::Done => return (obj, trail),
-                Action::WaitUntil(t) => {
-                    trail.push("wait");
-                    now = now.max(t.as_second() - at(0).as_second());
-                    start()
-                }
-                Action::SendDelete { instance_ids } => {
-                    trail.push("send");
-                    Observation::DeleteResult(sae.delete(&instance_ids, now))
-                }
-                Action::ResolveAttempt { .. } => {
-                    trail.push("resolve");
-                    Observation::ResolveResult(Ok(sae.evidence()))
-                }
-                Action::PollChangeOrder { change_order_id } => {
-                    trail.push("poll");
-                    Observation::ChangeOrderResult(sae.describe(&change_order_id))
-                }
-                // Here every status is written; whether the caller may hold one changes nothing
-                // about what is decided.
-                Action::FirstPoll {
-                    change_order_id,
-                    at: first,
-                    ..
-                } => {
-                    trail.extend(["wait", "poll"]);
-                    now = now.max(first.as_second() - at(0).as_second());
-                    sae.tick(now);
-                    Observation::ChangeOrderResult(sae.describe(&change_order_id))
-                }
-                Action::CheckGone { rejection } => {
-                    trail.push("check-gone");
-                    Observation::GoneCheck {
-                        rejection,
-                        existing: Ok(sae.instances.clone()),
-                    }
-                }
-                Action::CheckInstances => panic!("not a dry run"),
-            };
-        }
-        panic!("no final phase after 200 decisions: {trail:?}");
-    }
-
-    #[test]
-    fn story_a_lost_answer_proven_not_executed_is_sent_once_more() {
-        let mut sae = FakeSae::new(&["i-1", "i-2", "i-3"], &[Fate::LostBeforeSae]);
-        let (obj, trail) = drive(fresh(), &mut sae, 10);
-        assert_eq!(
-            trail,
-            vec![
-                "send",    // t=10, answer lost
-                "resolve", // nothing yet, too early
-                "wait",    // until t0 + resolve_after = 50
-                "resolve", // still nothing: not executed
-                "wait",    // backoff
-                "send",    // attempt 2, accepted
-                "wait", "poll",
-            ]
-        );
-        let s = status(&obj);
-        assert_eq!(
-            (s.phase, s.reason()),
-            (Some(Phase::Succeeded), Some("Succeeded"))
-        );
-        assert_eq!(s.attempts, Some(2));
-        assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
-        assert_eq!(sae.executed, 1, "at most one accepted DeleteInstances");
-        assert_eq!(sae.instances, ids(&["i-3"]));
-    }
-
-    #[test]
-    fn story_a_lost_answer_executed_by_sae_is_adopted_not_resent() {
-        let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::LostAfterSae]);
-        let (obj, trail) = drive(fresh(), &mut sae, 10);
-        assert_eq!(trail, vec!["send", "resolve"]);
-        let s = status(&obj);
-        assert_eq!(
-            (s.phase, s.reason()),
-            (Some(Phase::Succeeded), Some("Succeeded"))
-        );
-        assert_eq!(s.attempts, Some(1));
-        assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
-        assert_eq!(sae.executed, 1);
-    }
-
-    #[test]
-    fn story_an_attempt_sae_executes_late_is_found_not_resent() {
-        let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::ExecutedLate]);
-        let (obj, trail) = drive(fresh(), &mut sae, 10);
-        // Nothing at first (too early), then SAE's change order from t=30 shows up.
-        assert_eq!(trail, vec!["send", "resolve", "wait", "resolve"]);
-        let s = status(&obj);
-        assert_eq!(
-            (s.phase, s.reason()),
-            (Some(Phase::Succeeded), Some("Succeeded"))
-        );
-        assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
-        assert_eq!(sae.executed, 1);
-    }
-
-    #[test]
-    fn story_a_crash_after_the_write_ahead_sends_at_most_once() {
-        // The process died after writing attempt 1 ahead; the send happened or it did not.
-        for sent_before_crash in [false, true] {
-            let mut sae = FakeSae::new(&["i-1", "i-2"], &[]);
-            if sent_before_crash {
-                sae.delete(&ids(&["i-1", "i-2"]), 10).unwrap();
-            }
-            let (obj, _) = drive(submitting(), &mut sae, 30);
-            let s = status(&obj);
-            assert_eq!(s.phase, Some(Phase::Succeeded), "sent {sent_before_crash}");
-            assert_eq!(sae.executed, 1, "sent {sent_before_crash}");
-            assert_eq!(s.attempts, Some(if sent_before_crash { 1 } else { 2 }));
-        }
-    }
-
-    #[test]
-    fn every_mix_of_lost_and_refused_sends_deletes_exactly_once() {
-        use Fate::*;
-        let fates = [
-            Answered,
-            LostBeforeSae,
-            LostAfterSae,
-            ExecutedLate,
-            AppBusy,
-            GatewayErrorBeforeSae,
-        ];
-        for first in fates {
-            for second in fates {
-                for third in fates {
-                    let plan = [first, second, third];
-                    let mut sae = FakeSae::new(&["i-1", "i-2"], &plan);
-                    let (obj, trail) = drive(fresh(), &mut sae, 10);
-                    let s = status(&obj);
-                    assert_eq!(sae.executed, 1, "{plan:?}: {trail:?}");
-                    assert_eq!(s.phase, Some(Phase::Succeeded), "{plan:?}: {s:#?}");
-                    assert_eq!(s.reason(), Some("Succeeded"), "{plan:?}");
-                    assert!(sae.instances.is_empty(), "{plan:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn story_instances_already_gone_succeed_without_deleting_anything() {
-        use Fate::*;
-        // A re-applied object for instances an earlier one removed: rejected, checked, done.
-        for first in [Answered, LostBeforeSae, AppBusy, GatewayErrorBeforeSae] {
-            let mut sae = FakeSae::new(&["i-3"], &[first]);
-            let (obj, trail) = drive(fresh(), &mut sae, 10);
-            let s = status(&obj);
-            assert_eq!(
-                (s.phase, s.reason()),
-                (Some(Phase::Succeeded), Some("AlreadyDeleted")),
-                "{first:?}: {trail:?}"
-            );
-            assert_eq!(sae.executed, 0, "{first:?}");
-        }
-        let mut sae = FakeSae::new(&["i-3"], &[]);
-        let (_, trail) = drive(fresh(), &mut sae, 10);
-        assert_eq!(
-            trail,
-            vec!["send", "check-gone"],
-            "one extra call, only here"
-        );
     }
 }

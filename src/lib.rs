@@ -4,7 +4,8 @@
 //! - [`sae`]: talking to SAE (signing, typed client, error classes); no Kubernetes types inside.
 //! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
 //! - [`decide`]: the pure decision function at the centre of the controller.
-//! - [`controller`]: the thin Kubernetes wiring around `decide`.
+//! - [`steps`]: one reconcile: the loop from decisions to effects and back, shared with the tests.
+//! - [`controller`]: the Kubernetes wiring around `decide`: the [`steps::Effects`] of production.
 //! - [`metrics`]: the Prometheus metrics served on `/metrics` ([`ops_metrics`]: build, watch health,
 //!   deadlines; [`metrics_text`]: the classic text format for scrapers that do not ask for
 //!   OpenMetrics).
@@ -22,6 +23,7 @@ pub mod ops_metrics;
 pub mod quota;
 pub mod sae;
 pub mod simulator;
+pub mod steps;
 #[cfg(feature = "otel")]
 pub mod telemetry;
 pub mod version;
