@@ -1,0 +1,349 @@
+//! The pure decision function at the centre of the controller.
+//!
+//! [`decide`] looks at an object, the time, and one observation (a reconcile starting, or the
+//! result of the SAE call it asked for) and returns the status to write, the next action and the
+//! events to publish. It performs no I/O and reads no clock or random source, so every transition
+//! is a table test (see the tests at the bottom).
+//!
+//! The status's phase says where a deletion stands, and the caller persists it before acting:
+//! `Submitting` is written *before* DeleteInstances is sent (write-ahead), so a crash between the
+//! send and the recording of its result is visible as "Submitting at the start of a reconcile" and
+//! is never mistaken for "not sent yet".
+//!
+//! # Lost answers
+//!
+//! DeleteInstances has no idempotency token, so a request whose answer was lost (timeout, 5xx,
+//! crash after the write-ahead) is never simply sent again. The object stays `Submitting` with
+//! reason `OutcomeUnknown` and asks the caller to gather evidence ([`Action::ResolveAttempt`]):
+//! the app's recent CoDeleteInstances change orders and the instance ids it has now. With `t0`
+//! the write-ahead time of the unresolved attempt:
+//!
+//! - a change order created in `[t0 - slack, t0 + resolve_after + slack]` is taken to be ours
+//!   (the earliest, if several) and followed like an accepted request. Later ones cannot be ours:
+//!   `resolve_after` is by definition how long SAE may still act on a send;
+//! - none, and no recorded instance exists: something else removed them; `AlreadyDeleted`;
+//! - none, every recorded instance exists, and `t0 + resolve_after` has passed: the request was
+//!   not executed, so it counts as a refused attempt and is retried after the usual backoff (the
+//!   next start then also waits for the app's turn, see below);
+//! - none, every instance exists, too early: look again once `t0 + resolve_after` has passed;
+//! - none, some instances gone: something else is deleting them; look again, less often;
+//! - at the deadline, still unresolved: `Failed`/`OutcomeUnknown` with what a human must check.
+//!   Nothing is ever sent from here.
+//!
+//! Residual risk: ListChangeOrders rows carry no instance ids, so a deletion of instances of the
+//! same app made outside this controller (console, another tool) inside that window can be taken
+//! for ours and reported as our result. The instance cross-check narrows this (a foreign order is
+//! only adopted when one shows up in the window at all), the caller removes orders other objects
+//! already recorded, and the per-app queue keeps this controller's own objects from overlapping.
+//!
+//! # Already gone
+//!
+//! SAE answers a DeleteInstances naming an instance the app does not have with a Terminal
+//! `InvalidParameter.*` code. Only then does the controller list the app's instances
+//! ([`Action::CheckGone`]): if none of the recorded ids exists, the goal is met and the object
+//! succeeds with `AlreadyDeleted`. Checking only after such a rejection costs no extra call on the
+//! happy path, and it is exactly where a GitOps re-apply of an already finished deletion (a new
+//! object for instances an earlier one removed) ends up on its first attempt. The status is left
+//! untouched until the answer is in, so a crash in between is resolved by the lost-answer path.
+//!
+//! # One change order per app
+//!
+//! SAE runs one change order per application at a time and refuses others with
+//! `Application.ChangerOrderRunning`. The caller tells every start whose turn it is
+//! ([`AppTurn`], computed from all objects' statuses, so it survives restarts); an object that
+//! would write ahead a new attempt while another holds the app, or while an older one waits for
+//! it, waits in `Pending`/`WaitingForApplication` without calling SAE. Dry runs only read and
+//! ignore the queue.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+mod change_order;
+mod queue;
+mod resolve;
+mod retry;
+mod start;
+mod step;
+
+pub use resolve::{list_covers, listed_past};
+pub use retry::{backoff_delay, terminal_reason};
+use step::Step;
+
+pub use queue::{
+    app_turn, holds_app, needs_credentials, object_key, queue_order, shares_app, waits_for_app,
+    waits_in_line,
+};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{
+    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EVENT_SPEC_CHANGE_IGNORED, Phase,
+    Pinned, Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus,
+    change_order_status_name, is_final_change_order_status,
+};
+use crate::sae::error::{ErrorClass, SaeError};
+use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
+
+pub use crate::sae::client::{ChangeOrder, DeleteAccepted};
+
+/// The outside world's inputs that are not part of the object, drawn by the caller.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clock {
+    pub now: Timestamp,
+    /// Uniform in [0, 1), drawn by the caller, for jitter.
+    pub jitter: f64,
+    /// How long after a DeleteInstances send SAE may still act on it: the SAE client's total
+    /// timeout plus a margin. After that, an attempt without a change order was not executed.
+    pub resolve_after: SignedDuration,
+}
+
+/// Whether this object may start a DeleteInstances attempt on its app now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppTurn {
+    /// No other object of this controller is using the app, and none is ahead in line.
+    Free,
+    /// Another object has an attempt in flight or a running change order on the same app.
+    Busy {
+        /// "namespace/name" of that object.
+        holder: String,
+    },
+    /// Older objects on the same app wait first (FIFO by creation time).
+    Queued {
+        /// "namespace/name" of the object ahead.
+        ahead: String,
+    },
+}
+
+/// What SAE shows about an attempt whose answer was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// The app's change orders that may be deletions (`CoDeleteInstances`, and rows that name no
+    /// type), newest first, back to the `since` of [`Action::ResolveAttempt`], minus those that
+    /// other SaeInstanceDeletion objects (live, finished or recently deleted) recorded as theirs.
+    pub change_orders: Vec<FoundChangeOrder>,
+    /// Whether the list reaches back to `since` (false: the pages ran out before it, see
+    /// [`listed_past`]); an incomplete list proves nothing absent.
+    pub complete: bool,
+    /// Every instance id the app has now (all groups).
+    pub existing_instance_ids: Vec<String>,
+    /// Those of them SAE reports as being terminated.
+    pub terminating_instance_ids: Vec<String>,
+    /// What is known of the zone SAE writes change-order times in, for this region.
+    pub zone: CreateTimeZone,
+}
+
+/// One row of ListChangeOrders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundChangeOrder {
+    pub change_order_id: String,
+    /// SAE's CreateTime as read; None when it could not be read (then it could be any time).
+    pub created: Option<SaeTime>,
+    /// SAE's FinishTime, when the row has one that could be read.
+    pub finished: Option<SaeTime>,
+    pub status: i64,
+    /// False when the row named no `CoTypeCode`: never adopted, since it may be something else,
+    /// and never ignored, since it may be ours.
+    pub typed: bool,
+}
+
+/// What happened since the last decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// A reconcile starts; no SAE call has been made in it yet. Err = why no usable credentials
+    /// (message names the Secret/keys, never values).
+    Start {
+        credentials: Result<(), String>,
+        app: AppTurn,
+    },
+    DeleteResult(Result<DeleteAccepted, SaeError>),
+    ChangeOrderResult(Result<ChangeOrder, SaeError>),
+    /// The DeleteInstances of [`Action::SendDelete`] was not sent after all: it could not leave
+    /// within [`SEND_BOUND`] of its write-ahead, the lease could not be confirmed, or the object was
+    /// deleted meanwhile. `why` says which.
+    NotSent {
+        why: String,
+    },
+    /// Dry run: the instance ids that exist in the app (all groups).
+    DryRunResult(Result<Vec<String>, SaeError>),
+    /// Answer to [`Action::ResolveAttempt`].
+    ResolveResult(Result<Evidence, SaeError>),
+    /// Answer to [`Action::CheckGone`]: the rejection it carried, and the app's instance ids.
+    GoneCheck {
+        rejection: SaeError,
+        existing: Result<Vec<String>, SaeError>,
+    },
+}
+
+/// What the caller does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send DeleteInstances with exactly these ids. The caller MUST hold a quota token before it
+    /// decides this (so no wait lies between the write-ahead and the send), persist
+    /// `Decision.status` with a resourceVersion precondition (write-ahead), and send only if that
+    /// write succeeded and the request can leave before `status.lastAttemptTime + SEND_BOUND`;
+    /// otherwise it answers [`Observation::NotSent`].
+    SendDelete {
+        instance_ids: Vec<String>,
+    },
+    PollChangeOrder {
+        change_order_id: String,
+    },
+    /// SAE just accepted the attempt: poll its change order at `at`, in the same reconcile.
+    /// `Decision.status` (which now records the change order id) may be held back and written
+    /// together with what that poll brings, so a change order that is already done by then costs
+    /// one status write instead of two. If no quota token comes by `write_by`, the caller writes
+    /// the status first and polls later. A crash while it is held leaves the attempt `Submitting`
+    /// in the API server, and the lost-answer path adopts the change order from SAE's list.
+    FirstPoll {
+        change_order_id: String,
+        at: Timestamp,
+        write_by: Timestamp,
+    },
+    /// Dry run: list the app's instances.
+    CheckInstances,
+    /// The answer to the recorded attempt was lost: list the app's CoDeleteInstances change
+    /// orders (first page, newest first; drop those other objects recorded as theirs) and all of
+    /// its instance ids, and answer with [`Observation::ResolveResult`]. Never send anything.
+    ResolveAttempt {
+        instance_ids: Vec<String>,
+        /// List back at least to here: the earliest instant the attempt's change order can carry.
+        since: Timestamp,
+    },
+    /// SAE rejected DeleteInstances as invalid: list the app's instance ids (all groups) and
+    /// answer with [`Observation::GoneCheck`], passing `rejection` back. The status is unchanged,
+    /// so nothing needs writing first.
+    CheckGone {
+        rejection: SaeError,
+    },
+    /// Nothing to do until then (capped at the deadline).
+    WaitUntil(Timestamp),
+    /// Terminal: never touch the object again.
+    Done,
+}
+
+/// A Kubernetes event to publish about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: SaeInstanceDeletionStatus,
+    pub action: Action,
+    pub events: Vec<Event>,
+}
+
+/// SAE needs a moment to register a new change order; polling sooner only costs quota (60 calls
+/// per minute per account, shared by every SAE API).
+const FIRST_POLL_AFTER: SignedDuration = SignedDuration::from_secs(1);
+/// How long past the first poll's time a new change order's id may stay unwritten while the poll
+/// waits for quota: users look for the id in `kubectl get`.
+const FIRST_POLL_HOLD: SignedDuration = SignedDuration::from_secs(3);
+const MAX_POLL_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+/// The longest a DeleteInstances may take to leave this process after the moment its write-ahead
+/// records (`lastAttemptTime`). The caller checks it right before the bytes leave and sends
+/// nothing past it; the search window for a lost answer is built on it (docs/guarantees.md).
+pub const SEND_BOUND: SignedDuration = SignedDuration::from_secs(5);
+/// `lastAttemptTime` is stored to the second, rounded down: the decision was made up to this
+/// much later than it says.
+const RECORDED_TIME_RESOLUTION: SignedDuration = SignedDuration::from_secs(1);
+/// A first poll later than this after the send teaches nothing about the zone: the change order
+/// could have been created anywhere in too long a span.
+const LEARN_ZONE_WITHIN: SignedDuration = SignedDuration::from_mins(5);
+const MIN_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(2);
+const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
+/// A change order's CreateTime has one-second resolution and comes from SAE's clock, the attempt
+/// time from ours; this much either side still counts as "created by that attempt". It bounds the
+/// clock difference the window tolerates (both clocks follow NTP; SAE itself refuses requests more
+/// than 15 minutes off).
+const CREATE_TIME_SLACK: SignedDuration = SignedDuration::from_secs(10);
+/// Looking for a lost attempt's traces costs several calls (change orders, groups, instances).
+const MIN_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(2);
+const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+/// Waiting for the app costs no SAE call, only a look at other objects' statuses.
+const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
+
+/// Decides the next step for `obj` given `observation`. See the module docs for the contract.
+pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation) -> Decision {
+    let current = obj.status.clone().unwrap_or_default();
+    if current.is_terminal() {
+        return Decision {
+            status: current,
+            action: Action::Done,
+            events: vec![],
+        };
+    }
+    let mut step = Step::new(obj, clock, current);
+    step.notice_ignored_spec_change();
+    let action = match observation {
+        Observation::Start { credentials, app } => step.start(credentials, app),
+        Observation::DeleteResult(result) => step.after_delete(result),
+        Observation::ChangeOrderResult(result) => step.after_poll(result),
+        Observation::NotSent { why } => step.not_sent(why),
+        Observation::DryRunResult(result) => step.after_check(result),
+        Observation::ResolveResult(result) => step.after_resolve(result),
+        Observation::GoneCheck {
+            rejection,
+            existing,
+        } => step.after_gone_check(rejection, existing),
+    };
+    step.finish(action)
+}
+
+/// Records are stored to the second because that is all a Kubernetes `Time` keeps on the wire;
+/// storing more would make the in-memory status differ from what the API server returns.
+fn floor_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// "Not before" times are rounded up so that waking at the stored time never acts early.
+fn ceil_second(t: Timestamp) -> Timestamp {
+    let floor = floor_second(t);
+    if floor == t {
+        t
+    } else {
+        add(floor, SignedDuration::from_secs(1))
+    }
+}
+
+fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+fn clamp(d: SignedDuration, lo: SignedDuration, hi: SignedDuration) -> SignedDuration {
+    d.max(lo).min(hi)
+}
+
+fn time(t: Timestamp) -> Time {
+    Time(floor_second(t))
+}
+
+fn join(ids: &[String]) -> String {
+    ids.join(", ")
+}
+
+/// An SAE error for a message that is written repeatedly: code and SAE's text without the
+/// per-request RequestId, so that the same failure gives the same message (and no status write).
+fn stable_error_text(err: &SaeError) -> String {
+    match err {
+        SaeError::Api {
+            code,
+            message,
+            http_status,
+            ..
+        } => format!("{code} (HTTP {http_status}): {message}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
