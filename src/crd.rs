@@ -509,30 +509,6 @@ impl FromStr for Reason {
     }
 }
 
-/// The name shown in `status.changeOrderStatus` for SAE's numeric change-order status.
-pub fn change_order_status_name(status: i64) -> String {
-    let name = match status {
-        0 => "Preparing",
-        1 => "Executing",
-        2 => "Succeeded",
-        3 => "Failed",
-        6 => "Terminated",
-        8 => "WaitingManualRelease",
-        9 => "WaitingAutoRelease",
-        10 => "SystemFailure",
-        11 => "PendingApproval",
-        12 => "Approved",
-        other => return format!("Unknown({other})"),
-    };
-    name.to_string()
-}
-
-/// Whether SAE's change-order status is final: Succeeded (2), Failed (3), Terminated (6) or
-/// SystemFailure (10).
-pub fn is_final_change_order_status(status: i64) -> bool {
-    matches!(status, 2 | 3 | 6 | 10)
-}
-
 /// Path of the generated CRD, relative to the repository root.
 pub const CRD_FILE: &str = "crds/saeinstancedeletions.sae.ops.dev.yaml";
 
@@ -947,27 +923,6 @@ mod tests {
             assert_eq!(reason.to_string(), format!("{reason:?}"));
         }
         assert!("Nope".parse::<Reason>().is_err());
-    }
-
-    #[test]
-    fn change_order_statuses_have_names() {
-        let table = [
-            (0, "Preparing"),
-            (1, "Executing"),
-            (2, "Succeeded"),
-            (3, "Failed"),
-            (6, "Terminated"),
-            (8, "WaitingManualRelease"),
-            (9, "WaitingAutoRelease"),
-            (10, "SystemFailure"),
-            (11, "PendingApproval"),
-            (12, "Approved"),
-            (4, "Unknown(4)"),
-            (-1, "Unknown(-1)"),
-        ];
-        for (code, name) in table {
-            assert_eq!(change_order_status_name(code), name);
-        }
     }
 
     #[test]

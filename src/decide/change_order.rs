@@ -73,7 +73,7 @@ impl Step<'_> {
         };
         self.apply_change_order_status(
             &id,
-            order.status,
+            ChangeOrderStatus::from_code(order.status),
             order.sub_status,
             order.error_message.as_deref(),
             order.request_id,
@@ -85,19 +85,19 @@ impl Step<'_> {
     pub(super) fn apply_change_order_status(
         &mut self,
         id: &str,
-        status: i64,
+        status: ChangeOrderStatus,
         sub_status: Option<i64>,
         error_message: Option<&str>,
         request_id: Option<String>,
     ) -> Action {
         // Preparing/Executing add nothing to what InProgress already says; recording them would
         // cost one more status write per deletion (the happy path is meant to take three).
-        if !(matches!(status, 0 | 1) && self.next.change_order_status.is_none()) {
-            self.next.change_order_status = Some(change_order_status_name(status));
+        if !(status.is_preparing_or_executing() && self.next.change_order_status.is_none()) {
+            self.next.change_order_status = Some(status.name());
         }
         let instances = join(&self.instance_ids());
         match status {
-            2 => {
+            ChangeOrderStatus::Succeeded => {
                 self.next.request_id = request_id.or(self.next.request_id.take());
                 let message = format!(
                     "change order {id} finished: instances {instances} of app {} deleted",
@@ -106,7 +106,7 @@ impl Step<'_> {
                 self.set(Phase::Succeeded, Reason::Succeeded, message);
                 Action::Done
             }
-            3 | 6 | 10 => {
+            status if status.ended_without_deleting() => {
                 self.next.request_id = request_id.or(self.next.request_id.take());
                 let sae_says = error_message
                     .filter(|m| !m.is_empty())
@@ -114,19 +114,19 @@ impl Step<'_> {
                 let message = format!(
                     "change order {id} ended {}: {sae_says}. Some instances may have been deleted: check change \
                      order {id} in the SAE console",
-                    change_order_status_name(status)
+                    status.name()
                 );
                 self.set(Phase::Failed, Reason::ChangeOrderFailed, message);
                 Action::Done
             }
             status => {
                 let state = match (status, sub_status) {
-                    (1, Some(1)) => {
+                    (ChangeOrderStatus::Executing, Some(1)) => {
                         "is executing with an exception: it may need a manual rollback in the SAE console".to_string()
                     }
-                    (8, _) => "is waiting for a manual batch release in the SAE console".to_string(),
-                    (11, _) => "is waiting for approval in the SAE console".to_string(),
-                    _ => format!("is {}", change_order_status_name(status)),
+                    (ChangeOrderStatus::WaitingManualRelease, _) => "is waiting for a manual batch release in the SAE console".to_string(),
+                    (ChangeOrderStatus::PendingApproval, _) => "is waiting for approval in the SAE console".to_string(),
+                    _ => format!("is {}", status.name()),
                 };
                 let message = format!("change order {id} deleting instances {instances} {state}");
                 self.set(Phase::InProgress, Reason::WaitingForChangeOrder, message);

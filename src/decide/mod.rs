@@ -3,7 +3,16 @@
 //! [`decide`] looks at an object, the time, and one observation (a reconcile starting, or the
 //! result of the SAE call it asked for) and returns the status to write, the next action and the
 //! events to publish. It performs no I/O and reads no clock or random source, so every transition
-//! is a table test (see the tests at the bottom).
+//! is a table test (`decide/tests.rs`; the stories of whole objects run through the same loop as
+//! the controller in `steps`).
+//!
+//! Where things live: the types and [`decide`] itself here; `start` (a reconcile starts:
+//! credentials, the app's turn, the write-ahead), `retry` (DeleteInstances' answer, backoff,
+//! error classes), `resolve` (lost answers and already-gone instances), `change_order`
+//! (following a change order, learning the zone of its times), `step` (the status being built,
+//! its conditions, events and the deadline) and `queue` (whose turn it is on an app). Nothing in
+//! this module performs I/O or reads a clock; it may use `crd` and `sae`'s plain types, never the
+//! controller.
 //!
 //! The status's phase says where a deletion stands, and the caller persists it before acting:
 //! `Submitting` is written *before* DeleteInstances is sent (write-ahead), so a crash between the
@@ -15,26 +24,24 @@
 //! DeleteInstances has no idempotency token, so a request whose answer was lost (timeout, 5xx,
 //! crash after the write-ahead) is never simply sent again. The object stays `Submitting` with
 //! reason `OutcomeUnknown` and asks the caller to gather evidence ([`Action::ResolveAttempt`]):
-//! the app's recent CoDeleteInstances change orders and the instance ids it has now. With `t0`
-//! the write-ahead time of the unresolved attempt:
+//! the app's CoDeleteInstances change orders back past the attempt's window, and its instances
+//! (which exist, which are terminating). With `t` the write-ahead time, the request left before
+//! `t + SEND_BOUND` ([`SEND_BOUND`], enforced by the caller) and SAE may act on it until the
+//! client's timeout has passed, so its change order was created in a window computed from those
+//! bounds, the recorded time's resolution and a clock-skew slack (docs/guarantees.md shows the
+//! arithmetic). Each listed row is placed against that window ([`resolve`]):
 //!
-//! - a change order created in `[t0 - slack, t0 + resolve_after + slack]` is taken to be ours
-//!   (the earliest, if several) and followed like an accepted request. Later ones cannot be ours:
-//!   `resolve_after` is by definition how long SAE may still act on a send;
-//! - none, and no recorded instance exists: something else removed them; `AlreadyDeleted`;
-//! - none, every recorded instance exists, and `t0 + resolve_after` has passed: the request was
-//!   not executed, so it counts as a refused attempt and is retried after the usual backoff (the
-//!   next start then also waits for the app's turn, see below);
-//! - none, every instance exists, too early: look again once `t0 + resolve_after` has passed;
-//! - none, some instances gone: something else is deleting them; look again, less often;
-//! - at the deadline, still unresolved: `Failed`/`OutcomeUnknown` with what a human must check.
-//!   Nothing is ever sent from here.
-//!
-//! Residual risk: ListChangeOrders rows carry no instance ids, so a deletion of instances of the
-//! same app made outside this controller (console, another tool) inside that window can be taken
-//! for ours and reported as our result. The instance cross-check narrows this (a foreign order is
-//! only adopted when one shows up in the window at all), the caller removes orders other objects
-//! already recorded, and the per-app queue keeps this controller's own objects from overlapping.
+//! - outside it, or contradicted by the instances (succeeded while one of ours still runs;
+//!   running while none of ours is terminating): not ours;
+//! - inside it and agreeing with the instances: a candidate; a time that cannot be read, a row
+//!   without a type, a zone not yet learned: unclear;
+//! - exactly one candidate and nothing unclear: adopted and followed like an accepted request;
+//! - nothing that could be ours, the list read past the window with the zone known, and the proof
+//!   time passed: not executed; the attempt counts as refused and is retried after backoff. Still
+//!   present instances alone prove nothing (a failed change order puts them back);
+//! - none of the recorded instances exists and nothing could be ours: `AlreadyDeleted`;
+//! - anything else: look again later; at the deadline `Failed`/`OutcomeUnknown`, with what a
+//!   human must check. Nothing is ever sent from here.
 //!
 //! # Already gone
 //!
@@ -81,8 +88,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::crd::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EVENT_SPEC_CHANGE_IGNORED, Phase,
     Pinned, Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus,
-    change_order_status_name, is_final_change_order_status,
 };
+use crate::sae::ChangeOrderStatus;
 use crate::sae::error::{ErrorClass, SaeError};
 use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
 

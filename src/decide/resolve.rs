@@ -256,12 +256,12 @@ impl Step<'_> {
         let touched = ours
             .iter()
             .any(|id| !existing.contains(id) || terminating.contains(id));
-        match order.status {
-            // Executed (2): a finished deletion of our ids leaves none of them running, so this
-            // one deleted others.
-            2 if running_on => Fit::Outside,
-            // Executing (1): ours would be terminating some of our ids by now, or have removed them.
-            1 if !touched => Fit::Unclear(format!(
+        match ChangeOrderStatus::from_code(order.status) {
+            // A finished deletion of our ids leaves none of them running, so this one deleted
+            // others.
+            ChangeOrderStatus::Succeeded if running_on => Fit::Outside,
+            // Ours would be terminating some of our ids by now, or have removed them.
+            ChangeOrderStatus::Executing if !touched => Fit::Unclear(format!(
                 "it is executing but none of instances {} is being terminated",
                 join(&ours)
             )),
@@ -281,16 +281,16 @@ impl Step<'_> {
         self.next.change_order_id = Some(id.clone());
         self.next.error_code = None;
         self.next.next_attempt_time = None;
-        let final_status = is_final_change_order_status(order.status);
-        if !self.obj.spec.wait_for_completion && !final_status {
-            self.next.change_order_status = Some(change_order_status_name(order.status));
+        let status = ChangeOrderStatus::from_code(order.status);
+        if !self.obj.spec.wait_for_completion && !status.is_final() {
+            self.next.change_order_status = Some(status.name());
             let message = format!(
                 "{adopted}; not following it (waitForCompletion is false): see the SAE console for its result"
             );
             self.set(Phase::Succeeded, Reason::Succeeded, message);
             return Action::Done;
         }
-        let action = self.apply_change_order_status(&id, order.status, None, None, None);
+        let action = self.apply_change_order_status(&id, status, None, None, None);
         let followed = self.next.message.take().unwrap_or_default();
         self.next.message = Some(format!("{adopted}; {followed}"));
         action

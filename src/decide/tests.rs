@@ -296,7 +296,7 @@ fn rows() -> Vec<Row> {
         since: at(-1),
     };
     vec![
-        // Rule 3: a reconcile starts before anything was sent.
+        // A reconcile starts before anything was sent: the write-ahead comes first.
         Row {
             name: "fresh object: write-ahead attempt 1 and send",
             obj: fresh(),
@@ -408,7 +408,7 @@ fn rows() -> Vec<Row> {
             events: &[(true, "CredentialsNotFound")],
             message: &["Secret ns/sae-creds"],
         },
-        // Rule 4: a send whose result was never recorded is resolved, never resent.
+        // A send whose result was never recorded is resolved, never resent.
         Row {
             name: "start while Submitting (crash after write-ahead): resolve, never resend",
             obj: submitting(),
@@ -425,7 +425,7 @@ fn rows() -> Vec<Row> {
                 "checking SAE's change orders",
             ],
         },
-        // Rule 5: accepted.
+        // Accepted.
         Row {
             name: "accepted, waiting for completion: InProgress, first poll 1 s later, held up to 3 s more",
             obj: submitting(),
@@ -468,7 +468,7 @@ fn rows() -> Vec<Row> {
             events: &[(false, "Succeeded")],
             message: &["co-1", "waitForCompletion is false"],
         },
-        // Rule 6: refused or failed, by class.
+        // Refused or failed, by the class of SAE's code.
         Row {
             name: "retryable (app busy): Retrying",
             obj: submitting(),
@@ -607,7 +607,7 @@ fn rows() -> Vec<Row> {
             events: &[(true, "OutcomeUnknown")],
             message: &["timed out", "was lost"],
         },
-        // Rule 8: following the change order.
+        // Following the change order.
         Row {
             name: "in progress, under 1 s since the send: wait for the first poll",
             obj: in_progress(),
@@ -671,7 +671,7 @@ fn rows() -> Vec<Row> {
             events: &[],
             message: &["InvalidAppId.NotFound"],
         },
-        // Rule 9: dry run results.
+        // Dry run results.
         Row {
             name: "dry run, all instances exist: DryRunSucceeded",
             obj: step(&dry(), 10, start()),
@@ -793,7 +793,7 @@ fn rows() -> Vec<Row> {
             events: &[(true, "RetriesExhausted")],
             message: &["dry-run check", "failed 1 times"],
         },
-        // Rule 2: the deadline.
+        // The deadline.
         Row {
             name: "deadline before anything was sent: DeadlineExceeded",
             obj: fresh(),
@@ -1631,7 +1631,7 @@ fn check_row(row: Row) {
             "{name}: message {message:?} lacks {part:?}"
         );
     }
-    // Rule 11 holds on every row.
+    // On every row: observedGeneration is set and completionTime agrees with the phase.
     assert_eq!(s.observed_generation, Some(1), "{name}");
     assert_eq!(
         s.completion_time.is_some(),
@@ -1664,7 +1664,7 @@ fn check_row(row: Row) {
     }
 }
 
-// ---- Rule 1: terminal ---------------------------------------------------------------------
+// ---- A terminal object is never touched again -----------------------------------------------
 
 #[test]
 fn terminal_objects_are_never_touched() {
@@ -1697,7 +1697,7 @@ fn terminal_objects_are_never_touched() {
     assert_eq!(status(&failed()).phase, Some(Phase::Failed));
 }
 
-// ---- Rule 3: write-ahead ------------------------------------------------------------------
+// ---- The write-ahead comes before every send -------------------------------------------------
 
 #[test]
 fn write_ahead_records_the_attempt_before_the_send() {
@@ -1764,7 +1764,7 @@ fn a_stable_state_decides_the_same_status_again() {
     }
 }
 
-// ---- Rules 6 and 9: error codes -----------------------------------------------------------
+// ---- SAE's error codes: retried, refused, failed ---------------------------------------------
 
 #[test]
 fn every_terminal_code_maps_to_its_reason() {
@@ -1911,7 +1911,7 @@ fn retry_after_from_sae_is_honoured_but_capped_by_the_deadline() {
     assert_eq!(d.status.reason(), Some("DeadlineExceeded"));
 }
 
-// ---- Rule 7: backoff ----------------------------------------------------------------------
+// ---- Backoff between attempts ----------------------------------------------------------------
 
 #[test]
 fn backoff_doubles_caps_and_jitters_deterministically() {
@@ -1950,7 +1950,7 @@ fn backoff_doubles_caps_and_jitters_deterministically() {
     assert_eq!(backoff_delay(&odd, 1, 1.0, None), Duration::from_secs(300));
 }
 
-// ---- Rule 8: change order statuses --------------------------------------------------------
+// ---- Change-order statuses -------------------------------------------------------------------
 
 #[test]
 fn every_change_order_status() {
@@ -2133,7 +2133,7 @@ fn polling_slows_down_with_age() {
     }
 }
 
-// ---- Rule 10: spec edits ------------------------------------------------------------------
+// ---- Spec edits after the first attempt are ignored, and said so -------------------------------
 
 #[test]
 fn instance_ids_edited_after_the_first_attempt_are_ignored_with_one_warning() {
@@ -2471,7 +2471,7 @@ fn a_dry_run_edited_into_a_real_deletion_after_its_first_check_stays_a_dry_run()
     assert!(spec_change_warnings(&d).is_empty(), "{:?}", d.events);
 }
 
-// ---- Rules 11 and 12: conditions and events -----------------------------------------------
+// ---- Conditions and events --------------------------------------------------------------------
 
 #[test]
 fn conditions_follow_the_phase_and_keep_their_transition_times() {

@@ -1,6 +1,7 @@
 //! Everything sae-controller says to Alibaba Cloud SAE. No Kubernetes types in here.
 
 pub mod chain;
+pub mod change_order_status;
 pub mod client;
 pub mod credentials;
 pub mod credentials_file;
@@ -11,6 +12,7 @@ pub mod sign;
 pub mod time;
 
 pub use chain::CredentialChain;
+pub use change_order_status::ChangeOrderStatus;
 pub use client::{
     AppInstances, ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary,
     DeleteAccepted, InstancePage, SaeClient, SaeClientConfig,
