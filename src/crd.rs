@@ -446,6 +446,20 @@ pub enum Reason {
     Rejected,
 }
 
+/// How the status names each kind of refusal SAE's codes mean ([`crate::sae::codes`]).
+impl From<crate::sae::codes::Refusal> for Reason {
+    fn from(refusal: crate::sae::codes::Refusal) -> Self {
+        use crate::sae::codes::Refusal;
+        match refusal {
+            Refusal::ApplicationNotFound => Reason::ApplicationNotFound,
+            Refusal::InvalidParameter => Reason::InvalidParameter,
+            Refusal::QuotaExceeded => Reason::QuotaExceeded,
+            Refusal::AuthenticationFailed => Reason::AuthenticationFailed,
+            Refusal::Rejected => Reason::Rejected,
+        }
+    }
+}
+
 impl Reason {
     pub const ALL: [Reason; 18] = [
         Reason::Pending,

@@ -90,6 +90,7 @@ use crate::crd::{
     Pinned, Reason, RetryPolicy, SaeInstanceDeletion, SaeInstanceDeletionStatus,
 };
 use crate::sae::ChangeOrderStatus;
+use crate::sae::codes::{self, AdviceContext};
 use crate::sae::error::{ErrorClass, SaeError};
 use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
 

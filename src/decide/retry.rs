@@ -34,27 +34,9 @@ pub fn backoff_delay(
     retry_after.map_or(jittered, |asked| asked.max(jittered))
 }
 
-/// The reason a Terminal SAE error code maps to.
+/// The reason a Terminal SAE error code maps to ([`codes`]); no code at all is `Rejected`.
 pub fn terminal_reason(code: Option<&str>) -> Reason {
-    let Some(code) = code else {
-        return Reason::Rejected;
-    };
-    let family = |prefix: &str| code == prefix || code.starts_with(&format!("{prefix}."));
-    if code == "InvalidApplication.NotFound" || code == "InvalidAppId.NotFound" {
-        Reason::ApplicationNotFound
-    } else if family("InvalidParameter") {
-        Reason::InvalidParameter
-    } else if family("NoComputeResourceQuota") {
-        Reason::QuotaExceeded
-    } else if code == "SignatureDoesNotMatch"
-        || code == "SignatureNonceUsed"
-        || family("InvalidAccessKeyId")
-        || family("InvalidTimeStamp")
-    {
-        Reason::AuthenticationFailed
-    } else {
-        Reason::Rejected
-    }
+    code.map_or(Reason::Rejected, |code| codes::lookup(code).refusal.into())
 }
 
 impl Step<'_> {
@@ -190,37 +172,14 @@ impl Step<'_> {
 
     /// `detail`: what else is known about the rejection, added to the advice.
     pub(super) fn refused_with(&mut self, err: &SaeError, detail: Option<String>) -> Action {
-        let reason = terminal_reason(err.code());
-        let spec = self.pinned;
-        let advice = match reason {
-            Reason::ApplicationNotFound => format!(
-                "SAE has no application {} in region {}: check spec.appId and spec.regionId and create a new object",
-                spec.app_id, spec.region_id
-            ),
-            Reason::InvalidParameter => format!(
-                "SAE rejected the request as invalid: check that instances {} belong to app {}",
-                join(&self.instance_ids()),
-                spec.app_id
-            ),
-            Reason::QuotaExceeded => {
-                "SAE refused the change for lack of compute resource quota".to_string()
-            }
-            Reason::AuthenticationFailed
-                if err
-                    .code()
-                    .is_some_and(|c| c.starts_with("InvalidTimeStamp")) =>
-            {
-                "SAE rejected the request's timestamp: check the clock of the controller's host"
-                    .to_string()
-            }
-            Reason::AuthenticationFailed => {
-                format!(
-                    "SAE rejected the credentials: check the AccessKey in {}",
-                    self.credentials_source()
-                )
-            }
-            _ => "SAE refused the request and will not accept it as it is".to_string(),
-        };
+        let info = err.code().map_or(&codes::UNLISTED, codes::lookup);
+        let reason = Reason::from(info.refusal);
+        let advice = info.advice(&AdviceContext {
+            app: self.pinned.app_id,
+            region: self.pinned.region_id,
+            instances: &join(&self.instance_ids()),
+            credentials: &self.credentials_source(),
+        });
         let message = match detail {
             Some(detail) => format!("{advice}; {detail} ({err})"),
             None => format!("{advice} ({err})"),

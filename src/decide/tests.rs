@@ -3036,3 +3036,15 @@ fn waiting_for_the_app_keeps_the_error_of_the_refused_attempt() {
     );
     assert_eq!(s.next_attempt_time, None);
 }
+
+// ---- SAE's code table and the CRD's reasons ----------------------------------------------------
+
+#[test]
+fn every_refusal_of_the_code_table_is_a_reason_of_the_same_name() {
+    use crate::sae::codes::{CODES, UNLISTED};
+    for info in CODES.iter().chain([&UNLISTED]) {
+        let reason = Reason::from(info.refusal);
+        assert_eq!(reason.as_str(), format!("{:?}", info.refusal));
+        assert!(Reason::ALL.contains(&reason));
+    }
+}

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::codes;
+
 /// The three classes every failure falls into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
@@ -14,24 +16,13 @@ pub enum ErrorClass {
     Ambiguous,
 }
 
-/// Codes SAE (or its gateway) returns for a call it refused without executing, where the same
-/// call can succeed later.
-const RETRYABLE_CODES: &[&str] = &[
-    "Application.ChangerOrderRunning",
-    "System.Upgrading",
-    "Application.InvalidStatus",
-    // Temporary (STS) credentials expired between signing and checking: refused, not executed;
-    // the next attempt signs with refreshed ones.
-    "InvalidSecurityToken.Expired",
-];
-
-/// The class of an SAE error answer, from its code and HTTP status. 5xx is Ambiguous whatever the
-/// code says, because the gateway may have forwarded the call before failing.
+/// The class of an SAE error answer, from its code ([`super::codes`]) and HTTP status. 5xx is
+/// Ambiguous whatever the code says, because the gateway may have forwarded the call before
+/// failing; 429 comes from a proxy in front of SAE when it has no SAE code: refused, not executed.
 pub fn classify(code: &str, http_status: u16) -> ErrorClass {
     if http_status >= 500 {
         ErrorClass::Ambiguous
-    } else if RETRYABLE_CODES.contains(&code) || is_throttling(code) || http_status == 429 {
-        // 429 without an SAE code comes from a proxy in front of SAE: refused, not executed.
+    } else if http_status == 429 || codes::lookup(code).class == ErrorClass::Retryable {
         ErrorClass::Retryable
     } else {
         ErrorClass::Terminal
@@ -40,7 +31,7 @@ pub fn classify(code: &str, http_status: u16) -> ErrorClass {
 
 /// Whether the code says SAE's quota was exceeded (the caller should slow down, not just retry).
 pub fn is_throttling(code: &str) -> bool {
-    code == "Throttling" || code.starts_with("Throttling.")
+    codes::lookup(code).throttling
 }
 
 /// A failed SAE call. Messages say what was seen, never a credential.

@@ -3,6 +3,7 @@
 pub mod chain;
 pub mod change_order_status;
 pub mod client;
+pub mod codes;
 pub mod credentials;
 pub mod credentials_file;
 pub mod ecs_role;
