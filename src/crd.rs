@@ -564,23 +564,7 @@ mod tests {
     }
 
     fn sample() -> SaeInstanceDeletion {
-        let mut obj = SaeInstanceDeletion::new(
-            "del",
-            SaeInstanceDeletionSpec {
-                region_id: "cn-hangzhou".into(),
-                app_id: "app-1".into(),
-                instance_ids: vec!["i-1".into(), "i-2".into()],
-                credentials_ref: Some(CredentialsRef {
-                    name: "sae-creds".into(),
-                }),
-                retry: RetryPolicy::default(),
-                active_deadline_seconds: 3600,
-                wait_for_completion: true,
-                dry_run: false,
-            },
-        );
-        obj.metadata.namespace = Some("ns".into());
-        obj
+        crate::fixtures::object("del", "ns", crate::fixtures::t0())
     }
 
     /// Writes the CRD file when `UPDATE_CRDS=1`, otherwise fails if it is stale.
