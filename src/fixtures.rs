@@ -1,5 +1,6 @@
 //! Builders shared by the unit tests of several modules (compiled for tests only): one
-//! `SaeInstanceDeletion` spec and object, so that a test says only how its object differs.
+//! `SaeInstanceDeletion` spec and object, so that a test says only how its object differs, and a
+//! clock moved by hand for the credential providers' caching tests.
 //!
 //! Uses the API types of [`crate::crd`] and nothing else of the crate, so any module's tests may
 //! use it without a cycle.
@@ -50,4 +51,29 @@ pub(crate) fn object_with(
     obj.metadata.namespace = Some(namespace.into());
     obj.metadata.creation_timestamp = Some(Time(created));
     obj
+}
+
+/// A clock a test moves by hand, for credential providers (and fakes of their services) that
+/// take their time from a closure: the test sets the time, every reader sees it at once.
+#[derive(Clone)]
+pub(crate) struct HandClock(std::sync::Arc<std::sync::Mutex<Timestamp>>);
+
+impl HandClock {
+    pub(crate) fn starting_at(start: Timestamp) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+
+    pub(crate) fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap() = t;
+    }
+
+    /// The closure a provider's `with_clock` takes, reading this clock.
+    pub(crate) fn reader(&self) -> impl Fn() -> Timestamp + Send + Sync + 'static {
+        let clock = self.clone();
+        move || clock.now()
+    }
 }
