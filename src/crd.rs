@@ -2,6 +2,9 @@
 //!
 //! Names here are a public contract: users, scripts and GitOps repositories spell them. The CRD in
 //! `crds/` is generated from these types (see [`crd_yaml`]); doc comments become `kubectl explain`.
+//!
+//! Plain types and their own small rules (defaults, pinned values, conditions): no I/O, and nothing
+//! of the rest of the crate, so every other module may use them. Tests live in `crd/tests.rs`.
 
 use std::fmt;
 use std::str::FromStr;

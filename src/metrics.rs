@@ -7,6 +7,10 @@
 //! short. At most [`MAX_ACCESS_KEY_SERIES`] keys have a series at a time, and the quota planner
 //! removes a key's series when it forgets the key. The secret and the STS token never reach this
 //! module.
+//!
+//! Depends on [`crate::sae`] only to name an error's code, and registers the operational metrics of
+//! [`crate::ops_metrics`] alongside; no Kubernetes client, no I/O beyond rendering the text. Tests
+//! live in `metrics/tests.rs`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};

@@ -56,6 +56,10 @@
 //! comes back spent.
 //!
 //! Only `tokio::time` is read, never the system clock.
+//!
+//! Depends on [`crate::sae`] only for the outcome of a call (to notice throttling, and its longest
+//! retry hint) and on [`crate::metrics`] to report; no Kubernetes types, and no SAE calls of its
+//! own. Tests live in `quota/tests.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -10,6 +10,9 @@
 //! There is no IMDSv1 fallback: a token is always fetched, so an instance with the hardened mode on
 //! works, and a request forged through a confused proxy (which cannot PUT with the header) does not.
 //! Requests never go through an HTTP proxy and never follow redirects.
+//!
+//! Shares the HTTP helpers of [`super::client`]; no Kubernetes types. Tests (against the
+//! simulator's metadata service) live in `ecs_role/tests.rs`.
 
 use std::fmt;
 use std::sync::Arc;

@@ -8,6 +8,9 @@
 //!
 //! The token file is read again for every exchange because ACK rotates it in place; caching its
 //! content would eventually present an expired token.
+//!
+//! Shares the HTTP helpers of [`super::client`] and the signing of [`super::sign`]; no Kubernetes
+//! types. Tests (against a fake STS) live in `rrsa/tests.rs`.
 
 use super::client::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
 use super::sign;
