@@ -5,7 +5,10 @@
 //! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
 //! - [`decide`]: the pure decision function at the centre of the controller.
 //! - [`steps`]: one reconcile: the loop from decisions to effects and back, shared with the tests.
-//! - [`controller`]: the Kubernetes wiring around `decide`: the [`steps::Effects`] of production.
+//! - [`controller`]: the production side of the loop: the watch and cache, status writes, events,
+//!   credentials, and SAE calls behind the quota: the [`steps::Effects`] that perform what `decide`
+//!   chose.
+//! - [`leader`]: the leader-Lease fence checked right before every DeleteInstances.
 //! - [`metrics`]: the Prometheus metrics served on `/metrics` ([`ops_metrics`]: build, watch health,
 //!   deadlines; [`metrics_text`]: the classic text format for scrapers that do not ask for
 //!   OpenMetrics).
@@ -17,6 +20,9 @@
 pub mod controller;
 pub mod crd;
 pub mod decide;
+#[cfg(test)]
+pub(crate) mod fixtures;
+pub mod leader;
 pub mod metrics;
 pub mod metrics_text;
 pub mod ops_metrics;

@@ -12,6 +12,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::{Parser, Subcommand, ValueEnum};
 use sae_controller::controller::{self, DefaultCredentials, LeaderFence, Settings, WatchHealth};
+use sae_controller::leader::lease_grace;
 use sae_controller::metrics::{self, Metrics};
 use sae_controller::metrics_text;
 use sae_controller::sae::credentials_file::{ProfileFile, SecretDir};
@@ -299,23 +300,6 @@ async fn bind(
     Ok((listener, bound))
 }
 
-/// How long before its Lease expires the leader renews it: early enough that the Lease is always
-/// valid for longer than a send may take to leave (the fence refuses to send otherwise), with a
-/// few seconds for the renewal itself. Leases too short for that are refused at start.
-fn lease_grace(lease_seconds: u64) -> anyhow::Result<u64> {
-    let needed = sae_controller::decide::SEND_BOUND.as_secs().unsigned_abs() + 5;
-    let grace = (lease_seconds / 3 + 1).max(needed);
-    if lease_seconds < grace + 5 {
-        anyhow::bail!(
-            "--leader-election-lease-seconds {lease_seconds} is too short: the leader must renew \
-             {grace} s before expiry so that every send is fenced by a valid lease, which needs a \
-             lease of at least {} s",
-            grace + 5
-        );
-    }
-    Ok(grace)
-}
-
 /// Waits until this replica holds the leader Lease; returns the fence that guards every send.
 /// Losing the lease later ends the process: a fresh start re-reads everything from the API server
 /// and the recorded attempts, which is the one path we trust after a split.
@@ -464,21 +448,4 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("stopped");
     telemetry.shutdown();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lease_grace;
-
-    #[test]
-    fn a_lease_always_outlasts_a_send_between_renewals() {
-        // Renewed 10 s before expiry (SEND_BOUND 5 s plus 5 s for the renewal itself)...
-        assert_eq!(lease_grace(15).unwrap(), 10);
-        // ...or a third of the lease when that is more.
-        assert_eq!(lease_grace(60).unwrap(), 21);
-        for too_short in [2, 4, 12, 14] {
-            let err = lease_grace(too_short).unwrap_err().to_string();
-            assert!(err.contains("at least 15 s"), "{err}");
-        }
-    }
 }
