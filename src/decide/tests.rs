@@ -3,40 +3,23 @@
 
 use super::*;
 use crate::crd::{CredentialsRef, SaeInstanceDeletionSpec};
+use crate::fixtures::{self, spec};
 
 // ---- Builders -----------------------------------------------------------------------------
 
-/// Every object in these tests is created at T0 = 2026-01-01T00:00:00Z; `at(s)` is T0 + s.
+/// Every object in these tests is created at T0 (2026-01-01T00:00:00Z, [`fixtures::t0`]);
+/// `at(s)` is T0 + s.
 pub(crate) fn at(seconds: i64) -> Timestamp {
-    add(
-        "2026-01-01T00:00:00Z".parse().unwrap(),
-        SignedDuration::from_secs(seconds),
-    )
+    add(fixtures::t0(), SignedDuration::from_secs(seconds))
 }
 
-fn spec() -> SaeInstanceDeletionSpec {
-    SaeInstanceDeletionSpec {
-        region_id: "cn-hangzhou".into(),
-        app_id: "app-1".into(),
-        instance_ids: vec!["i-1".into(), "i-2".into()],
-        credentials_ref: Some(CredentialsRef {
-            name: "sae-creds".into(),
-        }),
-        retry: RetryPolicy::default(),
-        active_deadline_seconds: 3600,
-        wait_for_completion: true,
-        dry_run: false,
-    }
-}
-
+/// The shared object `ns/del` at generation 1 with `spec` and `status`.
 fn object_with(
     spec: SaeInstanceDeletionSpec,
     status: Option<SaeInstanceDeletionStatus>,
 ) -> SaeInstanceDeletion {
-    let mut obj = SaeInstanceDeletion::new("del", spec);
-    obj.metadata.namespace = Some("ns".into());
+    let mut obj = fixtures::object_with("del", "ns", at(0), spec);
     obj.metadata.generation = Some(1);
-    obj.metadata.creation_timestamp = Some(Time(at(0)));
     obj.status = status;
     obj
 }
