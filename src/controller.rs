@@ -310,7 +310,9 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            sae,
+            // Every SAE request is counted where it is made, each page of a listing under its own
+            // operation.
+            sae: sae.with_observer(metrics.sae_request_observer()),
             default_credentials,
             settings,
             metrics,
@@ -422,31 +424,26 @@ impl Context {
     }
 
     /// Runs one SAE request: a token of its AccessKey's quota first (by priority; the slot is
-    /// given back while waiting), then the call, recorded by [`Self::measured`].
+    /// given back while waiting), then the call, through [`Self::measured`].
     async fn with_token<T>(
         &self,
         slot: &mut Slot,
-        operation: &str,
         creds: &Credentials,
         priority: Priority,
         call: impl Future<Output = Result<T, SaeError>>,
     ) -> Result<Result<T, SaeError>, Error> {
         self.token(slot, creds, priority).await?;
-        Ok(self.measured(operation, creds, call).await)
+        Ok(self.measured(creds, call).await)
     }
 
-    /// Runs one SAE request whose quota token was already taken, recording its result and
-    /// duration, and pausing the key's bucket when SAE says it is throttling.
+    /// Runs one SAE request whose quota token was already taken, pausing the key's bucket when
+    /// SAE says it is throttling. (Its metrics are recorded by the client's observer.)
     async fn measured<T>(
         &self,
-        operation: &str,
         creds: &Credentials,
         call: impl Future<Output = Result<T, SaeError>>,
     ) -> Result<T, SaeError> {
-        let started = Instant::now();
         let result = call.await;
-        self.metrics
-            .observe_sae_result(operation, &result, started.elapsed());
         self.quota.note_result(creds.access_key_id(), &result);
         result
     }
@@ -468,14 +465,11 @@ impl Context {
             let mut slot = slot.lock().await;
             self.token(&mut slot, creds, priority).await
         };
-        // Recorded as one ListInstances, waits between its requests included.
-        let started = Instant::now();
+        // The client's observer records each request of the listing under its own operation.
         let listed = self
             .sae
             .list_all_instances(creds, region, app, gate)
             .await?;
-        self.metrics
-            .observe_sae_result("ListInstances", &listed, started.elapsed());
         self.quota.note_result(creds.access_key_id(), &listed);
         Ok(listed)
     }
@@ -611,7 +605,6 @@ impl Context {
             let page = self
                 .with_token(
                     slot,
-                    "ListChangeOrders",
                     creds,
                     Priority::Resolve,
                     self.sae.list_change_orders(
@@ -1031,7 +1024,6 @@ impl Effects for Reconciler<'_> {
         let result = self
             .ctx
             .measured(
-                "DeleteInstances",
                 &creds,
                 self.ctx
                     .sae
@@ -1074,7 +1066,6 @@ impl Effects for Reconciler<'_> {
         Ok(self
             .ctx
             .measured(
-                "DescribeChangeOrder",
                 &creds,
                 self.ctx
                     .sae

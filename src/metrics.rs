@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::sae::SaeError;
+use crate::sae::{Operation, RequestObserver, SaeError};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -64,8 +64,13 @@ impl std::fmt::Display for AccessKeyLabel {
 /// The `code` label for the outcome of one SAE call: `OK`, SAE's own error code, or the transport
 /// class when SAE gave no code (`NotSent`, `NoAnswer`, `InvalidRequest`).
 pub fn sae_result_code<T>(result: &Result<T, SaeError>) -> &str {
-    match result {
-        Ok(_) => CODE_OK,
+    sae_outcome_code(result.as_ref().map(|_| ()))
+}
+
+/// [`sae_result_code`] of an outcome as the SAE client's [`RequestObserver`] reports it.
+pub fn sae_outcome_code(outcome: Result<(), &SaeError>) -> &str {
+    match outcome {
+        Ok(()) => CODE_OK,
         Err(SaeError::Api { code, .. }) => code,
         Err(SaeError::NotSent { .. }) => "NotSent",
         Err(SaeError::NoAnswer { .. }) => "NoAnswer",
@@ -266,19 +271,19 @@ impl Metrics {
 
     /// Records one SAE call. `code` is [`CODE_OK`], SAE's error code or a transport class; see
     /// [`sae_result_code`] to derive it from a call's result.
-    pub fn observe_sae_call(&self, operation: &str, code: &str, elapsed: Duration) {
+    pub fn observe_sae_call(&self, operation: Operation, code: &str, elapsed: Duration) {
         let code = truncate(code, MAX_CODE_LEN);
         self.inner
             .requests
             .get_or_create(&RequestLabels {
-                operation: operation.to_owned(),
+                operation: operation.name().to_owned(),
                 code: code.to_owned(),
             })
             .inc();
         self.inner
             .request_duration
             .get_or_create(&OperationLabels {
-                operation: operation.to_owned(),
+                operation: operation.name().to_owned(),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -286,11 +291,21 @@ impl Metrics {
     /// [`Self::observe_sae_call`] straight from a call's result.
     pub fn observe_sae_result<T>(
         &self,
-        operation: &str,
+        operation: Operation,
         result: &Result<T, SaeError>,
         elapsed: Duration,
     ) {
         self.observe_sae_call(operation, sae_result_code(result), elapsed);
+    }
+
+    /// An observer for [`crate::sae::SaeClient::with_observer`] that records every SAE request
+    /// the client makes into `sae_requests_total` and `sae_request_duration_seconds`, each page of
+    /// an instance listing under its own operation.
+    pub fn sae_request_observer(&self) -> RequestObserver {
+        let metrics = self.clone();
+        Arc::new(move |operation, outcome, elapsed| {
+            metrics.observe_sae_call(operation, sae_outcome_code(outcome), elapsed);
+        })
     }
 
     /// Tokens currently left in the request budget of one AccessKey. A key beyond
@@ -448,7 +463,11 @@ mod tests {
             "an unused family has no series: {fresh}"
         );
 
-        metrics.observe_sae_call("DeleteInstances", CODE_OK, Duration::from_millis(5));
+        metrics.observe_sae_call(
+            Operation::DeleteInstances,
+            CODE_OK,
+            Duration::from_millis(5),
+        );
         metrics.set_quota_tokens(&AccessKeyLabel::of("LTAI5tKeyId"), 1.0);
         metrics.set_objects_by_phase(&[("Pending", 1)]);
         metrics.observe_terminal("Succeeded", Duration::from_secs(1));
@@ -488,19 +507,30 @@ mod tests {
     #[test]
     fn sae_calls_count_by_operation_and_code_and_time_by_operation() {
         let metrics = Metrics::new();
-        metrics.observe_sae_call("DeleteInstances", CODE_OK, Duration::from_millis(120));
         metrics.observe_sae_call(
-            "DeleteInstances",
+            Operation::DeleteInstances,
+            CODE_OK,
+            Duration::from_millis(120),
+        );
+        // What the SAE client's observer reports lands in the same series.
+        let observer = metrics.sae_request_observer();
+        observer(
+            Operation::DescribeApplicationInstances,
+            Ok(()),
+            Duration::from_millis(3),
+        );
+        metrics.observe_sae_call(
+            Operation::DeleteInstances,
             "Application.ChangerOrderRunning",
             Duration::from_millis(80),
         );
         metrics.observe_sae_call(
-            "DeleteInstances",
+            Operation::DeleteInstances,
             "Application.ChangerOrderRunning",
             Duration::from_millis(90),
         );
         metrics.observe_sae_result::<()>(
-            "DescribeChangeOrder",
+            Operation::DescribeChangeOrder,
             &Err(SaeError::NoAnswer {
                 operation: "DescribeChangeOrder",
                 detail: "timed out".into(),
@@ -508,7 +538,7 @@ mod tests {
             Duration::from_secs(30),
         );
         metrics.observe_sae_result(
-            "DescribeChangeOrder",
+            Operation::DescribeChangeOrder,
             &Err::<(), _>(SaeError::NotSent {
                 operation: "DescribeChangeOrder",
                 endpoint: "https://sae.example".into(),
@@ -520,6 +550,10 @@ mod tests {
 
         let count = |labels: &str| sample(&text, "sae_requests_total", labels);
         assert_eq!(count(r#"operation="DeleteInstances",code="OK""#), Some(1.0));
+        assert_eq!(
+            count(r#"operation="DescribeApplicationInstances",code="OK""#),
+            Some(1.0)
+        );
         assert_eq!(
             count(r#"operation="DeleteInstances",code="Application.ChangerOrderRunning""#),
             Some(2.0)
@@ -540,6 +574,10 @@ mod tests {
                 labels,
             )
         };
+        assert_eq!(
+            duration("_count", r#"operation="DescribeApplicationInstances""#),
+            Some(1.0)
+        );
         assert_eq!(
             duration("_count", r#"operation="DeleteInstances""#),
             Some(3.0)
@@ -588,7 +626,7 @@ mod tests {
     fn an_oversized_code_is_cut_before_it_becomes_a_label() {
         let metrics = Metrics::new();
         let long = "X".repeat(500);
-        metrics.observe_sae_call("DeleteInstances", &long, Duration::ZERO);
+        metrics.observe_sae_call(Operation::DeleteInstances, &long, Duration::ZERO);
         let text = metrics.encode();
         let cut = "X".repeat(MAX_CODE_LEN);
         assert_eq!(

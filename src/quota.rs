@@ -88,7 +88,7 @@ pub enum Priority {
     /// A DeleteInstances waiting to be sent to an idle app: the call users wait for.
     Delete,
     /// Reads that decide the fate of an attempt whose answer was lost, or of a rejected one
-    /// (ListChangeOrders, ListInstances after a rejection).
+    /// (ListChangeOrders, the instance listing after a rejection).
     Resolve,
     /// Following a change order, and dry-run reads: deferred when tokens are short.
     Poll,

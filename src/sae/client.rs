@@ -6,6 +6,7 @@
 //! left this process is `NoAnswer` unless SAE itself said what happened.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::error::request_suffix;
 use super::sign::{self, SignInput, SignatureVersion};
-use super::{Credentials, SaeError};
+use super::{Credentials, Operation, SaeError};
 
 /// SAE's API version; every SAE operation the controller uses belongs to it.
 const API_VERSION: &str = "2019-05-06";
@@ -133,18 +134,32 @@ pub struct AppInstances {
     pub terminating: Vec<String>,
 }
 
-/// A client for SAE's ROA API. Cloning shares the connection pool.
-#[derive(Clone, Debug)]
+/// Told about every SAE request the client made: which operation, whether it succeeded (the
+/// answer parsed too) and how long it took, checks before sending included. This is how a caller
+/// counts requests (say, in metrics) without the client knowing about metrics.
+pub type RequestObserver = Arc<dyn Fn(Operation, Result<(), &SaeError>, Duration) + Send + Sync>;
+
+/// A client for SAE's ROA API. Cloning shares the connection pool (and the observer).
+#[derive(Clone)]
 pub struct SaeClient {
     http: reqwest::Client,
     config: SaeClientConfig,
+    observer: Option<RequestObserver>,
+}
+
+impl std::fmt::Debug for SaeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaeClient")
+            .field("config", &self.config)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One request to make: what the operation-specific methods hand to [`SaeClient::call`].
 struct Call<'a> {
-    operation: &'static str,
-    method: Method,
-    path: &'static str,
+    /// Which operation; it names the method, path and action.
+    operation: Operation,
     query: Vec<(String, String)>,
     /// The app or change order the call is about, for the log line.
     subject: &'a str,
@@ -189,7 +204,32 @@ impl SaeClient {
                 operation: OPERATION,
                 detail: format!("cannot build the HTTP client: {}", error_chain(&e)),
             })?;
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            observer: None,
+        })
+    }
+
+    /// This client, telling `observer` about each request it makes from now on (each page of a
+    /// listing separately), in place of any observer it had.
+    pub fn with_observer(mut self, observer: RequestObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs one operation's request and parsing, and tells the observer how it went.
+    async fn observed<T>(
+        &self,
+        operation: Operation,
+        request: impl Future<Output = Result<T, SaeError>>,
+    ) -> Result<T, SaeError> {
+        let started = Instant::now();
+        let result = request.await;
+        if let Some(observer) = &self.observer {
+            observer(operation, result.as_ref().map(|_| ()), started.elapsed());
+        }
+        result
     }
 
     /// Asks SAE to delete the given instances. Not idempotent: SAE has no token to recognise a
@@ -201,39 +241,40 @@ impl SaeClient {
         app_id: &str,
         instance_ids: &[String],
     ) -> Result<DeleteAccepted, SaeError> {
-        const OPERATION: &str = "DeleteInstances";
-        require_value(OPERATION, "AppId", app_id)?;
-        if instance_ids.is_empty() {
-            return Err(invalid(OPERATION, "no instance ids given"));
-        }
-        for id in instance_ids {
-            // SAE splits the list on commas, so a comma inside an id would name other instances.
-            if id.trim().is_empty() || id.contains(',') {
-                return Err(invalid(
-                    OPERATION,
-                    "an instance id is empty or contains a comma",
-                ));
+        self.observed(Operation::DeleteInstances, async {
+            const OPERATION: &str = Operation::DeleteInstances.name();
+            require_value(OPERATION, "AppId", app_id)?;
+            if instance_ids.is_empty() {
+                return Err(invalid(OPERATION, "no instance ids given"));
             }
-        }
-        let call = Call {
-            operation: OPERATION,
-            method: Method::PUT,
-            path: "/pop/v1/sam/app/deleteInstances",
-            query: vec![
-                pair("AppId", app_id),
-                pair("InstanceIds", &instance_ids.join(",")),
-            ],
-            subject: app_id,
-        };
-        let envelope = self.call(creds, region_id, call).await?;
-        let data = data_object(OPERATION, &envelope)?;
-        let change_order_id = id_field(data, "ChangeOrderId")
-            .ok_or_else(|| unusable(OPERATION, &envelope, "Data.ChangeOrderId is missing"))?;
-        Ok(DeleteAccepted {
-            change_order_id,
-            request_id: envelope.request_id,
-            trace_id: envelope.trace_id,
+            for id in instance_ids {
+                // SAE splits the list on commas, so a comma inside an id would name other instances.
+                if id.trim().is_empty() || id.contains(',') {
+                    return Err(invalid(
+                        OPERATION,
+                        "an instance id is empty or contains a comma",
+                    ));
+                }
+            }
+            let call = Call {
+                operation: Operation::DeleteInstances,
+                query: vec![
+                    pair("AppId", app_id),
+                    pair("InstanceIds", &instance_ids.join(",")),
+                ],
+                subject: app_id,
+            };
+            let envelope = self.call(creds, region_id, call).await?;
+            let data = data_object(OPERATION, &envelope)?;
+            let change_order_id = id_field(data, "ChangeOrderId")
+                .ok_or_else(|| unusable(OPERATION, &envelope, "Data.ChangeOrderId is missing"))?;
+            Ok(DeleteAccepted {
+                change_order_id,
+                request_id: envelope.request_id,
+                trace_id: envelope.trace_id,
+            })
         })
+        .await
     }
 
     pub async fn describe_change_order(
@@ -242,35 +283,36 @@ impl SaeClient {
         region_id: &str,
         change_order_id: &str,
     ) -> Result<ChangeOrder, SaeError> {
-        const OPERATION: &str = "DescribeChangeOrder";
-        require_value(OPERATION, "ChangeOrderId", change_order_id)?;
-        let call = Call {
-            operation: OPERATION,
-            method: Method::GET,
-            path: "/pop/v1/sam/changeorder/DescribeChangeOrder",
-            query: vec![pair("ChangeOrderId", change_order_id)],
-            subject: change_order_id,
-        };
-        let envelope = self.call(creds, region_id, call).await?;
-        let data = data_object(OPERATION, &envelope)?;
-        let status = int_field(data, "Status").ok_or_else(|| {
-            unusable(
-                OPERATION,
-                &envelope,
-                "Data.Status is missing or not a number",
-            )
-        })?;
-        Ok(ChangeOrder {
-            // We know which one we asked for; an answer that omits the id still describes it.
-            change_order_id: id_field(data, "ChangeOrderId")
-                .unwrap_or_else(|| change_order_id.to_string()),
-            status,
-            sub_status: int_field(data, "SubStatus"),
-            co_type_code: id_field(data, "CoTypeCode"),
-            error_message: id_field(data, "ErrorMessage"),
-            create_time: id_field(data, "CreateTime"),
-            request_id: envelope.request_id.clone(),
+        self.observed(Operation::DescribeChangeOrder, async {
+            const OPERATION: &str = Operation::DescribeChangeOrder.name();
+            require_value(OPERATION, "ChangeOrderId", change_order_id)?;
+            let call = Call {
+                operation: Operation::DescribeChangeOrder,
+                query: vec![pair("ChangeOrderId", change_order_id)],
+                subject: change_order_id,
+            };
+            let envelope = self.call(creds, region_id, call).await?;
+            let data = data_object(OPERATION, &envelope)?;
+            let status = int_field(data, "Status").ok_or_else(|| {
+                unusable(
+                    OPERATION,
+                    &envelope,
+                    "Data.Status is missing or not a number",
+                )
+            })?;
+            Ok(ChangeOrder {
+                // We know which one we asked for; an answer that omits the id still describes it.
+                change_order_id: id_field(data, "ChangeOrderId")
+                    .unwrap_or_else(|| change_order_id.to_string()),
+                status,
+                sub_status: int_field(data, "SubStatus"),
+                co_type_code: id_field(data, "CoTypeCode"),
+                error_message: id_field(data, "ErrorMessage"),
+                create_time: id_field(data, "CreateTime"),
+                request_id: envelope.request_id.clone(),
+            })
         })
+        .await
     }
 
     pub async fn list_change_orders(
@@ -282,58 +324,59 @@ impl SaeClient {
         current_page: u32,
         page_size: u32,
     ) -> Result<ChangeOrderPage, SaeError> {
-        const OPERATION: &str = "ListChangeOrders";
-        require_value(OPERATION, "AppId", app_id)?;
-        let mut query = vec![
-            pair("AppId", app_id),
-            pair("CurrentPage", &current_page.to_string()),
-            pair("PageSize", &page_size.to_string()),
-        ];
-        if let Some(co_type) = co_type {
-            query.push(pair("CoType", co_type));
-        }
-        let call = Call {
-            operation: OPERATION,
-            method: Method::GET,
-            path: "/pop/v1/sam/changeorder/ListChangeOrders",
-            query,
-            subject: app_id,
-        };
-        let envelope = self.call(creds, region_id, call).await?;
-        let data = data_object(OPERATION, &envelope)?;
-        let rows = page_rows(OPERATION, &envelope, data, "ChangeOrderList")?;
-        let mut change_orders = Vec::with_capacity(rows.len());
-        for row in rows {
-            let row = row.as_object().ok_or_else(|| {
-                unusable(
-                    OPERATION,
-                    &envelope,
-                    "a ChangeOrderList row is not an object",
-                )
-            })?;
-            let (Some(change_order_id), Some(status)) =
-                (id_field(row, "ChangeOrderId"), int_field(row, "Status"))
-            else {
-                return Err(unusable(
-                    OPERATION,
-                    &envelope,
-                    "a ChangeOrderList row lacks ChangeOrderId or Status",
-                ));
+        self.observed(Operation::ListChangeOrders, async {
+            const OPERATION: &str = Operation::ListChangeOrders.name();
+            require_value(OPERATION, "AppId", app_id)?;
+            let mut query = vec![
+                pair("AppId", app_id),
+                pair("CurrentPage", &current_page.to_string()),
+                pair("PageSize", &page_size.to_string()),
+            ];
+            if let Some(co_type) = co_type {
+                query.push(pair("CoType", co_type));
+            }
+            let call = Call {
+                operation: Operation::ListChangeOrders,
+                query,
+                subject: app_id,
             };
-            change_orders.push(ChangeOrderSummary {
-                change_order_id,
-                status,
-                co_type_code: id_field(row, "CoTypeCode"),
-                create_time: id_field(row, "CreateTime"),
-                finish_time: id_field(row, "FinishTime"),
-            });
-        }
-        Ok(ChangeOrderPage {
-            total: uint_field(data, "TotalSize").unwrap_or(change_orders.len() as u64),
-            current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
-            page_size: u32_field(data, "PageSize").unwrap_or(page_size),
-            change_orders,
+            let envelope = self.call(creds, region_id, call).await?;
+            let data = data_object(OPERATION, &envelope)?;
+            let rows = page_rows(OPERATION, &envelope, data, "ChangeOrderList")?;
+            let mut change_orders = Vec::with_capacity(rows.len());
+            for row in rows {
+                let row = row.as_object().ok_or_else(|| {
+                    unusable(
+                        OPERATION,
+                        &envelope,
+                        "a ChangeOrderList row is not an object",
+                    )
+                })?;
+                let (Some(change_order_id), Some(status)) =
+                    (id_field(row, "ChangeOrderId"), int_field(row, "Status"))
+                else {
+                    return Err(unusable(
+                        OPERATION,
+                        &envelope,
+                        "a ChangeOrderList row lacks ChangeOrderId or Status",
+                    ));
+                };
+                change_orders.push(ChangeOrderSummary {
+                    change_order_id,
+                    status,
+                    co_type_code: id_field(row, "CoTypeCode"),
+                    create_time: id_field(row, "CreateTime"),
+                    finish_time: id_field(row, "FinishTime"),
+                });
+            }
+            Ok(ChangeOrderPage {
+                total: uint_field(data, "TotalSize").unwrap_or(change_orders.len() as u64),
+                current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
+                page_size: u32_field(data, "PageSize").unwrap_or(page_size),
+                change_orders,
+            })
         })
+        .await
     }
 
     pub async fn describe_application_groups(
@@ -342,34 +385,35 @@ impl SaeClient {
         region_id: &str,
         app_id: &str,
     ) -> Result<Vec<ApplicationGroup>, SaeError> {
-        const OPERATION: &str = "DescribeApplicationGroups";
-        require_value(OPERATION, "AppId", app_id)?;
-        let call = Call {
-            operation: OPERATION,
-            method: Method::GET,
-            path: "/pop/v1/sam/app/describeApplicationGroups",
-            query: vec![pair("AppId", app_id)],
-            subject: app_id,
-        };
-        let envelope = self.call(creds, region_id, call).await?;
-        let rows = envelope
-            .body
-            .get("Data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| unusable(OPERATION, &envelope, "Data is missing or not a list"))?;
-        rows.iter()
-            .map(|row| {
-                let row = row.as_object();
-                let group_id = row.and_then(|r| id_field(r, "GroupId"));
-                match group_id {
-                    Some(group_id) => Ok(ApplicationGroup {
-                        group_id,
-                        group_name: row.and_then(|r| id_field(r, "GroupName")),
-                    }),
-                    None => Err(unusable(OPERATION, &envelope, "a group lacks GroupId")),
-                }
-            })
-            .collect()
+        self.observed(Operation::DescribeApplicationGroups, async {
+            const OPERATION: &str = Operation::DescribeApplicationGroups.name();
+            require_value(OPERATION, "AppId", app_id)?;
+            let call = Call {
+                operation: Operation::DescribeApplicationGroups,
+                query: vec![pair("AppId", app_id)],
+                subject: app_id,
+            };
+            let envelope = self.call(creds, region_id, call).await?;
+            let rows = envelope
+                .body
+                .get("Data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| unusable(OPERATION, &envelope, "Data is missing or not a list"))?;
+            rows.iter()
+                .map(|row| {
+                    let row = row.as_object();
+                    let group_id = row.and_then(|r| id_field(r, "GroupId"));
+                    match group_id {
+                        Some(group_id) => Ok(ApplicationGroup {
+                            group_id,
+                            group_name: row.and_then(|r| id_field(r, "GroupName")),
+                        }),
+                        None => Err(unusable(OPERATION, &envelope, "a group lacks GroupId")),
+                    }
+                })
+                .collect()
+        })
+        .await
     }
 
     pub async fn describe_application_instances(
@@ -381,52 +425,55 @@ impl SaeClient {
         current_page: u32,
         page_size: u32,
     ) -> Result<InstancePage, SaeError> {
-        const OPERATION: &str = "DescribeApplicationInstances";
-        require_value(OPERATION, "AppId", app_id)?;
-        require_value(OPERATION, "GroupId", group_id)?;
-        let call = Call {
-            operation: OPERATION,
-            method: Method::GET,
-            path: "/pop/v1/sam/app/describeApplicationInstances",
-            query: vec![
-                pair("AppId", app_id),
-                pair("GroupId", group_id),
-                pair("CurrentPage", &current_page.to_string()),
-                pair("PageSize", &page_size.to_string()),
-            ],
-            subject: app_id,
-        };
-        let envelope = self.call(creds, region_id, call).await?;
-        let data = data_object(OPERATION, &envelope)?;
-        let rows = page_rows(OPERATION, &envelope, data, "Instances")?;
-        let instance_ids = rows
-            .iter()
-            .map(|row| {
-                row.as_object()
-                    .and_then(|r| id_field(r, "InstanceId"))
-                    .ok_or_else(|| unusable(OPERATION, &envelope, "an instance lacks InstanceId"))
+        self.observed(Operation::DescribeApplicationInstances, async {
+            const OPERATION: &str = Operation::DescribeApplicationInstances.name();
+            require_value(OPERATION, "AppId", app_id)?;
+            require_value(OPERATION, "GroupId", group_id)?;
+            let call = Call {
+                operation: Operation::DescribeApplicationInstances,
+                query: vec![
+                    pair("AppId", app_id),
+                    pair("GroupId", group_id),
+                    pair("CurrentPage", &current_page.to_string()),
+                    pair("PageSize", &page_size.to_string()),
+                ],
+                subject: app_id,
+            };
+            let envelope = self.call(creds, region_id, call).await?;
+            let data = data_object(OPERATION, &envelope)?;
+            let rows = page_rows(OPERATION, &envelope, data, "Instances")?;
+            let instance_ids = rows
+                .iter()
+                .map(|row| {
+                    row.as_object()
+                        .and_then(|r| id_field(r, "InstanceId"))
+                        .ok_or_else(|| {
+                            unusable(OPERATION, &envelope, "an instance lacks InstanceId")
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // SAE documents Running, Terminating, Pending, Failed, ... for InstanceContainerStatus;
+            // only the one that says "being removed" matters here.
+            let terminating = rows
+                .iter()
+                .filter_map(|row| {
+                    let row = row.as_object()?;
+                    let status = text_field(row, "InstanceContainerStatus")?;
+                    status
+                        .trim()
+                        .eq_ignore_ascii_case("Terminating")
+                        .then(|| id_field(row, "InstanceId"))?
+                })
+                .collect();
+            Ok(InstancePage {
+                total: uint_field(data, "TotalSize").unwrap_or(instance_ids.len() as u64),
+                current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
+                page_size: u32_field(data, "PageSize").unwrap_or(page_size),
+                instance_ids,
+                terminating,
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        // SAE documents Running, Terminating, Pending, Failed, ... for InstanceContainerStatus;
-        // only the one that says "being removed" matters here.
-        let terminating = rows
-            .iter()
-            .filter_map(|row| {
-                let row = row.as_object()?;
-                let status = text_field(row, "InstanceContainerStatus")?;
-                status
-                    .trim()
-                    .eq_ignore_ascii_case("Terminating")
-                    .then(|| id_field(row, "InstanceId"))?
-            })
-            .collect();
-        Ok(InstancePage {
-            total: uint_field(data, "TotalSize").unwrap_or(instance_ids.len() as u64),
-            current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
-            page_size: u32_field(data, "PageSize").unwrap_or(page_size),
-            instance_ids,
-            terminating,
         })
+        .await
     }
 
     /// Every instance id of the app: its groups, then every page of each group, without
@@ -533,7 +580,7 @@ impl SaeClient {
         call: Call<'_>,
     ) -> Result<Envelope, SaeError> {
         let started = Instant::now();
-        let operation = call.operation;
+        let operation = call.operation.name();
         let subject = call.subject;
         let result = self.exchange(creds, region_id, call).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -568,12 +615,13 @@ impl SaeClient {
         region_id: &str,
         call: Call<'_>,
     ) -> Result<Envelope, SaeError> {
-        let operation = call.operation;
+        let op = call.operation;
+        let operation = op.name();
         let target = resolve_endpoint(&self.config.endpoint, region_id, operation)?;
         // The query is encoded here, once, so the bytes on the wire are the ones that were signed;
         // `Url` leaves an already percent-encoded query alone.
         let encoded_query = sign::encode_query(&call.query);
-        let mut url_text = format!("{}{}", target.base, call.path);
+        let mut url_text = format!("{}{}", target.base, op.path());
         if !encoded_query.is_empty() {
             url_text.push('?');
             url_text.push_str(&encoded_query);
@@ -583,9 +631,9 @@ impl SaeClient {
 
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let input = SignInput {
-            method: call.method.as_str(),
+            method: op.method(),
             host: &target.host,
-            path: call.path,
+            path: op.path(),
             query: &call.query,
             action: operation,
             api_version: API_VERSION,
@@ -595,10 +643,12 @@ impl SaeClient {
         };
         let signed = sign::signed_headers(self.config.signature_version, creds, &input);
         let headers = header_map(operation, &signed)?;
+        let method = Method::from_bytes(op.method().as_bytes())
+            .map_err(|_| invalid(operation, "the HTTP method is not valid"))?;
 
         let response = self
             .http
-            .request(call.method, url)
+            .request(method, url)
             .headers(headers)
             .send()
             .await
@@ -698,7 +748,7 @@ fn page_count(app_id: &str, group_id: &str, first: &InstancePage) -> Result<u64,
     let pages = first.total.div_ceil(u64::from(page_size)).max(1);
     if pages > MAX_INSTANCE_PAGES {
         return Err(SaeError::NoAnswer {
-            operation: "DescribeApplicationInstances",
+            operation: Operation::DescribeApplicationInstances.name(),
             detail: format!(
                 "group {group_id} of app {app_id} announces TotalSize {} at PageSize {page_size}, \
                  that is {pages} pages; reading more than {MAX_INSTANCE_PAGES} pages per group is \
@@ -1484,7 +1534,14 @@ mod tests {
                 Ok::<(), ()>(())
             }
         };
+        // The observer hears of each request under its own operation, not of "a listing".
+        let observed = Arc::new(Mutex::new(Vec::new()));
+        let observer: RequestObserver = {
+            let observed = observed.clone();
+            Arc::new(move |op, outcome, _| observed.lock().unwrap().push((op, outcome.is_ok())))
+        };
         let all = client_for(addr)
+            .with_observer(observer)
             .list_all_instance_ids(&creds(), "cn-hangzhou", "app-1", gate)
             .await
             .unwrap()
@@ -1495,6 +1552,15 @@ mod tests {
         // groups + two pages of g-1 + one page of g-2, each behind the gate once
         assert_eq!(log.lock().unwrap().len(), 4);
         assert_eq!(*gated.lock().unwrap(), [0, 1, 2, 3]);
+        assert_eq!(
+            *observed.lock().unwrap(),
+            [
+                (Operation::DescribeApplicationGroups, true),
+                (Operation::DescribeApplicationInstances, true),
+                (Operation::DescribeApplicationInstances, true),
+                (Operation::DescribeApplicationInstances, true),
+            ]
+        );
 
         // A gate that refuses the third request stops the listing there.
         let before = log.lock().unwrap().len();

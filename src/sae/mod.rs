@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod credentials_file;
 pub mod ecs_role;
 pub mod error;
+pub mod operation;
 pub mod rrsa;
 pub mod sign;
 pub mod time;
@@ -13,9 +14,10 @@ pub mod time;
 pub use chain::CredentialChain;
 pub use client::{
     AppInstances, ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary,
-    DeleteAccepted, InstancePage, SaeClient, SaeClientConfig,
+    DeleteAccepted, InstancePage, RequestObserver, SaeClient, SaeClientConfig,
 };
 pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};
+pub use operation::Operation;
 pub use rrsa::{RrsaConfig, RrsaProvider};
 pub use sign::SignatureVersion;

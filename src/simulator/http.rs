@@ -22,8 +22,8 @@ use super::Simulator;
 use super::auth::{self, ReceivedRequest};
 use super::change_order::{ConsoleChangeOrderSpec, DeletingView};
 use super::state::{
-    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, OidcTokenSpec, Operation, Outcome,
-    Params, RequestRecord, Seed,
+    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, OidcTokenSpec, Outcome, Params,
+    RequestRecord, Seed, route,
 };
 use super::times::{TimeForm, http_date, offset_name, parse_offset};
 
@@ -388,7 +388,7 @@ async fn call(
     if parts.method == http::Method::POST && path == "/" {
         return sts_call(sim, parts, body, query, record).await;
     }
-    let op = Operation::route(parts.method.as_str(), &path)?;
+    let op = route(parts.method.as_str(), &path)?;
     record.operation = op.name().into();
     let body = read_body(body, &parts.headers, MAX_BODY_BYTES)
         .await

@@ -28,76 +28,27 @@ pub const QUOTA_WINDOW: SignedDuration = SignedDuration::from_secs(60);
 /// The largest page a paged operation accepts.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-/// The SAE operations the simulator serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Operation {
-    DeleteInstances,
-    DescribeChangeOrder,
-    ListChangeOrders,
-    DescribeApplicationGroups,
-    DescribeApplicationInstances,
-}
+/// The SAE operations the simulator serves: the controller's own list, so both spell each
+/// operation's name, method and path the same way.
+pub use crate::sae::Operation;
 
-impl Operation {
-    pub const ALL: [Operation; 5] = [
-        Operation::DeleteInstances,
-        Operation::DescribeChangeOrder,
-        Operation::ListChangeOrders,
-        Operation::DescribeApplicationGroups,
-        Operation::DescribeApplicationInstances,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::DeleteInstances => "DeleteInstances",
-            Operation::DescribeChangeOrder => "DescribeChangeOrder",
-            Operation::ListChangeOrders => "ListChangeOrders",
-            Operation::DescribeApplicationGroups => "DescribeApplicationGroups",
-            Operation::DescribeApplicationInstances => "DescribeApplicationInstances",
-        }
-    }
-
-    pub fn method(self) -> &'static str {
-        match self {
-            Operation::DeleteInstances => "PUT",
-            _ => "GET",
-        }
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Operation::DeleteInstances => "/pop/v1/sam/app/deleteInstances",
-            Operation::DescribeChangeOrder => "/pop/v1/sam/changeorder/DescribeChangeOrder",
-            Operation::ListChangeOrders => "/pop/v1/sam/changeorder/ListChangeOrders",
-            Operation::DescribeApplicationGroups => "/pop/v1/sam/app/describeApplicationGroups",
-            Operation::DescribeApplicationInstances => {
-                "/pop/v1/sam/app/describeApplicationInstances"
-            }
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|op| op.name() == name)
-    }
-
-    /// The operation at `method` + `path`; an unknown pair is `InvalidApi.NotFound` (404), as a
-    /// gateway answers an API it cannot route.
-    pub fn route(method: &str, path: &str) -> Result<Operation, ApiError> {
-        match Operation::ALL.into_iter().find(|op| op.path() == path) {
-            Some(op) if op.method() == method => Ok(op),
-            Some(op) => Err(ApiError::gateway(
-                "InvalidApi.NotFound",
-                format!(
-                    "{} is served with {}, not {method}.",
-                    op.path(),
-                    op.method()
-                ),
-            )),
-            None => Err(ApiError::gateway(
-                "InvalidApi.NotFound",
-                "Specified api is not found, please check your url and method.",
-            )),
-        }
+/// The operation at `method` + `path`; an unknown pair is `InvalidApi.NotFound` (404), as a
+/// gateway answers an API it cannot route.
+pub fn route(method: &str, path: &str) -> Result<Operation, ApiError> {
+    match Operation::ALL.into_iter().find(|op| op.path() == path) {
+        Some(op) if op.method() == method => Ok(op),
+        Some(op) => Err(ApiError::gateway(
+            "InvalidApi.NotFound",
+            format!(
+                "{} is served with {}, not {method}.",
+                op.path(),
+                op.method()
+            ),
+        )),
+        None => Err(ApiError::gateway(
+            "InvalidApi.NotFound",
+            "Specified api is not found, please check your url and method.",
+        )),
     }
 }
 
