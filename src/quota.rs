@@ -67,7 +67,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{AccessKeyLabel, Metrics};
 use crate::sae::SaeError;
-use crate::sae::client::MAX_RETRY_AFTER;
+use crate::sae::throttle_hint::MAX_RETRY_AFTER;
 
 /// How long a key pauses after a `Throttling*` answer that named no retry time.
 pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(5);

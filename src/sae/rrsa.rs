@@ -9,8 +9,8 @@
 //! The token file is read again for every exchange because ACK rotates it in place; caching its
 //! content would eventually present an expired token.
 
-use super::client::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
 use super::sign;
+use super::transport::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
