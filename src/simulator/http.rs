@@ -19,12 +19,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use super::Simulator;
+use super::api_error::ApiError;
 use super::auth::{self, ReceivedRequest};
 use super::change_order::{ConsoleChangeOrderSpec, DeletingView};
-use super::state::{
-    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, OidcTokenSpec, Outcome, Params,
-    RequestRecord, Seed, route,
-};
+use super::ledger::RequestRecord;
+use super::routing::{Params, route};
+use super::seed::{AccessKeySpec, AppFaults, AppSpec, OidcTokenSpec, Seed};
+use super::state::{CallPlan, Outcome};
 use super::times::{TimeForm, http_date, offset_name, parse_offset};
 
 /// Longest query string accepted; SAE's are a few hundred bytes.
