@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::sae::SaeError;
+use crate::sae::{Operation, RequestObserver, SaeError};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -68,8 +68,13 @@ impl std::fmt::Display for AccessKeyLabel {
 /// The `code` label for the outcome of one SAE call: `OK`, SAE's own error code, or the transport
 /// class when SAE gave no code (`NotSent`, `NoAnswer`, `InvalidRequest`).
 pub fn sae_result_code<T>(result: &Result<T, SaeError>) -> &str {
-    match result {
-        Ok(_) => CODE_OK,
+    sae_outcome_code(result.as_ref().map(|_| ()))
+}
+
+/// [`sae_result_code`] of an outcome as the SAE client's [`RequestObserver`] reports it.
+pub fn sae_outcome_code(outcome: Result<(), &SaeError>) -> &str {
+    match outcome {
+        Ok(()) => CODE_OK,
         Err(SaeError::Api { code, .. }) => code,
         Err(SaeError::NotSent { .. }) => "NotSent",
         Err(SaeError::NoAnswer { .. }) => "NoAnswer",
@@ -270,19 +275,19 @@ impl Metrics {
 
     /// Records one SAE call. `code` is [`CODE_OK`], SAE's error code or a transport class; see
     /// [`sae_result_code`] to derive it from a call's result.
-    pub fn observe_sae_call(&self, operation: &str, code: &str, elapsed: Duration) {
+    pub fn observe_sae_call(&self, operation: Operation, code: &str, elapsed: Duration) {
         let code = truncate(code, MAX_CODE_LEN);
         self.inner
             .requests
             .get_or_create(&RequestLabels {
-                operation: operation.to_owned(),
+                operation: operation.name().to_owned(),
                 code: code.to_owned(),
             })
             .inc();
         self.inner
             .request_duration
             .get_or_create(&OperationLabels {
-                operation: operation.to_owned(),
+                operation: operation.name().to_owned(),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -290,11 +295,21 @@ impl Metrics {
     /// [`Self::observe_sae_call`] straight from a call's result.
     pub fn observe_sae_result<T>(
         &self,
-        operation: &str,
+        operation: Operation,
         result: &Result<T, SaeError>,
         elapsed: Duration,
     ) {
         self.observe_sae_call(operation, sae_result_code(result), elapsed);
+    }
+
+    /// An observer for [`crate::sae::SaeClient::with_observer`] that records every SAE request
+    /// the client makes into `sae_requests_total` and `sae_request_duration_seconds`, each page of
+    /// an instance listing under its own operation.
+    pub fn sae_request_observer(&self) -> RequestObserver {
+        let metrics = self.clone();
+        Arc::new(move |operation, outcome, elapsed| {
+            metrics.observe_sae_call(operation, sae_outcome_code(outcome), elapsed);
+        })
     }
 
     /// Tokens currently left in the request budget of one AccessKey. A key beyond

@@ -71,7 +71,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{AccessKeyLabel, Metrics};
 use crate::sae::SaeError;
-use crate::sae::client::MAX_RETRY_AFTER;
+use crate::sae::throttle_hint::MAX_RETRY_AFTER;
 
 /// How long a key pauses after a `Throttling*` answer that named no retry time.
 pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(5);
@@ -92,7 +92,7 @@ pub enum Priority {
     /// A DeleteInstances waiting to be sent to an idle app: the call users wait for.
     Delete,
     /// Reads that decide the fate of an attempt whose answer was lost, or of a rejected one
-    /// (ListChangeOrders, ListInstances after a rejection).
+    /// (ListChangeOrders, the instance listing after a rejection).
     Resolve,
     /// Following a change order, and dry-run reads: deferred when tokens are short.
     Poll,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::SignedDuration;
-use sae_controller::sae::client::{SaeClient, SaeClientConfig, no_gate};
 use sae_controller::sae::{Credentials, ErrorClass, SaeError, SignatureVersion};
+use sae_controller::sae::{SaeClient, SaeClientConfig, no_gate};
 use sae_controller::simulator::{
     AccessKeySpec, AppFaults, AppSpec, FaultSpec, GroupSpec, ModelConfig, Seed, Simulator,
     SimulatorConfig,
@@ -485,23 +485,4 @@ async fn ambiguous_garbage_body() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Ambiguous, "{err:?}");
-}
-
-#[tokio::test]
-async fn retryable_when_nothing_listens() {
-    // Bound but never listening: connections are refused, and no other test can take the port.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let client = SaeClient::new(SaeClientConfig {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        ..SaeClientConfig::default()
-    })
-    .unwrap();
-    let err = client
-        .delete_instances(&creds(), REGION, "app-1", &ids(&["i-a"]))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SaeError::NotSent { .. }), "{err:?}");
-    assert_eq!(err.class(), ErrorClass::Retryable);
 }

@@ -190,7 +190,6 @@ impl Effects for Reconciler<'_> {
         let result = self
             .ctx
             .call_with_token_taken(
-                "DeleteInstances",
                 &creds,
                 self.ctx
                     .sae
@@ -233,7 +232,6 @@ impl Effects for Reconciler<'_> {
         Ok(self
             .ctx
             .call_with_token_taken(
-                "DescribeChangeOrder",
                 &creds,
                 self.ctx
                     .sae

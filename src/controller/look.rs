@@ -160,7 +160,6 @@ impl Context {
             let page = self
                 .take_token_and_call(
                     slot,
-                    "ListChangeOrders",
                     creds,
                     Priority::Resolve,
                     self.sae.list_change_orders(

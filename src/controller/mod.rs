@@ -135,7 +135,9 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            sae,
+            // Every SAE request is counted where it is made, each page of a listing under its own
+            // operation.
+            sae: sae.with_observer(metrics.sae_request_observer()),
             default_credentials,
             settings,
             metrics,

@@ -6,8 +6,6 @@
 //! [`Context::call_with_token_taken`] is for a call whose token the reconcile loop already took.
 //! What to call and when is decided elsewhere; the wire format is [`crate::sae`]'s.
 
-use std::time::Instant;
-
 use super::slot::Slot;
 use super::{Context, Error};
 use crate::quota::Priority;
@@ -35,31 +33,26 @@ impl Context {
     }
 
     /// Runs one SAE request: a token of its AccessKey's quota first (by priority; the slot is
-    /// given back while waiting), then the call, recorded by [`Self::call_with_token_taken`].
+    /// given back while waiting), then the call, through [`Self::call_with_token_taken`].
     pub(super) async fn take_token_and_call<T>(
         &self,
         slot: &mut Slot,
-        operation: &str,
         creds: &Credentials,
         priority: Priority,
         call: impl Future<Output = Result<T, SaeError>>,
     ) -> Result<Result<T, SaeError>, Error> {
         self.take_token(slot, creds, priority).await?;
-        Ok(self.call_with_token_taken(operation, creds, call).await)
+        Ok(self.call_with_token_taken(creds, call).await)
     }
 
-    /// Runs one SAE request whose quota token was already taken, recording its result and
-    /// duration, and pausing the key's bucket when SAE says it is throttling.
+    /// Runs one SAE request whose quota token was already taken, pausing the key's bucket when
+    /// SAE says it is throttling. (Its metrics are recorded by the client's observer.)
     pub(super) async fn call_with_token_taken<T>(
         &self,
-        operation: &str,
         creds: &Credentials,
         call: impl Future<Output = Result<T, SaeError>>,
     ) -> Result<T, SaeError> {
-        let started = Instant::now();
         let result = call.await;
-        self.metrics
-            .observe_sae_result(operation, &result, started.elapsed());
         self.quota.note_result(creds.access_key_id(), &result);
         result
     }
@@ -81,14 +74,11 @@ impl Context {
             let mut slot = slot.lock().await;
             self.take_token(&mut slot, creds, priority).await
         };
-        // Recorded as one ListInstances, waits between its requests included.
-        let started = Instant::now();
+        // The client's observer records each request of the listing under its own operation.
         let listed = self
             .sae
             .list_all_instances(creds, region, app, gate)
             .await?;
-        self.metrics
-            .observe_sae_result("ListInstances", &listed, started.elapsed());
         self.quota.note_result(creds.access_key_id(), &listed);
         Ok(listed)
     }

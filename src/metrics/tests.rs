@@ -28,7 +28,11 @@ fn every_metric_is_declared_with_prefix_type_and_unit() {
         "an unused family has no series: {fresh}"
     );
 
-    metrics.observe_sae_call("DeleteInstances", CODE_OK, Duration::from_millis(5));
+    metrics.observe_sae_call(
+        Operation::DeleteInstances,
+        CODE_OK,
+        Duration::from_millis(5),
+    );
     metrics.set_quota_tokens(&AccessKeyLabel::of("LTAI5tKeyId"), 1.0);
     metrics.set_objects_by_phase(&[("Pending", 1)]);
     metrics.observe_terminal("Succeeded", Duration::from_secs(1));
@@ -68,19 +72,30 @@ fn every_metric_is_declared_with_prefix_type_and_unit() {
 #[test]
 fn sae_calls_count_by_operation_and_code_and_time_by_operation() {
     let metrics = Metrics::new();
-    metrics.observe_sae_call("DeleteInstances", CODE_OK, Duration::from_millis(120));
     metrics.observe_sae_call(
-        "DeleteInstances",
+        Operation::DeleteInstances,
+        CODE_OK,
+        Duration::from_millis(120),
+    );
+    // What the SAE client's observer reports lands in the same series.
+    let observer = metrics.sae_request_observer();
+    observer(
+        Operation::DescribeApplicationInstances,
+        Ok(()),
+        Duration::from_millis(3),
+    );
+    metrics.observe_sae_call(
+        Operation::DeleteInstances,
         "Application.ChangerOrderRunning",
         Duration::from_millis(80),
     );
     metrics.observe_sae_call(
-        "DeleteInstances",
+        Operation::DeleteInstances,
         "Application.ChangerOrderRunning",
         Duration::from_millis(90),
     );
     metrics.observe_sae_result::<()>(
-        "DescribeChangeOrder",
+        Operation::DescribeChangeOrder,
         &Err(SaeError::NoAnswer {
             operation: "DescribeChangeOrder",
             detail: "timed out".into(),
@@ -88,7 +103,7 @@ fn sae_calls_count_by_operation_and_code_and_time_by_operation() {
         Duration::from_secs(30),
     );
     metrics.observe_sae_result(
-        "DescribeChangeOrder",
+        Operation::DescribeChangeOrder,
         &Err::<(), _>(SaeError::NotSent {
             operation: "DescribeChangeOrder",
             endpoint: "https://sae.example".into(),
@@ -100,6 +115,10 @@ fn sae_calls_count_by_operation_and_code_and_time_by_operation() {
 
     let count = |labels: &str| sample(&text, "sae_requests_total", labels);
     assert_eq!(count(r#"operation="DeleteInstances",code="OK""#), Some(1.0));
+    assert_eq!(
+        count(r#"operation="DescribeApplicationInstances",code="OK""#),
+        Some(1.0)
+    );
     assert_eq!(
         count(r#"operation="DeleteInstances",code="Application.ChangerOrderRunning""#),
         Some(2.0)
@@ -120,6 +139,10 @@ fn sae_calls_count_by_operation_and_code_and_time_by_operation() {
             labels,
         )
     };
+    assert_eq!(
+        duration("_count", r#"operation="DescribeApplicationInstances""#),
+        Some(1.0)
+    );
     assert_eq!(
         duration("_count", r#"operation="DeleteInstances""#),
         Some(3.0)
@@ -168,7 +191,7 @@ fn result_code_covers_every_error_variant() {
 fn an_oversized_code_is_cut_before_it_becomes_a_label() {
     let metrics = Metrics::new();
     let long = "X".repeat(500);
-    metrics.observe_sae_call("DeleteInstances", &long, Duration::ZERO);
+    metrics.observe_sae_call(Operation::DeleteInstances, &long, Duration::ZERO);
     let text = metrics.encode();
     let cut = "X".repeat(MAX_CODE_LEN);
     assert_eq!(

@@ -23,7 +23,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::Credentials;
-use super::client::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
+use super::transport::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
 
 pub const ENV_ROLE_NAME: &str = "ALIBABA_CLOUD_ECS_METADATA";
 pub const ENV_DISABLED: &str = "ALIBABA_CLOUD_ECS_METADATA_DISABLED";

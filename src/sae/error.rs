@@ -119,6 +119,14 @@ impl SaeError {
     }
 }
 
+/// A request refused before sending (its input or endpoint is unusable).
+pub(super) fn invalid(operation: &'static str, detail: &str) -> SaeError {
+    SaeError::InvalidRequest {
+        operation,
+        detail: detail.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@
 //! Shares the HTTP helpers of [`super::client`] and the signing of [`super::sign`]; no Kubernetes
 //! types. Tests (against a fake STS) live in `rrsa/tests.rs`.
 
-use super::client::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
 use super::sign;
+use super::transport::{BodyProblem, USER_AGENT_VALUE, error_chain, read_bounded};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;

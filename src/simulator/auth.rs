@@ -3,7 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::state::ApiError;
+use super::api_error::ApiError;
 use crate::sae::SignatureVersion;
 use crate::sae::sign;
 

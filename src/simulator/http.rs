@@ -19,12 +19,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use super::Simulator;
+use super::api_error::ApiError;
 use super::auth::{self, ReceivedRequest};
 use super::change_order::{ConsoleChangeOrderSpec, DeletingView};
-use super::state::{
-    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, OidcTokenSpec, Operation, Outcome,
-    Params, RequestRecord, Seed,
-};
+use super::ledger::RequestRecord;
+use super::routing::{Params, route};
+use super::seed::{AccessKeySpec, AppFaults, AppSpec, OidcTokenSpec, Seed};
+use super::state::{CallPlan, Outcome};
 use super::times::{TimeForm, http_date, offset_name, parse_offset};
 
 /// Longest query string accepted; SAE's are a few hundred bytes.
@@ -388,7 +389,7 @@ async fn call(
     if parts.method == http::Method::POST && path == "/" {
         return sts_call(sim, parts, body, query, record).await;
     }
-    let op = Operation::route(parts.method.as_str(), &path)?;
+    let op = route(parts.method.as_str(), &path)?;
     record.operation = op.name().into();
     let body = read_body(body, &parts.headers, MAX_BODY_BYTES)
         .await

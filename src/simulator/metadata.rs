@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Simulator;
-use super::state::AccessKeySpec;
+use super::seed::AccessKeySpec;
 
 pub const TOKEN_PATH: &str = "/latest/api/token";
 pub const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";

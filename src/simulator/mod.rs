@@ -41,10 +41,14 @@
 //! - Authentication, quota and routing errors have the POP gateway's body
 //!   (`RequestId, HostId, Code, Message`); SAE's own errors add `ErrorCode`, `Success:false`, `TraceId`.
 
+mod api_error;
 mod auth;
 mod change_order;
 mod http;
+mod ledger;
 pub mod metadata;
+mod routing;
+mod seed;
 mod state;
 mod times;
 
@@ -52,16 +56,20 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
+pub use api_error::ApiError;
 pub use auth::{
     Authorization, ReceivedRequest, constant_time_eq, parse_authorization, verify_signature,
 };
 pub use change_order::{ChangeOrderSource, ConsoleChangeOrderSpec, DeletingView, co_type_name};
 pub use http::{MAX_BODY_BYTES, MAX_QUERY_BYTES, serve, spawn};
-pub use state::{
-    AccessKeySpec, ApiError, AppFaults, AppSpec, CallPlan, DeletionRecord, FaultSpec, GroupSpec,
-    Ledger, Model, ModelConfig, OidcTokenSpec, Operation, Outcome, RepeatedDeletion, RequestRecord,
-    Seed, StsIssued, Success, repeated_deletions, sae_time,
+pub use ledger::{
+    DeletionRecord, Ledger, RepeatedDeletion, RequestRecord, repeated_deletions, sae_time,
 };
+pub use routing::Operation;
+pub use seed::{
+    AccessKeySpec, AppFaults, AppSpec, FaultSpec, GroupSpec, OidcTokenSpec, Seed, StsIssued,
+};
+pub use state::{CallPlan, Model, ModelConfig, Outcome, Success};
 pub use times::{TimeForm, TimeStyle, http_date, offset_name, parse_offset};
 
 /// Where the simulator reads the time. One clock for everything lazy (change orders, quota,
