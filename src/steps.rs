@@ -15,10 +15,10 @@ use tracing::{info, warn};
 
 use crate::crd::{SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Clock, Event, Evidence, Observation, SEND_BOUND, decide, needs_credentials,
+    Action, AppTurn, Event, Evidence, Inputs, Observation, SEND_BOUND, decide, needs_credentials,
 };
 use crate::quota::Priority;
-use crate::sae::{ChangeOrder, DeleteAccepted, SaeError};
+use crate::sae::{ChangeOrderDetail, DeleteAccepted, SaeError};
 
 /// Each decision leads to at most one SAE step; a handful of rounds covers token → send →
 /// accepted → first wait, or resolve → adopt → poll.
@@ -59,8 +59,8 @@ pub enum Token {
 pub trait Effects {
     type Error;
 
-    /// The time and the random draw for the next decision.
-    fn clock(&mut self) -> Clock;
+    /// The time, the random draw and the settings for the next decision.
+    fn inputs(&mut self) -> Inputs;
     /// Whether `obj` may start an attempt on its app, from every watched object.
     fn app_turn(&self, obj: &SaeInstanceDeletion) -> AppTurn;
     /// Reads `obj`'s credentials for the SAE calls of this reconcile; `Err` says why they are not
@@ -116,7 +116,7 @@ pub trait Effects {
         obj: &SaeInstanceDeletion,
         change_order_id: &str,
         token: Token,
-    ) -> Result<Result<ChangeOrder, SaeError>, Self::Error>;
+    ) -> Result<Result<ChangeOrderDetail, SaeError>, Self::Error>;
     /// Every instance id of `obj`'s app, one token per request.
     async fn instance_ids(
         &mut self,
@@ -153,7 +153,7 @@ pub async fn reconcile<E: Effects>(
     // Whether this reconcile holds a quota token for a DeleteInstances.
     let mut send_token = false;
     for _ in 0..ROUNDS {
-        let decision = decide(&obj, &fx.clock(), observation);
+        let decision = decide(&obj, &fx.inputs(), observation);
         if let Action::SendDelete { .. } = decision.action {
             if !send_token {
                 // Token first: the wait for quota may be long, and it must not lie between the
@@ -219,7 +219,7 @@ pub async fn reconcile<E: Effects>(
                 // conflict), so it is neither stranded in Submitting nor resolved at length.
                 let why = if !fx.may_send().await {
                     Some("this replica could not confirm it holds the leader lease".to_string())
-                } else if !within_send_bound(&obj, fx.clock().now) {
+                } else if !within_send_bound(&obj, fx.inputs().now) {
                     Some(format!(
                         "it could not leave within {} s of its write-ahead (slow API server?)",
                         SEND_BOUND.as_secs()

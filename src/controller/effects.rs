@@ -17,9 +17,9 @@ use super::slot::Slot;
 use super::status_write::{publish, write_status_and_track};
 use super::{Context, Error, is_terminal, until};
 use crate::crd::{SaeInstanceDeletion, SaeInstanceDeletionStatus};
-use crate::decide::{AppTurn, Clock, Event, Evidence, app_turn, object_key};
+use crate::decide::{AppTurn, Event, Evidence, Inputs, app_turn, object_key};
 use crate::quota::Priority;
-use crate::sae::{ChangeOrder, Credentials, DeleteAccepted, SaeError};
+use crate::sae::{ChangeOrderDetail, Credentials, DeleteAccepted, SaeError};
 use crate::steps::{self, Effects, Outcome, Token};
 
 /// Fallback requeue when the API server refused a status write for being stale: the watch event for
@@ -82,8 +82,8 @@ impl Reconciler<'_> {
 impl Effects for Reconciler<'_> {
     type Error = Error;
 
-    fn clock(&mut self) -> Clock {
-        Clock {
+    fn inputs(&mut self) -> Inputs {
+        Inputs {
             now: Timestamp::now(),
             jitter: fastrand::f64(),
             resolve_after: self.ctx.settings.resolve_after,
@@ -221,7 +221,7 @@ impl Effects for Reconciler<'_> {
         obj: &SaeInstanceDeletion,
         change_order_id: &str,
         token: Token,
-    ) -> Result<Result<ChangeOrder, SaeError>, Error> {
+    ) -> Result<Result<ChangeOrderDetail, SaeError>, Error> {
         let creds = self.creds()?;
         let (region, _) = Self::region_app(obj);
         if token == Token::Take {

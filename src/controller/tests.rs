@@ -14,7 +14,7 @@ use super::effects::reconcile;
 use super::slot::Slot;
 use super::*;
 use crate::crd::{SaeInstanceDeletionSpec, SaeInstanceDeletionStatus};
-use crate::decide::{AppTurn, Clock, Observation, decide};
+use crate::decide::{AppTurn, Inputs, Observation, decide};
 use crate::fixtures;
 use crate::sae::time::CreateTimeZone;
 use crate::sae::{Credentials, SaeClientConfig};
@@ -551,7 +551,7 @@ fn waiting_object(name: &str) -> SaeInstanceDeletion {
     obj.spec.credentials_ref = Some(crate::crd::CredentialsRef {
         name: "creds".into(),
     });
-    let clock = Clock {
+    let inputs = Inputs {
         now: Timestamp::now(),
         jitter: 0.5,
         resolve_after: SignedDuration::from_secs(12),
@@ -562,7 +562,7 @@ fn waiting_object(name: &str) -> SaeInstanceDeletion {
             holder: "ns/holder".into(),
         },
     };
-    obj.status = Some(decide(&obj, &clock, busy).status);
+    obj.status = Some(decide(&obj, &inputs, busy).status);
     obj
 }
 

@@ -9,7 +9,7 @@ impl Step<'_> {
     /// shortly after the send its CreateTime teaches the zone SAE writes times in. (An adopted
     /// change order teaches the same: a zone-less time is only ever adopted once the zone is
     /// known, and then it agrees with it.)
-    pub(super) fn learn_zone(&mut self, order: &ChangeOrder) {
+    pub(super) fn learn_zone(&mut self, order: &ChangeOrderDetail) {
         let Some(created) = order.create_time.as_deref().and_then(parse_sae_time) else {
             return;
         };
@@ -49,7 +49,7 @@ impl Step<'_> {
         Action::WaitUntil(add(self.now, FIRST_POLL_AFTER))
     }
 
-    pub(super) fn after_poll(&mut self, result: Result<ChangeOrder, SaeError>) -> Action {
+    pub(super) fn after_poll(&mut self, result: Result<ChangeOrderDetail, SaeError>) -> Action {
         let id = self.next.change_order_id.clone().unwrap_or_default();
         if let Ok(order) = &result {
             self.learn_zone(order);

@@ -94,11 +94,12 @@ use crate::sae::codes::{self, AdviceContext};
 use crate::sae::error::{ErrorClass, SaeError};
 use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
 
-pub use crate::sae::client::{ChangeOrder, DeleteAccepted};
+pub use crate::sae::client::{ChangeOrderDetail, DeleteAccepted};
 
-/// The outside world's inputs that are not part of the object, drawn by the caller.
+/// What a decision reads besides the object and the observation, drawn by the caller: the time,
+/// a random number for jitter, and a setting of the client. (Not a clock: [`decide`] reads none.)
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Clock {
+pub struct Inputs {
     pub now: Timestamp,
     /// Uniform in [0, 1), drawn by the caller, for jitter.
     pub jitter: f64,
@@ -166,7 +167,7 @@ pub enum Observation {
         app: AppTurn,
     },
     DeleteResult(Result<DeleteAccepted, SaeError>),
-    ChangeOrderResult(Result<ChangeOrder, SaeError>),
+    ChangeOrderResult(Result<ChangeOrderDetail, SaeError>),
     /// The DeleteInstances of [`Action::SendDelete`] was not sent after all: it could not leave
     /// within [`SEND_BOUND`] of its write-ahead, the lease could not be confirmed, or the object was
     /// deleted meanwhile. `why` says which.
@@ -277,7 +278,7 @@ const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
 
 /// Decides the next step for `obj` given `observation`. See the module docs for the contract.
-pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation) -> Decision {
+pub fn decide(obj: &SaeInstanceDeletion, inputs: &Inputs, observation: Observation) -> Decision {
     let current = obj.status.clone().unwrap_or_default();
     if current.is_terminal() {
         return Decision {
@@ -286,7 +287,7 @@ pub fn decide(obj: &SaeInstanceDeletion, clock: &Clock, observation: Observation
             events: vec![],
         };
     }
-    let mut step = Step::new(obj, clock, current);
+    let mut step = Step::new(obj, inputs, current);
     step.notice_ignored_spec_change();
     let action = match observation {
         Observation::Start { credentials, app } => step.start(credentials, app),

@@ -25,7 +25,7 @@ pub(super) struct Step<'a> {
 impl<'a> Step<'a> {
     pub(super) fn new(
         obj: &'a SaeInstanceDeletion,
-        clock: &Clock,
+        inputs: &Inputs,
         current: SaeInstanceDeletionStatus,
     ) -> Self {
         let created = obj
@@ -33,7 +33,7 @@ impl<'a> Step<'a> {
             .creation_timestamp
             .as_ref()
             .or(current.start_time.as_ref())
-            .map_or(clock.now, |t| t.0);
+            .map_or(inputs.now, |t| t.0);
         let deadline = add(
             created,
             SignedDuration::from_secs(obj.spec.active_deadline_seconds.into()),
@@ -41,9 +41,9 @@ impl<'a> Step<'a> {
         Self {
             obj,
             pinned: obj.pinned(),
-            now: clock.now,
-            jitter: clock.jitter,
-            resolve_after: clock.resolve_after,
+            now: inputs.now,
+            jitter: inputs.jitter,
+            resolve_after: inputs.resolve_after,
             created,
             deadline,
             next: current.clone(),

@@ -41,8 +41,8 @@ fn dry() -> SaeInstanceDeletion {
 /// SAE may still act on a send up to 40 s later (client timeout plus margin).
 const RESOLVE_AFTER: i64 = 40;
 
-pub(crate) fn clock(seconds: i64) -> Clock {
-    Clock {
+pub(crate) fn inputs_at(seconds: i64) -> Inputs {
+    Inputs {
         now: at(seconds),
         jitter: 0.5,
         resolve_after: SignedDuration::from_secs(RESOLVE_AFTER),
@@ -154,8 +154,8 @@ fn refused(code: &str) -> Observation {
     Observation::DeleteResult(Err(api_error(code, 400)))
 }
 
-fn order(status: i64) -> ChangeOrder {
-    ChangeOrder {
+fn order(status: i64) -> ChangeOrderDetail {
+    ChangeOrderDetail {
         change_order_id: "co-1".into(),
         status,
         sub_status: None,
@@ -180,7 +180,7 @@ pub(crate) fn apply(obj: &SaeInstanceDeletion, decision: &Decision) -> SaeInstan
 }
 
 fn step(obj: &SaeInstanceDeletion, seconds: i64, observation: Observation) -> SaeInstanceDeletion {
-    apply(obj, &decide(obj, &clock(seconds), observation))
+    apply(obj, &decide(obj, &inputs_at(seconds), observation))
 }
 
 /// Pending for lack of credentials, decided at t=10.
@@ -1595,7 +1595,7 @@ fn every_recovery_transition_in_the_table() {
 fn check_row(row: Row) {
     let name = row.name;
     let before = row.obj.status.clone();
-    let d = decide(&row.obj, &clock(row.now), row.observation);
+    let d = decide(&row.obj, &inputs_at(row.now), row.observation);
     let s = &d.status;
     assert_eq!(s.phase, Some(row.phase), "{name}: {s:#?}");
     assert_eq!(s.reason(), Some(row.reason), "{name}");
@@ -1669,7 +1669,7 @@ fn terminal_objects_are_never_touched() {
     for obj in [succeeded(), failed(), deadline_failed] {
         for now in [20, 100_000] {
             for observation in observations.clone() {
-                let d = decide(&obj, &clock(now), observation.clone());
+                let d = decide(&obj, &inputs_at(now), observation.clone());
                 assert_eq!(Some(&d.status), obj.status.as_ref(), "{observation:?}");
                 assert_eq!(d.action, Action::Done);
                 assert!(d.events.is_empty());
@@ -1695,7 +1695,7 @@ fn write_ahead_records_the_attempt_before_the_send() {
     // The second attempt keeps startTime, moves lastAttemptTime, clears nextAttemptTime.
     let retry = retrying();
     assert_eq!(status(&retry).next_attempt_time, Some(Time(at(15))));
-    let d = decide(&retry, &clock(16), start());
+    let d = decide(&retry, &inputs_at(16), start());
     assert_eq!(d.status.attempts, Some(2));
     assert_eq!(d.status.start_time, Some(Time(at(10))));
     assert_eq!(d.status.last_attempt_time, Some(Time(at(16))));
@@ -1711,7 +1711,7 @@ fn stored_times_survive_the_api_server_and_cause_no_rewrites() {
     // A clock with sub-second precision must not make the decided status differ from what
     // comes back from the API server (which keeps whole seconds).
     let obj = fresh();
-    let now = Clock {
+    let now = Inputs {
         now: add(at(10), SignedDuration::from_millis(750)),
         jitter: 0.3,
         resolve_after: SignedDuration::from_secs(RESOLVE_AFTER),
@@ -1741,7 +1741,7 @@ fn a_stable_state_decides_the_same_status_again() {
         (unresolved(), 20, start()),
         (waiting_for_app(), 16, start_with(busy())),
     ] {
-        let d = decide(&obj, &clock(now), observation);
+        let d = decide(&obj, &inputs_at(now), observation);
         assert_eq!(Some(&d.status), obj.status.as_ref());
         assert!(d.events.is_empty());
     }
@@ -1771,7 +1771,7 @@ fn every_terminal_code_maps_to_its_reason() {
         ("SomethingNew.Undocumented", "Rejected"),
     ];
     for (code, reason) in table {
-        let mut d = decide(&submitting(), &clock(11), refused(code));
+        let mut d = decide(&submitting(), &inputs_at(11), refused(code));
         if let Action::CheckGone { rejection } = d.action {
             // InvalidParameter first asks whether the instances are gone; here they all exist.
             assert_eq!(reason, "InvalidParameter", "{code}");
@@ -1780,7 +1780,7 @@ fn every_terminal_code_maps_to_its_reason() {
                 rejection,
                 existing,
             };
-            d = decide(&submitting(), &clock(11), observation);
+            d = decide(&submitting(), &inputs_at(11), observation);
         }
         assert_eq!(d.status.phase, Some(Phase::Failed), "{code}");
         assert_eq!(d.status.reason(), Some(reason), "{code}");
@@ -1799,7 +1799,7 @@ fn every_terminal_code_maps_to_its_reason() {
 fn authentication_failures_say_what_to_check() {
     let d = decide(
         &submitting(),
-        &clock(11),
+        &inputs_at(11),
         refused("InvalidAccessKeyId.NotFound"),
     );
     assert!(
@@ -1813,7 +1813,7 @@ fn authentication_failures_say_what_to_check() {
         credentials_ref: None,
         ..spec()
     });
-    let d = decide(&own, &clock(11), refused("SignatureDoesNotMatch"));
+    let d = decide(&own, &inputs_at(11), refused("SignatureDoesNotMatch"));
     assert!(
         d.status
             .message
@@ -1823,7 +1823,7 @@ fn authentication_failures_say_what_to_check() {
 
     let d = decide(
         &submitting(),
-        &clock(11),
+        &inputs_at(11),
         refused("InvalidTimeStamp.Expired"),
     );
     assert!(d.status.message.unwrap().contains("clock"));
@@ -1844,7 +1844,7 @@ fn retrying_counts_attempts_until_exhausted() {
     let mut now = 10;
     let mut sent = vec![];
     loop {
-        let d = decide(&obj, &clock(now), start());
+        let d = decide(&obj, &inputs_at(now), start());
         match &d.action {
             Action::SendDelete { instance_ids } => sent.push(instance_ids.clone()),
             Action::WaitUntil(t) => {
@@ -1856,7 +1856,7 @@ fn retrying_counts_attempts_until_exhausted() {
         obj = apply(&obj, &d);
         let d = decide(
             &obj,
-            &clock(now),
+            &inputs_at(now),
             refused("Application.ChangerOrderRunning"),
         );
         obj = apply(&obj, &d);
@@ -1879,7 +1879,7 @@ fn retry_after_from_sae_is_honoured_but_capped_by_the_deadline() {
     }
     let d = decide(
         &submitting(),
-        &clock(11),
+        &inputs_at(11),
         Observation::DeleteResult(Err(err.clone())),
     );
     assert_eq!(d.status.next_attempt_time, Some(Time(at(71))));
@@ -1887,10 +1887,10 @@ fn retry_after_from_sae_is_honoured_but_capped_by_the_deadline() {
 
     // Near the deadline the wait ends at the deadline, where the object fails.
     let late = step(&fresh(), 3580, start());
-    let d = decide(&late, &clock(3581), Observation::DeleteResult(Err(err)));
+    let d = decide(&late, &inputs_at(3581), Observation::DeleteResult(Err(err)));
     assert_eq!(d.status.next_attempt_time, Some(Time(at(3641))));
     assert_eq!(d.action, Action::WaitUntil(at(3600)));
-    let d = decide(&apply(&late, &d), &clock(3600), start());
+    let d = decide(&apply(&late, &d), &inputs_at(3600), start());
     assert_eq!(d.status.reason(), Some("DeadlineExceeded"));
 }
 
@@ -2019,7 +2019,7 @@ fn every_change_order_status() {
         ),
     ];
     for (code, phase, reason, name, part) in table {
-        let d = decide(&in_progress(), &clock(100), polled(code));
+        let d = decide(&in_progress(), &inputs_at(100), polled(code));
         let s = &d.status;
         assert_eq!(
             (s.phase, s.reason()),
@@ -2067,7 +2067,7 @@ fn executing_with_an_exception_asks_for_a_human() {
     stuck.sub_status = Some(1);
     let d = decide(
         &in_progress(),
-        &clock(20),
+        &inputs_at(20),
         Observation::ChangeOrderResult(Ok(stuck)),
     );
     assert_eq!(d.status.phase, Some(Phase::InProgress));
@@ -2077,13 +2077,13 @@ fn executing_with_an_exception_asks_for_a_human() {
 #[test]
 fn polls_write_only_when_something_visible_changes() {
     let executing = step(&in_progress(), 20, polled(1));
-    let again = decide(&executing, &clock(40), polled(1));
+    let again = decide(&executing, &inputs_at(40), polled(1));
     assert_eq!(
         Some(&again.status),
         executing.status.as_ref(),
         "same change order status: no write"
     );
-    let moved = decide(&executing, &clock(40), polled(9));
+    let moved = decide(&executing, &inputs_at(40), polled(9));
     assert_ne!(Some(&moved.status), executing.status.as_ref());
 
     // The same failure twice (different RequestIds) gives the same message: no write.
@@ -2098,12 +2098,12 @@ fn polls_write_only_when_something_visible_changes() {
     }
     let d = decide(
         &failing,
-        &clock(60),
+        &inputs_at(60),
         Observation::ChangeOrderResult(Err(other)),
     );
     assert_eq!(Some(&d.status), failing.status.as_ref());
     // A good answer afterwards replaces the error message.
-    let d = decide(&failing, &clock(70), polled(1));
+    let d = decide(&failing, &inputs_at(70), polled(1));
     assert!(!d.status.message.unwrap().contains("cannot read"));
 }
 
@@ -2111,7 +2111,7 @@ fn polls_write_only_when_something_visible_changes() {
 fn polling_slows_down_with_age() {
     // Sent at t=10: interval = clamp(age / 2, 1 s, 30 s).
     for (now, next) in [(11, 12), (14, 16), (30, 40), (70, 100), (500, 530)] {
-        let d = decide(&in_progress(), &clock(now), polled(1));
+        let d = decide(&in_progress(), &inputs_at(now), polled(1));
         assert_eq!(d.action, Action::WaitUntil(at(next)), "now {now}");
     }
 }
@@ -2123,7 +2123,7 @@ fn instance_ids_edited_after_the_first_attempt_are_ignored_with_one_warning() {
     let mut edited = retrying();
     edited.spec.instance_ids = ids(&["i-1", "i-3"]);
     edited.metadata.generation = Some(2);
-    let d = decide(&edited, &clock(15), start());
+    let d = decide(&edited, &inputs_at(15), start());
     assert_eq!(
         d.action,
         Action::SendDelete {
@@ -2151,7 +2151,7 @@ fn instance_ids_edited_after_the_first_attempt_are_ignored_with_one_warning() {
 
     // Once observed, no further warning.
     let after = apply(&edited, &d);
-    let d = decide(&after, &clock(16), refused("Throttling"));
+    let d = decide(&after, &inputs_at(16), refused("Throttling"));
     assert!(
         d.events
             .iter()
@@ -2162,7 +2162,7 @@ fn instance_ids_edited_after_the_first_attempt_are_ignored_with_one_warning() {
     let mut reordered = retrying();
     reordered.spec.instance_ids = ids(&["i-2", "i-1"]);
     reordered.metadata.generation = Some(2);
-    let d = decide(&reordered, &clock(12), start());
+    let d = decide(&reordered, &inputs_at(12), start());
     assert!(d.events.is_empty(), "{:?}", d.events);
     assert_eq!(d.status.observed_generation, Some(2));
 }
@@ -2172,7 +2172,7 @@ fn instance_ids_edited_before_the_first_attempt_are_used() {
     let mut edited = pending_credentials();
     edited.spec.instance_ids = ids(&["i-7"]);
     edited.metadata.generation = Some(2);
-    let d = decide(&edited, &clock(30), start());
+    let d = decide(&edited, &inputs_at(30), start());
     assert_eq!(
         d.action,
         Action::SendDelete {
@@ -2292,7 +2292,7 @@ fn pinned_fields_edited_after_the_first_attempt_are_ignored_with_one_warning() {
         edited.metadata.generation = Some(2);
 
         // The next attempt uses, and keeps recording, what attempt 1 recorded.
-        let d = decide(&edited, &clock(15), start());
+        let d = decide(&edited, &inputs_at(15), start());
         assert_eq!(d.action, first_step_of(original.pinned()), "{name}");
         let after = apply(&edited, &d);
         assert_eq!(after.pinned(), original.pinned(), "{name}");
@@ -2317,7 +2317,7 @@ fn pinned_fields_edited_after_the_first_attempt_are_ignored_with_one_warning() {
         } else {
             row.refusal
         };
-        let d = decide(&after, &clock(16), refused(code));
+        let d = decide(&after, &inputs_at(16), refused(code));
         assert!(
             spec_change_warnings(&d).is_empty(),
             "{name}: {:?}",
@@ -2340,7 +2340,7 @@ fn pinned_fields_edited_before_the_first_attempt_are_used() {
         edited.metadata.generation = Some(2);
         let new_values = object_with(edited.spec.clone(), None);
 
-        let d = decide(&edited, &clock(30), start());
+        let d = decide(&edited, &inputs_at(30), start());
         assert_eq!(d.action, first_step_of(new_values.pinned()), "{name}");
         assert!(
             spec_change_warnings(&d).is_empty(),
@@ -2359,7 +2359,7 @@ fn pinned_fields_edited_before_the_first_attempt_are_used() {
         }
 
         if !row.refusal.is_empty() {
-            let d = decide(&after, &clock(31), refused(row.refusal));
+            let d = decide(&after, &inputs_at(31), refused(row.refusal));
             let message = d.status.message.clone().unwrap_or_default();
             assert!(message.contains(row.with_edited), "{name}: {message}");
         }
@@ -2373,7 +2373,7 @@ fn several_pinned_fields_edited_at_once_get_one_warning_naming_each() {
     edited.spec.region_id = "cn-shanghai".into();
     edited.spec.credentials_ref = None;
     edited.metadata.generation = Some(2);
-    let d = decide(&edited, &clock(15), start());
+    let d = decide(&edited, &inputs_at(15), start());
     let warnings = spec_change_warnings(&d);
     assert_eq!(warnings.len(), 1, "{:?}", d.events);
     let note = &warnings[0].note;
@@ -2395,7 +2395,7 @@ fn several_pinned_fields_edited_at_once_get_one_warning_naming_each() {
     let mut again = apply(&edited, &d);
     again.spec.app_id = "app-3".into();
     again.metadata.generation = Some(3);
-    let d = decide(&again, &clock(16), refused("Throttling"));
+    let d = decide(&again, &inputs_at(16), refused("Throttling"));
     assert_eq!(spec_change_warnings(&d).len(), 1, "{:?}", d.events);
 }
 
@@ -2411,7 +2411,7 @@ fn a_dry_run_edited_into_a_real_deletion_after_its_first_check_stays_a_dry_run()
     edited.spec.dry_run = false;
     edited.metadata.generation = Some(2);
 
-    let d = decide(&edited, &clock(15), start());
+    let d = decide(&edited, &inputs_at(15), start());
     assert_eq!(d.action, Action::CheckInstances);
     let warnings = spec_change_warnings(&d);
     assert_eq!(warnings.len(), 1, "{:?}", d.events);
@@ -2429,13 +2429,13 @@ fn a_dry_run_edited_into_a_real_deletion_after_its_first_check_stays_a_dry_run()
     let after = apply(&edited, &d);
     let d = decide(
         &after,
-        &clock(16),
+        &inputs_at(16),
         Observation::DryRunResult(Err(api_error("ServiceUnavailable", 503))),
     );
     assert_eq!(d.status.phase, Some(Phase::Retrying));
     let d = decide(
         &after,
-        &clock(16),
+        &inputs_at(16),
         Observation::DryRunResult(Ok(ids(&["i-1", "i-2"]))),
     );
     assert_eq!(d.status.reason(), Some("DryRunSucceeded"));
@@ -2445,7 +2445,7 @@ fn a_dry_run_edited_into_a_real_deletion_after_its_first_check_stays_a_dry_run()
     let mut early = step(&dry(), 10, no_credentials());
     early.spec.dry_run = false;
     early.metadata.generation = Some(2);
-    let d = decide(&early, &clock(30), start());
+    let d = decide(&early, &inputs_at(30), start());
     assert!(
         matches!(d.action, Action::SendDelete { .. }),
         "{:?}",
@@ -2514,7 +2514,7 @@ fn a_whole_deletion_tells_its_story_in_events() {
         (60, start()),
         (60, polled(2)),
     ] {
-        let d = decide(&obj, &clock(now), observation);
+        let d = decide(&obj, &inputs_at(now), observation);
         story.extend(
             d.events
                 .iter()
@@ -2568,7 +2568,7 @@ fn a_whole_deletion_tells_its_story_in_events() {
 fn in_progress_without_a_change_order_is_not_resent() {
     let mut broken = in_progress();
     broken.status.as_mut().unwrap().change_order_id = None;
-    let d = decide(&broken, &clock(20), start());
+    let d = decide(&broken, &inputs_at(20), start());
     assert_eq!(
         (d.status.phase, d.status.reason()),
         (Some(Phase::Failed), Some("OutcomeUnknown"))
@@ -2581,7 +2581,7 @@ fn an_object_without_creation_time_or_generation_still_decides() {
     let mut obj = fresh();
     obj.metadata.creation_timestamp = None;
     obj.metadata.generation = None;
-    let d = decide(&obj, &clock(10), start());
+    let d = decide(&obj, &inputs_at(10), start());
     assert_eq!(d.status.phase, Some(Phase::Submitting));
     assert_eq!(d.status.observed_generation, None);
 }
@@ -2592,7 +2592,7 @@ fn an_object_without_creation_time_or_generation_still_decides() {
 fn adopting_records_the_change_order_and_polls_it_next() {
     let d = decide(
         &unresolved(),
-        &clock(12),
+        &inputs_at(12),
         evidence_terminating(vec![found("co-9", Some(11), 1)], &["i-1", "i-2"], &["i-2"]),
     );
     let s = &d.status;
@@ -2608,14 +2608,14 @@ fn adopting_records_the_change_order_and_polls_it_next() {
     assert_eq!(s.attempts, Some(1));
     assert!(d.events[0].note.contains("co-9"), "{:?}", d.events);
     let adopted = apply(&unresolved(), &d);
-    let d = decide(&adopted, &clock(13), start());
+    let d = decide(&adopted, &inputs_at(13), start());
     assert_eq!(
         d.action,
         Action::PollChangeOrder {
             change_order_id: "co-9".into()
         }
     );
-    let d = decide(&adopted, &clock(13), polled(2));
+    let d = decide(&adopted, &inputs_at(13), polled(2));
     assert_eq!(d.status.reason(), Some("Succeeded"));
 }
 
@@ -2623,7 +2623,7 @@ fn adopting_records_the_change_order_and_polls_it_next() {
 fn a_lost_answer_keeps_its_request_id_and_code_for_support() {
     let d = decide(
         &submitting(),
-        &clock(11),
+        &inputs_at(11),
         Observation::DeleteResult(Err(api_error("InternalError", 500))),
     );
     assert_eq!(d.status.request_id.as_deref(), Some("req-err"));
@@ -2646,7 +2646,7 @@ fn resolving_writes_nothing_while_nothing_changes() {
     ];
     for (observation, first, later) in cases {
         let once = step(&unresolved(), first, observation.clone());
-        let restarted = decide(&once, &clock(later), start());
+        let restarted = decide(&once, &inputs_at(later), start());
         assert_eq!(
             Some(&restarted.status),
             once.status.as_ref(),
@@ -2660,7 +2660,7 @@ fn resolving_writes_nothing_while_nothing_changes() {
         if let Observation::ResolveResult(Err(SaeError::Api { request_id, .. })) = &mut repeated {
             *request_id = Some("req-other".into());
         }
-        let again = decide(&once, &clock(later), repeated);
+        let again = decide(&once, &inputs_at(later), repeated);
         assert_eq!(Some(&again.status), once.status.as_ref(), "{observation:?}");
         assert!(again.events.is_empty());
     }
@@ -2668,21 +2668,21 @@ fn resolving_writes_nothing_while_nothing_changes() {
 
 #[test]
 fn the_proof_time_is_rounded_up_and_follows_resolve_after() {
-    let late = Clock {
+    let late = Inputs {
         resolve_after: SignedDuration::from_millis(30_500),
-        ..clock(20)
+        ..inputs_at(20)
     };
     // Written ahead at 10 (to the second), sent by 10 + 1 + 5, acted on by SAE by + 30.5.
     let d = decide(&unresolved(), &late, evidence(vec![], &["i-1", "i-2"]));
     assert_eq!(d.action, Action::WaitUntil(at(47)));
     // One second before it: still waiting; at it: not executed.
-    let at_46 = Clock {
+    let at_46 = Inputs {
         now: at(46),
         ..late
     };
     let d = decide(&unresolved(), &at_46, evidence(vec![], &["i-1", "i-2"]));
     assert_eq!(d.status.phase, Some(Phase::Submitting));
-    let at_47 = Clock {
+    let at_47 = Inputs {
         now: at(47),
         ..late
     };
@@ -2721,7 +2721,11 @@ fn first_polled(create_time: &str) -> (SaeInstanceDeletion, Decision) {
     let sent = step(&submitting(), 11, accepted());
     let mut co = order(1);
     co.create_time = Some(create_time.into());
-    let d = decide(&sent, &clock(12), Observation::ChangeOrderResult(Ok(co)));
+    let d = decide(
+        &sent,
+        &inputs_at(12),
+        Observation::ChangeOrderResult(Ok(co)),
+    );
     (sent, d)
 }
 
@@ -2753,7 +2757,7 @@ fn a_poll_long_after_the_send_teaches_no_zone() {
     co.create_time = Some("2026-01-01 08:00:11".into());
     let d = decide(
         &sent,
-        &clock(10 + 299),
+        &inputs_at(10 + 299),
         Observation::ChangeOrderResult(Ok(co.clone())),
     );
     assert_eq!(
@@ -2763,7 +2767,7 @@ fn a_poll_long_after_the_send_teaches_no_zone() {
     );
     let d = decide(
         &sent,
-        &clock(10 + 301),
+        &inputs_at(10 + 301),
         Observation::ChangeOrderResult(Ok(co)),
     );
     assert_eq!(
@@ -2801,7 +2805,7 @@ fn an_unknown_zone_never_proves_anything_absent() {
     // Long past the last moment, nothing listed, instances all there: still not "not executed".
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         evidence_in(unknown, vec![], both),
     );
     assert_eq!(d.status.phase, Some(Phase::Submitting));
@@ -2815,7 +2819,7 @@ fn an_unknown_zone_never_proves_anything_absent() {
     // Nor "already deleted" when the instances are gone.
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         evidence_in(unknown, vec![], &[]),
     );
     assert_eq!(d.status.phase, Some(Phase::Submitting));
@@ -2823,7 +2827,7 @@ fn an_unknown_zone_never_proves_anything_absent() {
     let row = civil_row("co-9", "2026-01-01 08:00:11", 2);
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         evidence_in(unknown, vec![row.clone()], &[]),
     );
     assert_eq!(d.status.change_order_id, None);
@@ -2838,7 +2842,7 @@ fn an_unknown_zone_never_proves_anything_absent() {
     let known = CreateTimeZone::Offset(jiff::tz::Offset::constant(8));
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         evidence_in(known, vec![row], &[]),
     );
     assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
@@ -2847,7 +2851,7 @@ fn an_unknown_zone_never_proves_anything_absent() {
     // with all instances present after the last moment that proves "not executed".
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         evidence_in(
             CreateTimeZone::Offset(jiff::tz::Offset::UTC),
             vec![civil_row("co-9", "2026-01-01 08:00:11", 0)],
@@ -2859,7 +2863,7 @@ fn an_unknown_zone_never_proves_anything_absent() {
     let old = civil_row("co-old", "2025-12-30 08:00:11", 2);
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         evidence_in(unknown, vec![old], both),
     );
     assert!(!d.status.message.as_deref().unwrap().contains("co-old"));
@@ -2873,7 +2877,7 @@ fn an_incomplete_list_proves_nothing_absent() {
     e.complete = false;
     let d = decide(
         &unresolved(),
-        &clock(200),
+        &inputs_at(200),
         Observation::ResolveResult(Ok(e)),
     );
     assert_eq!(d.status.phase, Some(Phase::Submitting));
@@ -2953,7 +2957,7 @@ fn an_attempt_that_was_not_sent_is_taken_back_and_started_over() {
     assert_eq!(status(&obj).attempts, Some(1));
     let d = decide(
         &obj,
-        &clock(16),
+        &inputs_at(16),
         Observation::NotSent {
             why: "the lease could not be confirmed".into(),
         },
@@ -2969,7 +2973,7 @@ fn an_attempt_that_was_not_sent_is_taken_back_and_started_over() {
             .contains("was not sent: the lease could not be confirmed")
     );
     // The next start writes a new attempt ahead, numbered 1 again.
-    let d = decide(&apply(&obj, &d), &clock(17), start());
+    let d = decide(&apply(&obj, &d), &inputs_at(17), start());
     assert!(matches!(d.action, Action::SendDelete { .. }));
     assert_eq!(d.status.attempts, Some(1));
     assert_eq!(d.status.last_attempt_time, Some(Time(at(17))));
@@ -2983,7 +2987,7 @@ fn proven_not_executed_retries_through_the_queue() {
     let waiting = step(&retry, 60, start_with(busy()));
     assert_eq!(status(&waiting).reason(), Some("WaitingForApplication"));
     assert_eq!(status(&waiting).next_attempt_time, None);
-    let d = decide(&waiting, &clock(60), start());
+    let d = decide(&waiting, &inputs_at(60), start());
     assert_eq!(
         d.action,
         Action::SendDelete {
@@ -2997,13 +3001,13 @@ fn proven_not_executed_retries_through_the_queue() {
 #[test]
 fn a_crash_during_the_gone_check_reaches_the_same_conclusion() {
     let obj = submitting();
-    let d = decide(&obj, &clock(11), refused("InvalidParameter.NotEmpty"));
+    let d = decide(&obj, &inputs_at(11), refused("InvalidParameter.NotEmpty"));
     assert!(matches!(d.action, Action::CheckGone { .. }));
     assert_eq!(Some(&d.status), obj.status.as_ref(), "nothing to write");
     // The process dies here; the next reconcile finds Submitting and resolves it instead.
-    let d = decide(&obj, &clock(30), start());
+    let d = decide(&obj, &inputs_at(30), start());
     assert!(matches!(d.action, Action::ResolveAttempt { .. }));
-    let d = decide(&apply(&obj, &d), &clock(30), evidence(vec![], &["i-8"]));
+    let d = decide(&apply(&obj, &d), &inputs_at(30), evidence(vec![], &["i-8"]));
     assert_eq!(d.status.reason(), Some("AlreadyDeleted"));
 }
 

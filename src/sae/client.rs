@@ -27,7 +27,7 @@ use super::{Credentials, Operation, SaeError};
 
 pub use super::listing::{MAX_INSTANCE_PAGES, no_gate};
 pub use super::model::{
-    AppInstances, ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary,
+    AppInstances, ApplicationGroup, ChangeOrderDetail, ChangeOrderPage, ChangeOrderSummary,
     DeleteAccepted, InstancePage,
 };
 

@@ -7,7 +7,7 @@
 //! - `codes`: the one table of SAE's error codes (class, kind of refusal, advice);
 //!   `change_order_status`: SAE's change-order status numbers, named.
 //! - `error`: [`SaeError`] and [`ErrorClass`] (could SAE have executed the call?).
-//! - `model`: the answer types ([`ChangeOrder`], [`InstancePage`], ...).
+//! - `model`: the answer types ([`ChangeOrderDetail`], [`InstancePage`], ...).
 //! - `throttle_hint`: the retry-after headers of a throttling answer.
 //! - `transport`: endpoints, headers, capped body reads (shared with the credential providers).
 //! - `envelope`: SAE's answer envelope sorted into success or error, with secrets redacted.
@@ -45,7 +45,7 @@ pub use credentials::Credentials;
 pub use error::{ErrorClass, SaeError};
 pub use listing::{MAX_INSTANCE_PAGES, no_gate};
 pub use model::{
-    AppInstances, ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary,
+    AppInstances, ApplicationGroup, ChangeOrderDetail, ChangeOrderPage, ChangeOrderSummary,
     DeleteAccepted, InstancePage,
 };
 pub use operation::Operation;

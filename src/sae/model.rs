@@ -13,7 +13,7 @@ pub struct DeleteAccepted {
 
 /// One change order as `DescribeChangeOrder` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChangeOrder {
+pub struct ChangeOrderDetail {
     pub change_order_id: String,
     pub status: i64,
     pub sub_status: Option<i64>,

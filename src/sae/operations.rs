@@ -13,7 +13,7 @@ use super::envelope::{
 };
 use super::error::invalid;
 use super::model::{
-    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
+    ApplicationGroup, ChangeOrderDetail, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
     InstancePage,
 };
 use super::{Credentials, Operation, SaeClient, SaeError};
@@ -69,7 +69,7 @@ impl SaeClient {
         creds: &Credentials,
         region_id: &str,
         change_order_id: &str,
-    ) -> Result<ChangeOrder, SaeError> {
+    ) -> Result<ChangeOrderDetail, SaeError> {
         self.observed(Operation::DescribeChangeOrder, async {
             const OPERATION: &str = Operation::DescribeChangeOrder.name();
             require_value(OPERATION, "ChangeOrderId", change_order_id)?;
@@ -87,7 +87,7 @@ impl SaeClient {
                     "Data.Status is missing or not a number",
                 )
             })?;
-            Ok(ChangeOrder {
+            Ok(ChangeOrderDetail {
                 // We know which one we asked for; an answer that omits the id still describes it.
                 change_order_id: id_field(data, "ChangeOrderId")
                     .unwrap_or_else(|| change_order_id.to_string()),

@@ -26,7 +26,7 @@ pub(super) use super::client::API_VERSION;
 pub(super) use super::envelope::EXCERPT_CHARS;
 pub(super) use super::listing::{MAX_INSTANCE_PAGES, no_gate};
 pub(super) use super::model::{
-    ApplicationGroup, ChangeOrder, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
+    ApplicationGroup, ChangeOrderDetail, ChangeOrderPage, ChangeOrderSummary, DeleteAccepted,
     InstancePage,
 };
 pub(super) use super::sign::SignInput;

@@ -5,10 +5,10 @@ use jiff::Timestamp;
 
 use super::*;
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
-use crate::decide::tests::{api_error, at, clock, found, fresh, ids, status, submitting};
-use crate::decide::{AppTurn, Clock, Event, Evidence, FoundChangeOrder};
+use crate::decide::tests::{api_error, at, found, fresh, ids, inputs_at, status, submitting};
+use crate::decide::{AppTurn, Event, Evidence, FoundChangeOrder, Inputs};
 use crate::sae::time::CreateTimeZone;
-use crate::sae::{ChangeOrder, DeleteAccepted, SaeError};
+use crate::sae::{ChangeOrderDetail, DeleteAccepted, SaeError};
 
 /// How one DeleteInstances send fares.
 #[derive(Clone, Copy, Debug)]
@@ -99,9 +99,9 @@ impl FakeSae {
         }
     }
 
-    fn describe(&self, id: &str) -> Result<ChangeOrder, SaeError> {
+    fn describe(&self, id: &str) -> Result<ChangeOrderDetail, SaeError> {
         let found = self.orders.iter().find(|o| o.change_order_id == id);
-        Ok(ChangeOrder {
+        Ok(ChangeOrderDetail {
             change_order_id: id.into(),
             status: found.map_or(0, |o| o.status),
             sub_status: None,
@@ -167,8 +167,8 @@ impl<'s> World<'s> {
 impl Effects for World<'_> {
     type Error = std::convert::Infallible;
 
-    fn clock(&mut self) -> Clock {
-        clock(self.now)
+    fn inputs(&mut self) -> Inputs {
+        inputs_at(self.now)
     }
 
     fn app_turn(&self, _: &SaeInstanceDeletion) -> AppTurn {
@@ -260,7 +260,7 @@ impl Effects for World<'_> {
         _: &SaeInstanceDeletion,
         change_order_id: &str,
         _: Token,
-    ) -> Result<Result<ChangeOrder, SaeError>, Self::Error> {
+    ) -> Result<Result<ChangeOrderDetail, SaeError>, Self::Error> {
         self.trail.push("poll");
         self.sae.tick(self.now);
         Ok(self.sae.describe(change_order_id))

@@ -39,7 +39,7 @@ async fn describe_change_order_parses_fields_with_string_code_and_string_numbers
         .unwrap();
     assert_eq!(
         co,
-        ChangeOrder {
+        ChangeOrderDetail {
             change_order_id: "co-9".into(),
             status: 1,
             sub_status: Some(0),
