@@ -189,6 +189,83 @@ fn process_usage(pid: u32) -> (f64, f64) {
     (hwm_kib * 1024.0, cpu)
 }
 
+/// The objects of one run seen terminal, from a watch of its namespace: name -> (since the start,
+/// age then, `phase/reason`). A watch rather than a list every 250 ms: on a 2-core machine listing
+/// 1,000 objects four times a second costs the API server more CPU than the controller it measures.
+#[derive(Clone)]
+struct Terminals(std::sync::Arc<std::sync::Mutex<BTreeMap<String, Ended>>>);
+
+/// When an object was first seen terminal (since the start), its age then, and `phase/reason`.
+type Ended = (Duration, Duration, String);
+
+impl Terminals {
+    /// Starts watching `api`; times are taken from `started`.
+    fn watch(
+        api: Api<SaeInstanceDeletion>,
+        started: Instant,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let seen = Terminals(Default::default());
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let events = kube::runtime::watcher(api, kube::runtime::watcher::Config::default());
+            let mut objects =
+                std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(events));
+            while let Some(next) = objects.next().await {
+                let Ok(obj) = next else { continue };
+                let Some(status) = obj.status.as_ref().filter(|st| st.is_terminal()) else {
+                    continue;
+                };
+                let now = jiff::Timestamp::now();
+                let age = obj
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(0.0, |t| now.duration_since(t.0).as_secs_f64().max(0.0));
+                let outcome = format!(
+                    "{}/{}",
+                    status.phase.map(|p| p.as_str()).unwrap_or(""),
+                    status.reason().unwrap_or("")
+                );
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                record.0.lock().unwrap().entry(name).or_insert((
+                    started.elapsed(),
+                    Duration::from_secs_f64(age),
+                    outcome,
+                ));
+            }
+        });
+        (seen, task)
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, Ended> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// How many ended in each `phase/reason`.
+    fn outcomes(&self) -> BTreeMap<String, usize> {
+        let mut outcomes = BTreeMap::new();
+        for (_, _, outcome) in self.0.lock().unwrap().values() {
+            *outcomes.entry(outcome.clone()).or_default() += 1;
+        }
+        outcomes
+    }
+}
+
+/// CPU seconds (user + system) used so far by the API server, etcd and this process (the bench
+/// and its watch; the simulator is a separate process not counted here).
+fn machine_cpu(cp: &ControlPlane) -> [f64; 3] {
+    let (etcd, apiserver) = cp.pids();
+    [
+        process_usage(apiserver).1,
+        process_usage(etcd).1,
+        process_usage(std::process::id()).1,
+    ]
+}
+
 fn clock_ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -459,7 +536,7 @@ async fn throughput(
         started.elapsed()
     );
 
-    let mut outcomes = BTreeMap::new();
+    let (seen, watch) = Terminals::watch(s.api.clone(), started);
     let mut terminal = 0;
     let mut makespan = Duration::ZERO;
     let mut last_report = Instant::now();
@@ -469,25 +546,7 @@ async fn throughput(
             "[{name}] the controller exited; log:\n{}",
             tail(&controller.logs(), 60)
         );
-        let list = s
-            .api
-            .list(&ListParams::default())
-            .await
-            .expect("listing bench objects");
-        outcomes.clear();
-        terminal = 0;
-        for obj in &list.items {
-            let Some(status) = obj.status.as_ref().filter(|st| st.is_terminal()) else {
-                continue;
-            };
-            terminal += 1;
-            let outcome = format!(
-                "{}/{}",
-                status.phase.map(|p| p.as_str()).unwrap_or(""),
-                status.reason().unwrap_or("")
-            );
-            *outcomes.entry(outcome).or_default() += 1;
-        }
+        terminal = seen.len();
         makespan = started.elapsed();
         if terminal == objects {
             break;
@@ -498,6 +557,8 @@ async fn throughput(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    watch.abort();
+    let outcomes = seen.outcomes();
     if terminal < objects {
         eprintln!("[{name}] deadline: {terminal}/{objects} terminal after {makespan:.0?}");
     }
@@ -622,6 +683,8 @@ struct TenantRun {
     writes: Writes,
     rss_bytes: f64,
     cpu_seconds: f64,
+    /// CPU seconds during the run of the API server, etcd and the bench process (its watch).
+    machine_cpu: [f64; 3],
 }
 
 impl TenantRun {
@@ -730,11 +793,10 @@ async fn tenant_run(
     );
 
     let before = apiserver_writes(cp);
+    let cpu_before = machine_cpu(cp);
     let started = Instant::now();
     let mut controller = spawn_controller(cp, &s, quota_flag);
-    // Object index -> when it was first seen terminal (since the start; and its age then).
-    let mut ended: BTreeMap<usize, (Duration, Duration)> = BTreeMap::new();
-    let mut outcomes = BTreeMap::new();
+    let (seen, watch) = Terminals::watch(s.api.clone(), started);
     let mut makespan = Duration::ZERO;
     let mut last_report = Instant::now();
     while started.elapsed() < limit {
@@ -743,55 +805,32 @@ async fn tenant_run(
             "[{name}] the controller exited; log:\n{}",
             tail(&controller.logs(), 60)
         );
-        let list = s
-            .api
-            .list(&ListParams::default())
-            .await
-            .expect("listing bench objects");
-        let now = jiff::Timestamp::now();
-        let since_start = started.elapsed();
-        outcomes.clear();
-        for obj in &list.items {
-            let Some(status) = obj.status.as_ref().filter(|st| st.is_terminal()) else {
-                continue;
-            };
-            let outcome = format!(
-                "{}/{}",
-                status.phase.map(|p| p.as_str()).unwrap_or(""),
-                status.reason().unwrap_or("")
-            );
-            *outcomes.entry(outcome).or_default() += 1;
-            let index = obj
-                .metadata
-                .name
-                .as_deref()
-                .and_then(|n| n.strip_prefix("del-"))
-                .and_then(|n| n.parse::<usize>().ok())
-                .expect("a bench object name");
-            ended.entry(index).or_insert_with(|| {
-                let created = obj
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0)
-                    .unwrap_or(now);
-                let age = now.duration_since(created).as_secs_f64().max(0.0);
-                (since_start, Duration::from_secs_f64(age))
-            });
-        }
-        makespan = since_start;
-        if ended.len() == objects {
+        let terminal = seen.len();
+        makespan = started.elapsed();
+        if terminal == objects {
             break;
         }
         if last_report.elapsed() > Duration::from_secs(15) {
-            eprintln!(
-                "[{name}] {}/{objects} terminal after {makespan:.0?}",
-                ended.len()
-            );
+            eprintln!("[{name}] {terminal}/{objects} terminal after {makespan:.0?}");
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    watch.abort();
+    let cpu_after = machine_cpu(cp);
+    // Object index -> when it was first seen terminal (since the start; and its age then).
+    let ended: BTreeMap<usize, (Duration, Duration)> = seen
+        .snapshot()
+        .into_iter()
+        .map(|(name, (at, age, _))| {
+            let index = name
+                .strip_prefix("del-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .expect("a bench object name");
+            (index, (at, age))
+        })
+        .collect();
+    let outcomes = seen.outcomes();
     if ended.len() < objects {
         eprintln!(
             "[{name}] deadline: {}/{objects} terminal after {makespan:.0?}",
@@ -864,6 +903,7 @@ async fn tenant_run(
         writes,
         rss_bytes,
         cpu_seconds,
+        machine_cpu: [0, 1, 2].map(|k| cpu_after[k] - cpu_before[k]),
     }
 }
 
@@ -1196,6 +1236,22 @@ fn print_tenants(runs: &[TenantRun]) {
             "",
             "",
         );
+        let [apiserver, etcd, bench] = r.machine_cpu;
+        row(
+            "CPU of kube-apiserver / etcd / bench watch (s)",
+            format!("{apiserver:.1} / {etcd:.1} / {bench:.1}"),
+            "",
+            "",
+        );
+        row(
+            "all of these over the makespan (cores busy, of 2)",
+            format!(
+                "{:.2}",
+                (apiserver + etcd + bench + r.cpu_seconds) / r.makespan.as_secs_f64().max(0.001)
+            ),
+            "",
+            "",
+        );
         println!("  outcomes: {:?}", r.outcomes);
         println!("  SAE calls by operation: {:?}", r.calls.by_operation);
         println!("  SAE answers by code: {:?}", r.calls.by_code);
@@ -1261,6 +1317,7 @@ fn tenant_json(runs: &[TenantRun]) -> Value {
                 "saeCallsPerObject": per_object(r.calls.total as f64),
                 "wastedCalls": r.calls.wasted,
                 "othersWastedCalls": r.others_wasted,
+                "cpuSecondsApiserverEtcdBench": r.machine_cpu,
                 "callsByOperation": r.calls.by_operation,
                 "callsByCode": r.calls.by_code,
                 "objectWritesPerObject": per_object(r.object_writes()),

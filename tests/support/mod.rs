@@ -149,6 +149,11 @@ impl ControlPlane {
     }
 
     /// The work dir holding kubeconfigs and logs.
+    /// The process ids of etcd and kube-apiserver (for the benchmark's CPU accounting).
+    pub fn pids(&self) -> (u32, u32) {
+        (self._etcd.id(), self._apiserver.id())
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
