@@ -440,8 +440,15 @@ async fn main() -> anyhow::Result<()> {
             + jiff::SignedDuration::from_secs(10),
         create_time_offset: args.sae_create_time_offset,
     };
+    let services = controller::Services {
+        client,
+        sae,
+        default_credentials,
+        metrics,
+        fence,
+    };
     tokio::select! {
-        _ = controller::run(client, sae, default_credentials, settings, metrics, fence, ready, health, args.sae_requests_per_minute) => {}
+        _ = controller::run(services, settings, ready, health, args.sae_requests_per_minute) => {}
         r = probes => r??,
         r = metrics_server => r??,
     }

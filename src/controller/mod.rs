@@ -116,18 +116,26 @@ pub struct Context {
 /// Reconciles doing work (not waiting for quota) at once.
 const RECONCILE_CONCURRENCY: usize = 64;
 
+/// What the controller talks to and reports through, made by the binary (or a test).
+pub struct Services {
+    pub client: Client,
+    pub sae: SaeClient,
+    /// Used when an object names no Secret.
+    pub default_credentials: DefaultCredentials,
+    pub metrics: Metrics,
+    /// Present when leader election is on.
+    pub fence: Option<LeaderFence>,
+}
+
 impl Context {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        client: Client,
-        sae: SaeClient,
-        default_credentials: impl Into<DefaultCredentials>,
-        settings: Settings,
-        metrics: Metrics,
-        fence: Option<LeaderFence>,
-        store: Store<SaeInstanceDeletion>,
-    ) -> Self {
-        let default_credentials = default_credentials.into();
+    pub fn new(services: Services, settings: Settings, store: Store<SaeInstanceDeletion>) -> Self {
+        let Services {
+            client,
+            sae,
+            default_credentials,
+            metrics,
+            fence,
+        } = services;
         let reporter = Reporter {
             controller: CONTROLLER_NAME.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -204,18 +212,14 @@ fn error_policy(obj: Arc<SaeInstanceDeletion>, err: &Error, ctx: Arc<Context>) -
 
 /// Runs the controller until the process is asked to stop. `ready` is set once the object cache
 /// has synced (for `/readyz`).
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    client: Client,
-    sae: SaeClient,
-    default_credentials: impl Into<DefaultCredentials>,
+    services: Services,
     settings: Settings,
-    metrics: Metrics,
-    fence: Option<LeaderFence>,
     ready: Arc<AtomicBool>,
     health: WatchHealth,
     requests_per_minute: u32,
 ) {
+    let (client, metrics) = (services.client.clone(), services.metrics.clone());
     let api: Api<SaeInstanceDeletion> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -282,16 +286,7 @@ pub async fn run(
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let mut ctx = Context::new(
-        client,
-        sae,
-        default_credentials,
-        settings,
-        metrics,
-        fence,
-        store,
-    )
-    .with_quota(requests_per_minute);
+    let mut ctx = Context::new(services, settings, store).with_quota(requests_per_minute);
     ctx.wake = Some(wake);
     ctx.finished = finished;
     let ctx = Arc::new(ctx);

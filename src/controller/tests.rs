@@ -174,15 +174,14 @@ fn context(
         create_time_offset: Some(jiff::tz::Offset::constant(8)),
     };
     let credentials = Some(Credentials::new("AK", "SK", None));
-    let ctx = Context::new(
+    let services = Services {
         client,
         sae,
-        credentials,
-        settings,
-        Metrics::new(),
-        None,
-        store,
-    );
+        default_credentials: credentials.into(),
+        metrics: Metrics::new(),
+        fence: None,
+    };
+    let ctx = Context::new(services, settings, store);
     (Arc::new(ctx), writer)
 }
 
