@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::change_order::{self, ConsoleChangeOrderSpec};
-
-use super::routing::*;
+use super::routing::Operation;
 
 /// An access key the simulator accepts. Debug never shows the secret or the token.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
