@@ -24,8 +24,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use super::Simulator;
 use super::api_error::ApiError;
+use super::shared::Simulator;
 use super::times::http_date;
 use api::{Reply, ReplyBody, new_request_id, process};
 
@@ -115,10 +115,14 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    if let Some(answer) =
-        sim.metadata()
-            .handle(&sim, parts.method.as_str(), parts.uri.path(), header)
-    {
+    let register = |key| sim.with_model(|model, _| model.upsert_access_key(key));
+    if let Some(answer) = sim.metadata().handle(
+        sim.now(),
+        register,
+        parts.method.as_str(),
+        parts.uri.path(),
+        header,
+    ) {
         let mut resp = Response::new(Body::from(answer.body));
         *resp.status_mut() = answer.status;
         resp.headers_mut().insert(

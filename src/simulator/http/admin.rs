@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::wire::read_body;
-use crate::simulator::Simulator;
 use crate::simulator::change_order::{ConsoleChangeOrderSpec, DeletingView};
 use crate::simulator::seed::{AccessKeySpec, AppFaults, AppSpec, OidcTokenSpec, Seed};
+use crate::simulator::shared::Simulator;
 use crate::simulator::times::{TimeForm, offset_name, parse_offset};
 
 /// Largest admin request body (seeding thousands of instances fits).

@@ -14,11 +14,11 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::wire::{MAX_BODY_BYTES, decode_pairs, decode_query, malformed, read_body};
-use crate::simulator::Simulator;
 use crate::simulator::api_error::ApiError;
 use crate::simulator::auth::{self, ReceivedRequest};
 use crate::simulator::ledger::RequestRecord;
 use crate::simulator::routing::{Params, route};
+use crate::simulator::shared::Simulator;
 use crate::simulator::state::{CallPlan, Outcome};
 
 pub(super) enum ReplyBody {
