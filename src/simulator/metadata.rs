@@ -10,6 +10,10 @@
 //! off). `POST /_sim/ecs-role` `{"roleName": "...", "durationSeconds": 3600}` attaches a role to
 //! the simulated instance; every credentials read then issues a fresh `STS.` key that the SAE side
 //! of the simulator accepts. No role attached: 404, as on an instance without one.
+//!
+//! Depends on `seed` (the key it issues) and `auth` (constant-time compare) only; it does not know
+//! the model or the [`Simulator`](super::Simulator): the HTTP layer hands it SAE's time and a
+//! callback that registers each issued key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

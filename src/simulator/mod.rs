@@ -40,6 +40,25 @@
 //!   ([`metadata`]).
 //! - Authentication, quota and routing errors have the POP gateway's body
 //!   (`RequestId, HostId, Code, Message`); SAE's own errors add `ErrorCode`, `Success:false`, `TraceId`.
+//!
+//! ## Modules
+//!
+//! The map, leaves first. Each module's own docs say what it may depend on; none imports this
+//! file's items, and no two import each other.
+//!
+//! - `api_error`, `times`, `clock`: leaves (error answers; time formats; clocks and skew bounds).
+//! - `routing`: operation by method and path, query parameters. `auth`: signature checks.
+//! - `change_order`: one change order's phases and rendering. `seed`: what the simulator is given.
+//! - `ledger`: what it records. `metadata`: the ECS instance metadata service.
+//! - `state`: the pure model ([`Model`]), its behaviour by concern in `state/`.
+//! - `shared`: the running [`Simulator`] (model behind a lock, clock, metadata service).
+//! - `http`: the accept loop and dispatch; `http/api` SAE's API and STS, `http/admin` `/_sim/`,
+//!   `http/wire` decoding.
+//!
+//! None holds a Kubernetes type. The simulator may use `crate::sae` for signing and the list of
+//! operations, but keeps its own knowledge of SAE's behaviour: it is the independent witness the
+//! controller is tested against, so it never imports `crate::sae::codes` or the controller's
+//! decision code (`crate::decide`, `crate::controller`).
 
 mod api_error;
 mod auth;
