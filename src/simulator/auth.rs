@@ -1,5 +1,9 @@
 //! Signature verification as SAE's gateway does it: recompute the signature from what was received
 //! and compare. Pure functions; the caller supplies the secret and the current time.
+//!
+//! Depends on `api_error` and on `crate::sae::sign` for the signing arithmetic the client shares
+//! (an independent check of it is `tests/sdk_compat.rs`, against Alibaba's own SDK); no model
+//! state, no I/O, and nothing of the controller's reading of SAE's answers.
 
 use jiff::{SignedDuration, Timestamp};
 

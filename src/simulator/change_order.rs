@@ -1,6 +1,9 @@
 //! The simulator's change orders: who made one, the phases it goes through (pending approval,
 //! preparing, executing, ended), how SAE's answers show it, and console-made change orders.
-//! Pure data and rendering; the model in `state.rs` decides when they start and end.
+//! Pure data and rendering; the model (`state/change_orders.rs`) decides when they start and end.
+//!
+//! Depends on `times` only. The phases and status numbers are the simulator's own reading of SAE's
+//! documentation, not the controller's (`crate::sae` is not used here).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,7 +1,7 @@
 //! The simulator's ledger: every request it answered and every deletion it committed, for tests
 //! that prove at most once ([`repeated_deletions`]), and SAE's time format.
 //!
-//! Records only; no model state, no I/O.
+//! Records only; no model state, no I/O. Depends on `change_order` and `times` only.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -10,6 +10,10 @@
 //! off). `POST /_sim/ecs-role` `{"roleName": "...", "durationSeconds": 3600}` attaches a role to
 //! the simulated instance; every credentials read then issues a fresh `STS.` key that the SAE side
 //! of the simulator accepts. No role attached: 404, as on an instance without one.
+//!
+//! Depends on `seed` (the key it issues) and `auth` (constant-time compare) only; it does not know
+//! the model or the [`Simulator`](super::Simulator): the HTTP layer hands it SAE's time and a
+//! callback that registers each issued key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +23,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Simulator;
+use super::auth::constant_time_eq;
 use super::seed::AccessKeySpec;
 
 pub const TOKEN_PATH: &str = "/latest/api/token";
@@ -101,15 +105,17 @@ impl MetadataService {
         })
     }
 
-    /// Answers a metadata request, or `None` when `path` is not a metadata path.
+    /// Answers a metadata request, or `None` when `path` is not a metadata path. `now` is SAE's
+    /// clock; `register` makes an issued key known to the SAE side (the caller owns the model, so
+    /// this service need not know it).
     pub fn handle(
         &self,
-        sim: &Simulator,
+        now: Timestamp,
+        register: impl FnOnce(AccessKeySpec) -> Result<(), String>,
         method: &str,
         path: &str,
         header: impl Fn(&str) -> Option<String>,
     ) -> Option<Answer> {
-        let now = sim.now();
         if path == TOKEN_PATH {
             return Some(self.token(method, header(TOKEN_TTL_HEADER), now));
         }
@@ -139,7 +145,7 @@ impl MetadataService {
         }
         state.issued += 1;
         drop(state);
-        Some(self.issue(sim, &role, now))
+        Some(self.issue(register, &role, now))
     }
 
     fn token(&self, method: &str, ttl: Option<String>, now: Timestamp) -> Answer {
@@ -171,12 +177,18 @@ impl MetadataService {
     fn token_valid(&self, token: Option<&str>, now: Timestamp) -> bool {
         let Some(token) = token else { return false };
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.tokens.iter().any(|(t, until)| {
-            *until > now && super::constant_time_eq(t.as_bytes(), token.as_bytes())
-        })
+        state
+            .tokens
+            .iter()
+            .any(|(t, until)| *until > now && constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
-    fn issue(&self, sim: &Simulator, role: &RoleSpec, now: Timestamp) -> Answer {
+    fn issue(
+        &self,
+        register: impl FnOnce(AccessKeySpec) -> Result<(), String>,
+        role: &RoleSpec,
+        now: Timestamp,
+    ) -> Answer {
         let access_key_id = format!("STS.ecs{}", uuid::Uuid::new_v4().simple());
         let secret = format!("simECSsecret{}", uuid::Uuid::new_v4().simple());
         let token = format!(
@@ -189,7 +201,7 @@ impl MetadataService {
             access_key_secret: secret.clone(),
             security_token: Some(token.clone()),
         };
-        if let Err(why) = sim.with_model(|model, _| model.upsert_access_key(key)) {
+        if let Err(why) = register(key) {
             return text(StatusCode::INTERNAL_SERVER_ERROR, why);
         }
         let expiration = now

@@ -1,7 +1,8 @@
 //! What the simulator is given: access keys, OIDC tokens for STS, apps and groups, scripted
 //! faults, and the seed file that bundles them; with their validation.
 //!
-//! Specs only: no model state, no clock, no I/O.
+//! Specs only: no model state, no clock, no I/O. Depends on `change_order` (console change order
+//! specs) and `routing` (operation names) only.
 
 use std::fmt;
 
@@ -10,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::change_order::{self, ConsoleChangeOrderSpec};
-
-use super::routing::*;
+use super::routing::Operation;
 
 /// An access key the simulator accepts. Debug never shows the secret or the token.
 #[derive(Clone, Deserialize, PartialEq, Eq)]

@@ -2,6 +2,9 @@
 //! (`"2020-12-17 21:06:45"`, no zone), so the simulator can write it in any fixed offset and in each
 //! form a real answer might plausibly take; a controller tested against every variant tolerates
 //! whichever SAE really sends. Also the HTTP `Date` header of the simulator's own clock.
+//!
+//! A leaf: it depends on no other simulator module and on nothing of the controller's time
+//! parsing, so the two cannot agree by sharing a bug.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,6 +1,13 @@
+use serde_json::json;
+
+use super::nonces::{NONCE_CAPACITY, NonceCache};
 use super::*;
 use crate::sae::Credentials;
 use crate::sae::sign::{self, SignInput, SignatureVersion};
+use crate::simulator::auth::{self, Authorization, ReceivedRequest};
+use crate::simulator::change_order::{ChangeOrderSource, ConsoleChangeOrderSpec};
+use crate::simulator::routing::Operation;
+use crate::simulator::seed::{AppFaults, AppSpec, FaultSpec, GroupSpec};
 
 fn t0() -> Timestamp {
     "2024-05-01T10:00:00Z".parse().unwrap()
