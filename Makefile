@@ -41,8 +41,8 @@ lint:
 # Signing and client->simulator round-trip figures (not part of `make test`).
 # Then the controller end to end (tests/bench_controller.rs, ignored by `make test`): 1,000 objects
 # over 50 apps, 200 on one app, a start over 10,000 finished objects, and 1,000 objects over 200
-# AccessKeys (beside one key, and with one noisy key); prints tables and one JSON line. About 9
-# minutes (SAE_BENCH_ONLY=classic or =tenants runs one half).
+# AccessKeys (beside one key, and with one noisy key; three rounds, compared by medians); prints
+# tables and one JSON line. About 15 minutes (SAE_BENCH_ONLY=classic or =tenants runs one half).
 bench:
 	$(CARGO) run --release --example bench_sae
 	assets="$$(.ci/install-control-plane.sh | tail -n 1)"; \
