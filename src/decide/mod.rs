@@ -3,7 +3,7 @@
 //! [`decide`] looks at an object, the time, and one observation (a reconcile starting, or the
 //! result of the SAE call it asked for) and returns the status to write, the next action and the
 //! events to publish. It performs no I/O and reads no clock or random source, so every transition
-//! is a table test (`decide/tests.rs`; the stories of whole objects run through the same loop as
+//! is a table test (`decide/tests/`; the stories of whole objects run through the same loop as
 //! the controller in `steps`).
 //!
 //! Where things live: the types and [`decide`] itself here; `start` (a reconcile starts:
