@@ -4,8 +4,8 @@
 //!
 //! A new code goes here and nowhere else: [`classify`](super::error::classify), the decisions'
 //! reasons and advice, and the table in `docs/sae-codes.md` (kept equal to [`CODES`] by a test)
-//! all read it. The HTTP status can override the class (5xx is always Ambiguous; 429 without a
-//! known code is Retryable); that rule lives in `classify`. No Kubernetes types here: the CRD maps
+//! all read it. The HTTP status can override the class (5xx is always Ambiguous; any other 429
+//! is Retryable, whatever its code); that rule lives in `classify`. No Kubernetes types here: the CRD maps
 //! each [`Refusal`] to its `Reason`.
 
 use super::error::ErrorClass;
@@ -83,12 +83,33 @@ pub struct AdviceContext<'a> {
 
 impl CodeInfo {
     /// The advice with its blanks filled.
+    /// One pass over the template: a value is never read as a blank itself (an appId may hold
+    /// `{region}`; the CRD does not forbid braces).
     pub fn advice(&self, context: &AdviceContext<'_>) -> String {
-        self.advice
-            .replace("{app}", context.app)
-            .replace("{region}", context.region)
-            .replace("{instances}", context.instances)
-            .replace("{credentials}", context.credentials)
+        let blanks = [
+            ("{app}", context.app),
+            ("{region}", context.region),
+            ("{instances}", context.instances),
+            ("{credentials}", context.credentials),
+        ];
+        let mut out = String::new();
+        let mut rest = self.advice;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let tail = &rest[start..];
+            match blanks.iter().find(|(blank, _)| tail.starts_with(blank)) {
+                Some((blank, value)) => {
+                    out.push_str(value);
+                    rest = &tail[blank.len()..];
+                }
+                None => {
+                    out.push('{');
+                    rest = &tail[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -224,7 +245,7 @@ pub fn markdown() -> String {
          whether SAE can have executed the call: Retryable (surely not; sent again later), Terminal\n\
          (not, and never will for this input) or Ambiguous (maybe; resolved from SAE's change\n\
          orders, never by sending again). Any 5xx answer is Ambiguous whatever its code; a 429\n\
-         without a listed code is Retryable.\n\n\
+         is Retryable whatever its code.\n\n\
          | code | class | status reason (when Terminal) | what the status message says |\n\
          |---|---|---|---|\n",
     );
@@ -277,6 +298,16 @@ mod tests {
         for info in CODES {
             assert!(!info.advice(&context).contains('{'), "{:?}", info.pattern);
         }
+        // A value is not read as a blank.
+        let braces = AdviceContext {
+            app: "x{region}",
+            ..context
+        };
+        assert!(
+            lookup("InvalidAppId.NotFound")
+                .advice(&braces)
+                .starts_with("SAE has no application x{region} in region cn-hangzhou:")
+        );
     }
 
     #[test]

@@ -139,6 +139,8 @@ struct World<'s> {
     /// The object is deleted from the API server while its send token is awaited.
     deleted_while_waiting: bool,
     deleted: bool,
+    /// The first poll's token does not come by its `write_by` (a busy quota).
+    first_poll_token_late: bool,
     /// The object as the API server last stored it.
     stored: Option<SaeInstanceDeletion>,
 }
@@ -154,6 +156,7 @@ impl<'s> World<'s> {
             lease_confirmations: u32::MAX,
             deleted_while_waiting: false,
             deleted: false,
+            first_poll_token_late: false,
             stored: None,
         }
     }
@@ -197,7 +200,7 @@ impl Effects for World<'_> {
         _: Priority,
         _: Timestamp,
     ) -> Result<bool, Self::Error> {
-        Ok(true)
+        Ok(!self.first_poll_token_late)
     }
 
     async fn rest_of_token(&mut self) -> Result<(), Self::Error> {
@@ -537,4 +540,25 @@ fn an_object_deleted_while_its_token_is_awaited_is_not_sent() {
     assert_eq!(reconcile_once(fresh(), &mut world), Outcome::Deleted);
     assert_eq!(world.trail, vec!["token"]);
     assert_eq!(sae.executed, 0);
+}
+
+#[test]
+fn a_first_poll_whose_token_is_late_writes_the_change_order_before_polling() {
+    let mut sae = FakeSae::new(&["i-1", "i-2"], &[]);
+    let mut world = World::new(&mut sae, 10);
+    world.first_poll_token_late = true;
+    let (obj, trail) = drive_in(fresh(), &mut world);
+    assert_eq!(
+        trail,
+        vec!["token", "write", "send", "wait", "write", "poll", "write"],
+        "the held status (with the change order id) is written before the poll waits on"
+    );
+    assert_eq!(status(&obj).phase, Some(Phase::Succeeded));
+    let held_events = world
+        .events
+        .iter()
+        .filter(|e| e.reason == "InProgress")
+        .count();
+    assert!(held_events <= 1, "{:?}", world.events);
+    assert_eq!(sae.executed, 1);
 }
