@@ -29,11 +29,15 @@
 //! client using the same key, is not covered; SAE's `Throttling.User` then pauses the key.
 //!
 //! # Who goes first
-//! Waiters of one key are served strictly by ([`Priority`], arrival): a waiting `Delete` is handed
-//! the next token before any `Resolve`, and a `Resolve` before any `Poll`; within a class the
-//! order is first come, first served, so no waiter starves behind its peers. A lower class does
-//! starve while higher classes keep the bucket saturated, and that is intended: deletions are what
-//! users wait for, and a poll that comes late only learns a change order's end a bit later.
+//! Waiters of one key take turns by class ([`Priority`]): after a token goes to one class, the
+//! next goes to the next class in the rotation `Delete → Resolve → Poll → Delete …` that has a
+//! waiter, and within a class the order is first come, first served (`turns.rs`). So while a
+//! class waits, at most two tokens go to others before it is served (one per other class), and
+//! no class can keep another out: not deletions (which users wait for), and not the looks for
+//! lost answers, whose share of a key's tokens is at most a half while another class waits and a
+//! third while both do. Strict priority was tried first and failed under pressure: looks for lost
+//! answers that could not conclude took every token, and the polls that would have ended the
+//! objects (and taught the zone the looks needed) never ran.
 //!
 //! # Keys are independent
 //! Each key has its own bucket, line and timers. The one lock over the map of buckets is held
@@ -85,8 +89,8 @@ pub const MAX_BUCKETS: usize = 1024;
 /// How often idle buckets are looked for (on the next call after this much time).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// What an SAE call is for, which decides who gets the next token. Declared from most to least
-/// urgent; the derived order is the service order.
+/// What an SAE call is for: the classes that take turns for tokens (see the module docs). Declared
+/// in the order of the rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
     /// A DeleteInstances waiting to be sent to an idle app: the call users wait for.
@@ -163,6 +167,8 @@ struct Bucket {
     /// Waiters in service order; the first one is the only one that watches the clock, the others
     /// sleep until they are woken as the new first.
     line: BTreeMap<Ticket, Arc<Notify>>,
+    /// The class whose turn it is next (see [`turns`]).
+    turn: Priority,
     next_arrival: u64,
     /// The last time a caller asked for a token or paused the key.
     last_used: Instant,
@@ -176,6 +182,7 @@ impl Bucket {
             empty_at: inner.spent_empty_at(now),
             paused_until: None,
             line: BTreeMap::new(),
+            turn: Priority::Delete,
             next_arrival: 0,
             last_used: now,
         }
@@ -222,8 +229,19 @@ impl Bucket {
             && self.empty_at <= inner.spent_empty_at(now)
     }
 
+    /// The waiter the next token goes to: the oldest of the class whose turn it is.
+    fn first(&self) -> Option<Ticket> {
+        turns::first(&self.line, self.turn)
+    }
+
+    /// Hands the next token to `ticket`'s waiter and moves the turn past its class.
+    fn serve(&mut self, ticket: Ticket) {
+        self.line.remove(&ticket);
+        self.turn = turns::after(ticket.0);
+    }
+
     fn wake_first(&self) {
-        if let Some(first) = self.line.values().next() {
+        if let Some(first) = self.first().and_then(|t| self.line.get(&t)) {
             // notify_one keeps a permit when the waiter is not listening yet, so no wake-up is lost.
             first.notify_one();
         }
@@ -463,13 +481,13 @@ impl Place<'_> {
                     .buckets
                     .get_mut(&self.key)
                     .expect("a bucket with waiters is never removed");
-                if bucket.line.keys().next() != Some(&self.ticket) {
+                if bucket.first() != Some(self.ticket) {
                     None
                 } else {
                     let ready = bucket.ready_at(inner, now);
                     if ready <= now {
                         bucket.take(inner, now);
-                        bucket.line.remove(&self.ticket);
+                        bucket.serve(self.ticket);
                         self.served = true;
                         bucket.wake_first();
                         inner.report_tokens(bucket, now);
@@ -499,7 +517,7 @@ impl Drop for Place<'_> {
         }
         let mut state = self.planner.lock();
         if let Some(bucket) = state.buckets.get_mut(&self.key) {
-            let was_first = bucket.line.keys().next() == Some(&self.ticket);
+            let was_first = bucket.first() == Some(self.ticket);
             bucket.line.remove(&self.ticket);
             if was_first {
                 bucket.wake_first();
@@ -507,6 +525,8 @@ impl Drop for Place<'_> {
         }
     }
 }
+
+mod turns;
 
 #[cfg(test)]
 mod tests;
