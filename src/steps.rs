@@ -59,8 +59,9 @@ pub enum Token {
 pub trait Effects {
     type Error;
 
-    /// The time, the random draw and the settings for the next decision.
-    fn inputs(&mut self) -> Inputs;
+    /// The time, the random draw, the settings and what is known of SAE's clock in `obj`'s
+    /// region, for the next decision about `obj`.
+    fn inputs(&mut self, obj: &SaeInstanceDeletion) -> Inputs;
     /// Whether `obj` may start an attempt on its app, from every watched object.
     fn app_turn(&self, obj: &SaeInstanceDeletion) -> AppTurn;
     /// Reads `obj`'s credentials for the SAE calls of this reconcile; `Err` says why they are not
@@ -153,7 +154,7 @@ pub async fn reconcile<E: Effects>(
     // Whether this reconcile holds a quota token for a DeleteInstances.
     let mut send_token = false;
     for _ in 0..ROUNDS {
-        let decision = decide(&obj, &fx.inputs(), observation);
+        let decision = decide(&obj, &fx.inputs(&obj), observation);
         if let Action::SendDelete { .. } = decision.action {
             if !send_token {
                 // Token first: the wait for quota may be long, and it must not lie between the
@@ -219,7 +220,7 @@ pub async fn reconcile<E: Effects>(
                 // conflict), so it is neither stranded in Submitting nor resolved at length.
                 let why = if !fx.may_send().await {
                     Some("this replica could not confirm it holds the leader lease".to_string())
-                } else if !within_send_bound(&obj, fx.inputs().now) {
+                } else if !within_send_bound(&obj, fx.inputs(&obj).now) {
                     Some(format!(
                         "it could not leave within {} s of its write-ahead (slow API server?)",
                         SEND_BOUND.as_secs()

@@ -60,6 +60,10 @@ struct RunArgs {
     /// Seconds allowed for one SAE call, connect included.
     #[arg(long, default_value_t = 30)]
     sae_timeout_seconds: u64,
+    /// Seconds SAE's lists (ListChangeOrders, the instance listing) may lag its writes: a lost
+    /// answer is concluded only from a look this long after SAE's last moment to act on it.
+    #[arg(long, default_value_t = sae_controller::decide::SETTLE.as_secs().unsigned_abs(), value_parser = clap::value_parser!(u64).range(0..=600))]
+    sae_read_settle_seconds: u64,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -439,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
         resolve_after: jiff::SignedDuration::try_from(args.sae_timeout())?
             + jiff::SignedDuration::from_secs(10),
         create_time_offset: args.sae_create_time_offset,
+        settle: jiff::SignedDuration::from_secs(args.sae_read_settle_seconds.min(600) as i64),
     };
     let services = controller::Services {
         client,

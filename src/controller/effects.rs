@@ -82,11 +82,13 @@ impl Reconciler<'_> {
 impl Effects for Reconciler<'_> {
     type Error = Error;
 
-    fn inputs(&mut self) -> Inputs {
+    fn inputs(&mut self, obj: &SaeInstanceDeletion) -> Inputs {
         Inputs {
             now: Timestamp::now(),
             jitter: fastrand::f64(),
             resolve_after: self.ctx.settings.resolve_after,
+            settle: self.ctx.settings.settle,
+            sae: self.ctx.sae_clock(obj),
         }
     }
 
@@ -229,7 +231,7 @@ impl Effects for Reconciler<'_> {
                 .take_token(&mut self.slot, &creds, Priority::Poll)
                 .await?;
         }
-        Ok(self
+        let result = self
             .ctx
             .call_with_token_taken(
                 &creds,
@@ -237,7 +239,12 @@ impl Effects for Reconciler<'_> {
                     .sae
                     .describe_change_order(&creds, &region, change_order_id),
             )
-            .await)
+            .await;
+        if let Ok(detail) = &result {
+            self.ctx
+                .note_time_form(&region, detail.create_time.as_deref());
+        }
+        Ok(result)
     }
 
     async fn instance_ids(

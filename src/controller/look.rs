@@ -15,9 +15,9 @@ use kube::ResourceExt;
 use super::slot::Slot;
 use super::{Context, Error};
 use crate::crd::SaeInstanceDeletion;
-use crate::decide::{Evidence, FoundChangeOrder, list_covers};
+use crate::decide::{Evidence, FoundChangeOrder, SaeClock, list_covers};
 use crate::quota::Priority;
-use crate::sae::time::{CreateTimeZone, parse_sae_time};
+use crate::sae::time::{CreateTimeZone, SaeTime, parse_sae_time};
 use crate::sae::{AppInstances, Credentials, SaeError};
 
 /// (region, app, AccessKey ID): a look made with one key is not shown to another.
@@ -27,6 +27,8 @@ pub(super) type LookKey = (String, String, String);
 #[derive(Clone)]
 pub(super) struct Look {
     taken: Instant,
+    /// When the look began, by the wall clock: what it shows is SAE's state from then on.
+    began: Timestamp,
     /// How far back the change-order list was read.
     since: Timestamp,
     /// Rows that may be deletions, before anyone's claims are taken out.
@@ -34,6 +36,9 @@ pub(super) struct Look {
     complete: bool,
     instances: AppInstances,
 }
+
+/// Regions whose time form is remembered, at most.
+const MAX_REGIONS_NOTED: usize = 256;
 
 /// A look this recent serves another object of the same app.
 const LOOK_SHARED_FOR: Duration = Duration::from_secs(2);
@@ -68,6 +73,35 @@ impl Context {
             .map(|(_, zone)| zone);
         live.or_else(|| self.finished.zone(region))
             .map_or(CreateTimeZone::Unknown, |z| CreateTimeZone::from_status(&z))
+    }
+
+    /// What is known of SAE's clock in `obj`'s region: its offset (measured by the SAE client
+    /// from the `Date` of SAE's answers), the zone of its times, and whether they carry none.
+    pub(super) fn sae_clock(&self, obj: &SaeInstanceDeletion) -> SaeClock {
+        let region = obj.pinned().region_id;
+        SaeClock {
+            offset: self.sae.clock_offset(region).unwrap_or_default(),
+            zone: self.zone_for(obj),
+            zoneless_times: self.zoneless().contains(region),
+        }
+    }
+
+    /// Notes how SAE wrote a change-order time in `region`: one written without a zone means
+    /// no look can place times there until the zone is learned.
+    pub(super) fn note_time_form(&self, region: &str, time: Option<&str>) {
+        if let Some(SaeTime::Civil(_)) = time.and_then(parse_sae_time) {
+            let mut zoneless = self.zoneless();
+            // Regions come from specs: a bounded set, whatever they say.
+            if zoneless.len() < MAX_REGIONS_NOTED {
+                zoneless.insert(region.to_string());
+            }
+        }
+    }
+
+    fn zoneless(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.zoneless_regions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// What SAE shows about a lost attempt: the app's change orders that may be deletions, back to
@@ -113,6 +147,17 @@ impl Context {
             },
         };
         drop(last);
+        // Times that name their zone (ISO 8601 with an offset, epoch numbers) need no learning.
+        let zone = if !zone.is_known()
+            && look
+                .change_orders
+                .iter()
+                .any(|co| matches!(co.created, Some(SaeTime::Absolute(_))))
+        {
+            CreateTimeZone::Named
+        } else {
+            zone
+        };
         let mut claimed: HashSet<String> = self
             .store
             .state()
@@ -128,6 +173,7 @@ impl Context {
                 .filter(|co| !claimed.contains(&co.change_order_id))
                 .collect(),
             complete: look.complete,
+            looked_at: look.began,
             existing_instance_ids: look.instances.ids,
             terminating_instance_ids: look.instances.terminating,
             zone,
@@ -145,6 +191,7 @@ impl Context {
         zone: CreateTimeZone,
     ) -> Result<Result<Look, SaeError>, Error> {
         let (region, app) = (obj.pinned().region_id, obj.pinned().app_id);
+        let began = Timestamp::now();
         let mut change_orders = vec![];
         // Every row in SAE's order, other types and others' included: what the list covers.
         let mut listed = vec![];
@@ -178,6 +225,7 @@ impl Context {
             };
             let rows = page.change_orders.len();
             for co in page.change_orders {
+                self.note_time_form(region, co.create_time.as_deref());
                 let found = FoundChangeOrder {
                     created: co.create_time.as_deref().and_then(parse_sae_time),
                     finished: co.finish_time.as_deref().and_then(parse_sae_time),
@@ -211,6 +259,7 @@ impl Context {
         };
         Ok(Ok(Look {
             taken: Instant::now(),
+            began,
             since,
             change_orders,
             complete,

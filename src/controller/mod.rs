@@ -79,6 +79,8 @@ pub struct Settings {
     /// The UTC offset SAE's zone-less `CreateTime` is written in, when the operator states it
     /// (`--sae-create-time-offset`). None: learned from SAE's answers (see `decide`).
     pub create_time_offset: Option<jiff::tz::Offset>,
+    /// How long SAE's lists may lag its writes (`--sae-read-settle-seconds`; see `decide::SETTLE`).
+    pub settle: SignedDuration,
 }
 
 /// What the reconciler needs, shared by all reconciles.
@@ -111,6 +113,8 @@ pub struct Context {
     /// The last look at each app for lost attempts, so that one look serves every object
     /// resolving on that app at about the same time (after a restart, say).
     looks: std::sync::Mutex<HashMap<LookKey, Arc<tokio::sync::Mutex<Option<Look>>>>>,
+    /// Regions where SAE was seen writing change-order times without a zone (see `look.rs`).
+    zoneless_regions: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Reconciles doing work (not waiting for quota) at once.
@@ -157,6 +161,7 @@ impl Context {
             finished: Finished::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
             looks: Default::default(),
+            zoneless_regions: Default::default(),
         }
     }
 

@@ -167,11 +167,27 @@ fn context(
     client: Client,
     sae: SaeClient,
 ) -> (Arc<Context>, reflector::store::Writer<SaeInstanceDeletion>) {
+    context_with(
+        client,
+        sae,
+        SignedDuration::from_secs(12),
+        crate::decide::SETTLE,
+    )
+}
+
+/// [`context`] with SAE's time to act on a send (`resolve_after`) and its lists' lag (`settle`).
+fn context_with(
+    client: Client,
+    sae: SaeClient,
+    resolve_after: SignedDuration,
+    settle: SignedDuration,
+) -> (Arc<Context>, reflector::store::Writer<SaeInstanceDeletion>) {
     let (store, writer) = reflector::store();
     let settings = Settings {
         namespace: Some(NAMESPACE.into()),
-        resolve_after: SignedDuration::from_secs(12),
+        resolve_after,
         create_time_offset: Some(jiff::tz::Offset::constant(8)),
+        settle,
     };
     let credentials = Some(Credentials::new("AK", "SK", None));
     let services = Services {
@@ -366,7 +382,14 @@ async fn a_lost_status_write_after_sae_accepted_is_resolved_by_adopting_never_by
     let mut script = vec![Answer::Store];
     script.extend([Answer::Fail; 5]);
     let api = FakeApi::start(script);
-    let (ctx, _writer) = context(api.client.clone(), sae);
+    // SAE acts on a send at once here, and its lists do not lag: the look can come 6 s after
+    // the write-ahead (the second it is recorded to, and SEND_BOUND).
+    let (ctx, _writer) = context_with(
+        api.client.clone(),
+        sae,
+        SignedDuration::ZERO,
+        SignedDuration::ZERO,
+    );
 
     let first = reconcile(Arc::new(new_object()), ctx.clone()).await;
 
@@ -396,10 +419,15 @@ async fn a_lost_status_write_after_sae_accepted_is_resolved_by_adopting_never_by
     );
     assert_eq!(stored_status.change_order_id, None);
 
-    // The next reconcile sees only what the API server kept: an attempt with no answer.
-    let second = reconcile(Arc::new(stored), ctx).await;
-
+    // The next reconcile sees only what the API server kept: an attempt with no answer. It says
+    // so, and looks at SAE once a look can conclude.
+    let second = reconcile(Arc::new(stored), ctx.clone()).await;
     assert!(second.is_ok(), "{second:?}");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let stored = api.seen(|seen| seen.stored.clone().expect("the lost answer was recorded"));
+    let third = reconcile(Arc::new(stored), ctx).await;
+
+    assert!(third.is_ok(), "{third:?}");
     assert_eq!(delete_requests(&sim).len(), 1, "never sent again");
     let operations: Vec<String> = sim
         .ledger()
@@ -554,6 +582,8 @@ fn waiting_object(name: &str) -> SaeInstanceDeletion {
         now: Timestamp::now(),
         jitter: 0.5,
         resolve_after: SignedDuration::from_secs(12),
+        settle: crate::decide::SETTLE,
+        sae: Default::default(),
     };
     let busy = Observation::Start {
         credentials: Ok(()),

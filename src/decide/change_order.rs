@@ -21,12 +21,14 @@ impl Step<'_> {
         let zone = match created {
             SaeTime::Absolute(_) => CreateTimeZone::Named,
             civil => {
-                let middle = add(sent, span / 2);
+                // The change order was created in [sent, now] by our clock; SAE wrote that
+                // moment by its own clock, which runs `sae.offset` ahead of ours.
+                let middle = self.on_sae_clock(add(sent, span / 2));
                 let Some((offset, rest)) = civil.offset_at(middle) else {
                     return;
                 };
-                // What the offset leaves over is SAE's clock against ours plus at most half the
-                // span; more than that means the time is not what we take it for.
+                // What the offset leaves over is the error of the measured clock offset plus at
+                // most half the span; more than that means the time is not what we take it for.
                 if rest.abs() > span / 2 + CREATE_TIME_SLACK {
                     return;
                 }

@@ -106,6 +106,25 @@ pub struct Inputs {
     /// How long after a DeleteInstances send SAE may still act on it: the SAE client's total
     /// timeout plus a margin. After that, an attempt without a change order was not executed.
     pub resolve_after: SignedDuration,
+    /// How long SAE's lists may lag its writes ([`SETTLE`] unless the operator says otherwise).
+    pub settle: SignedDuration,
+    /// What the caller knows of SAE's clock in the object's region.
+    pub sae: SaeClock,
+}
+
+/// What is known of SAE's clock in one region, from SAE's own answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaeClock {
+    /// SAE's clock minus ours, measured from the `Date` of its answers (zero until measured).
+    /// Change-order times are SAE's clock: the window of a lost answer and the zone learned from a
+    /// change order are corrected by it, so only [`CREATE_TIME_SLACK`] of error is left to allow.
+    pub offset: SignedDuration,
+    /// The zone SAE writes change-order times in, as far as known.
+    pub zone: CreateTimeZone,
+    /// SAE was seen writing change-order times without a zone. Together with an unknown zone this
+    /// means no look can place a row in time, so none is made (a look that cannot conclude is not
+    /// worth a token) until the zone is learned.
+    pub zoneless_times: bool,
 }
 
 /// Whether this object may start a DeleteInstances attempt on its app now.
@@ -141,6 +160,9 @@ pub struct Evidence {
     pub terminating_instance_ids: Vec<String>,
     /// What is known of the zone SAE writes change-order times in, for this region.
     pub zone: CreateTimeZone,
+    /// When the look began (our clock). Only a look that began [`SETTLE`] after SAE's last
+    /// moment to act on the attempt can prove anything: SAE's lists may lag its writes.
+    pub looked_at: Timestamp,
 }
 
 /// One row of ListChangeOrders.
@@ -271,9 +293,20 @@ const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
 /// clock difference the window tolerates (both clocks follow NTP; SAE itself refuses requests more
 /// than 15 minutes off).
 const CREATE_TIME_SLACK: SignedDuration = SignedDuration::from_secs(10);
-/// Looking for a lost attempt's traces costs several calls (change orders, groups, instances).
-const MIN_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(2);
-const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+/// How long SAE's lists (ListChangeOrders, the instance listing, DescribeChangeOrder) may lag its
+/// writes. SAE documents no read-after-write consistency; a change order that does not show yet
+/// would look like "not executed", and a neighbour's that does would look like "exactly one
+/// candidate". So a lost answer is concluded only from a look that began this long after the last
+/// moment SAE can have acted on the attempt (docs/guarantees.md, "settle time"). The default of
+/// `--sae-read-settle-seconds`, handed to decisions as [`Inputs::settle`].
+pub const SETTLE: SignedDuration = SignedDuration::from_secs(10);
+/// Looking for a lost attempt's traces costs several calls (change orders, groups, instances):
+/// after a look that could not conclude, the next waits longer, up to the maximum.
+const MIN_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(5);
+const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(120);
+/// While no look can conclude because the zone of SAE's times is unknown: how often to see
+/// whether another object taught it (a look at the cache, no SAE call).
+const ZONE_RECHECK: SignedDuration = SignedDuration::from_secs(10);
 /// Waiting for the app costs no SAE call, only a look at other objects' statuses.
 const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
 

@@ -50,18 +50,52 @@ impl Step<'_> {
     pub(super) fn answer_lost(&mut self, cause: &str) {
         let message = format!(
             "the answer to DeleteInstances attempt {} for app {} was lost ({cause}); checking SAE's change orders \
-             and instances to learn whether it was executed before anything is sent again",
+             and instances from {} on (SAE's lists may lag its writes by up to {} s) to learn whether it was \
+             executed before anything is sent again",
             self.next.attempts(),
-            self.app()
+            self.app(),
+            self.settled_at(),
+            self.settle.as_secs()
         );
         self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
     }
 
-    pub(super) fn resolve_attempt(&self) -> Action {
+    /// The next step for an attempt whose answer is lost: wait until a look can conclude, else
+    /// look. A look before [`Self::settled_at`] could not conclude anything (SAE may still act, or
+    /// its lists may not show it yet), and neither can one while SAE's times carry no zone and the
+    /// zone is unknown: neither is worth a token.
+    pub(super) fn resolve_attempt(&mut self) -> Action {
+        let settled = self.settled_at();
+        if self.now < settled {
+            return Action::WaitUntil(settled);
+        }
+        if !self.sae.zone.is_known() && self.sae.zoneless_times {
+            let message = format!(
+                "the answer to DeleteInstances attempt {} was lost; SAE writes change-order times without a zone \
+                 and the zone for region {} is not known yet, so SAE's list cannot show which change order is \
+                 whose; it is learned from SAE's answer about any change order this controller creates there \
+                 (or set --sae-create-time-offset); nothing is sent again before SAE's state tells",
+                self.next.attempts(),
+                self.pinned.region_id
+            );
+            self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
+            return Action::WaitUntil(add(self.now, ZONE_RECHECK));
+        }
         Action::ResolveAttempt {
             instance_ids: self.instance_ids(),
-            since: self.window().0,
+            since: self.on_sae_clock(self.window().0),
         }
+    }
+
+    /// `t` (our clock) as SAE's clock shows it: what a change order created at `t` carries.
+    pub(super) fn on_sae_clock(&self, t: Timestamp) -> Timestamp {
+        add(t, self.sae.offset)
+    }
+
+    /// From here on a look can conclude: SAE can no longer act on the attempt, and its lists had
+    /// the settle time ([`SETTLE`] by default) to show what it did.
+    pub(super) fn settled_at(&self) -> Timestamp {
+        ceil_second(add(self.last_moment(), self.settle))
     }
 
     /// When the unresolved attempt was written ahead: its send came after this.
@@ -96,18 +130,15 @@ impl Step<'_> {
         (from, add(self.last_moment(), CREATE_TIME_SLACK))
     }
 
-    /// From here on, an attempt that left no change order was surely not executed.
-    pub(super) fn proof_time(&self) -> Timestamp {
-        ceil_second(self.last_moment())
-    }
-
-    /// Each look costs several SAE calls; look less often the longer it takes.
+    /// Each look costs several SAE calls: after one that could not conclude, look less often the
+    /// longer it takes (about doubling), spread by the jitter so that apps do not look in step.
     pub(super) fn resolve_interval(&self) -> SignedDuration {
-        clamp(
-            self.now.duration_since(self.attempt_time()) / 2,
+        let waited = clamp(
+            self.now.duration_since(self.settled_at()),
             MIN_RESOLVE_INTERVAL,
             MAX_RESOLVE_INTERVAL,
-        )
+        );
+        waited.mul_f64(0.75 + self.jitter / 2.0)
     }
 
     /// Still looking: say why (once per reason; the same evidence again writes nothing).
@@ -135,6 +166,15 @@ impl Step<'_> {
                 return Action::WaitUntil(add(self.now, self.resolve_interval()));
             }
         };
+        // A look shared with another object may have begun before this attempt's lists settled.
+        let settled = self.settled_at();
+        if evidence.looked_at < settled {
+            return Action::WaitUntil(settled.max(add(self.now, FIRST_POLL_AFTER)));
+        }
+        // A look that placed times teaches the zone as well as a poll does (it is the region's).
+        if self.next.create_time_zone.is_none() {
+            self.next.create_time_zone = evidence.zone.to_status();
+        }
         let mut candidates = vec![];
         let mut unclear = vec![];
         for order in &evidence.change_orders {
@@ -160,16 +200,9 @@ impl Step<'_> {
                 named.join(", ")
             ));
         }
-        // Nothing in SAE's list can be ours. That proves something only if the list covered the
-        // whole window and every time in it could be placed.
-        if !evidence.zone.is_known() {
-            return self.keep_looking(format!(
-                "the zone SAE writes change-order times in for region {} is not known yet (it is learned \
-                 from SAE's answer about a change order this controller created), so SAE's list cannot \
-                 show that no change order is its own",
-                self.pinned.region_id
-            ));
-        }
+        // Nothing in SAE's list can be ours (every row that could be was placed: an unknown zone
+        // leaves its rows unclear, above). That proves something only if the list covered the
+        // whole window.
         if !evidence.complete {
             return self.keep_looking(format!(
                 "SAE's change-order list for app {} did not reach back to {}",
@@ -202,23 +235,17 @@ impl Step<'_> {
             self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
             return Action::WaitUntil(add(self.now, self.resolve_interval()));
         }
-        let proof_time = self.proof_time();
-        if self.now >= proof_time {
-            return self.not_executed();
-        }
-        let message = format!(
-            "the answer to DeleteInstances attempt {attempt} was lost; SAE lists no change order from it yet and \
-             all instances still exist; if none appears by {proof_time}, the attempt was not executed and \
-             will be retried"
-        );
-        self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
-        Action::WaitUntil(proof_time)
+        // The look began after the settle time, which is after the proof time: SAE can no
+        // longer act on the attempt, and it did not.
+        self.not_executed()
     }
 
     /// How one listed change order relates to the lost attempt, by its time and by what the
     /// instances show. Only a proof excludes a change order; anything short of it keeps it.
     pub(super) fn fit(&self, order: &FoundChangeOrder, evidence: &Evidence) -> Fit {
+        // SAE writes its own clock's times: compare them with the window as that clock shows it.
         let (from, until) = self.window();
+        let (from, until) = (self.on_sae_clock(from), self.on_sae_clock(until));
         let Some(created) = order.created else {
             return Fit::Unclear("its CreateTime cannot be read".into());
         };

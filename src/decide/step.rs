@@ -13,6 +13,9 @@ pub(super) struct Step<'a> {
     pub(super) now: Timestamp,
     pub(super) jitter: f64,
     pub(super) resolve_after: SignedDuration,
+    pub(super) settle: SignedDuration,
+    /// SAE's clock in the object's region, as far as known.
+    pub(super) sae: SaeClock,
     pub(super) created: Timestamp,
     pub(super) deadline: Timestamp,
     pub(super) previous: SaeInstanceDeletionStatus,
@@ -44,6 +47,8 @@ impl<'a> Step<'a> {
             now: inputs.now,
             jitter: inputs.jitter,
             resolve_after: inputs.resolve_after,
+            settle: inputs.settle,
+            sae: inputs.sae,
             created,
             deadline,
             next: current.clone(),

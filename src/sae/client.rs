@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, Url};
 
+use super::clock::{SaeClocks, parse_http_date};
 use super::envelope::{EXCERPT_CHARS, Envelope, Secrets, interpret};
 use super::error::invalid;
 use super::sign::{self, SignInput, SignatureVersion};
@@ -78,6 +79,8 @@ pub struct SaeClient {
     http: reqwest::Client,
     config: SaeClientConfig,
     observer: Option<RequestObserver>,
+    /// SAE's clock against ours per region, from the `Date` of every answer.
+    clocks: SaeClocks,
 }
 
 impl std::fmt::Debug for SaeClient {
@@ -124,6 +127,7 @@ impl SaeClient {
             http,
             config,
             observer: None,
+            clocks: SaeClocks::default(),
         })
     }
 
@@ -132,6 +136,11 @@ impl SaeClient {
     pub fn with_observer(mut self, observer: RequestObserver) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// SAE's clock minus ours in `region`, as its recent answers showed it (None before any).
+    pub fn clock_offset(&self, region_id: &str) -> Option<jiff::SignedDuration> {
+        self.clocks.offset(region_id)
     }
 
     /// Runs one operation's request and parsing, and tells the observer how it went.
@@ -223,6 +232,7 @@ impl SaeClient {
         let method = Method::from_bytes(op.method().as_bytes())
             .map_err(|_| invalid(operation, "the HTTP method is not valid"))?;
 
+        let sent = jiff::Timestamp::now();
         let response = self
             .http
             .request(method, url)
@@ -230,6 +240,15 @@ impl SaeClient {
             .send()
             .await
             .map_err(|e| self.transport_error(operation, &target, e))?;
+        if let Some(date) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+        {
+            self.clocks
+                .record(region_id, date, sent, jiff::Timestamp::now());
+        }
 
         let http_status = response.status().as_u16();
         let retry_after = retry_after(response.headers(), self.config.max_retry_after);

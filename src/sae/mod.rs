@@ -13,12 +13,14 @@
 //! - `envelope`: SAE's answer envelope sorted into success or error, with secrets redacted.
 //! - `client`: [`SaeClient`] and the one path each request takes (sign, send, read, sort).
 //! - `operations`: the five calls and their `Data`; `listing`: every instance of an app.
-//! - `sign`, `time`: ROA v1 and V3 signatures and their clock.
+//! - `sign`, `time`: ROA v1 and V3 signatures and their clock; `clock`: SAE's clock against ours,
+//!   from the `Date` of its answers.
 //! - `credentials`, `chain`, `credentials_file`, `ecs_role`, `rrsa`: where credentials come from.
 
 pub mod chain;
 pub mod change_order_status;
 pub mod client;
+pub mod clock;
 pub mod codes;
 pub mod credentials;
 pub mod credentials_file;

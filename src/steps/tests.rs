@@ -112,13 +112,14 @@ impl FakeSae {
         })
     }
 
-    fn evidence(&self) -> Evidence {
+    fn evidence(&self, now: i64) -> Evidence {
         Evidence {
             change_orders: self.orders.clone(),
             complete: true,
             existing_instance_ids: self.instances.clone(),
             terminating_instance_ids: vec![],
             zone: CreateTimeZone::Named,
+            looked_at: at(now),
         }
     }
 }
@@ -170,7 +171,7 @@ impl<'s> World<'s> {
 impl Effects for World<'_> {
     type Error = std::convert::Infallible;
 
-    fn inputs(&mut self) -> Inputs {
+    fn inputs(&mut self, _: &SaeInstanceDeletion) -> Inputs {
         inputs_at(self.now)
     }
 
@@ -287,7 +288,7 @@ impl Effects for World<'_> {
     ) -> Result<Result<Evidence, SaeError>, Self::Error> {
         self.trail.push("resolve");
         self.sae.tick(self.now);
-        Ok(Ok(self.sae.evidence()))
+        Ok(Ok(self.sae.evidence(self.now)))
     }
 }
 
@@ -355,9 +356,8 @@ fn story_a_lost_answer_proven_not_executed_is_sent_once_more() {
         trail,
         vec![
             "send",    // t=10, answer lost
-            "resolve", // nothing yet, too early
-            "wait",    // until t0 + resolve_after = 50
-            "resolve", // still nothing: not executed
+            "wait",    // no look before SAE's last moment to act and its lists settled
+            "resolve", // nothing: not executed
             "wait",    // backoff
             "send",    // attempt 2, accepted
             "wait", "poll",
@@ -378,7 +378,8 @@ fn story_a_lost_answer_proven_not_executed_is_sent_once_more() {
 fn story_a_lost_answer_executed_by_sae_is_adopted_not_resent() {
     let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::LostAfterSae]);
     let (obj, trail) = drive(fresh(), &mut sae, 10);
-    assert_eq!(trail, vec!["send", "resolve"]);
+    // One look, once SAE's lists had time to show what it did.
+    assert_eq!(trail, vec!["send", "wait", "resolve"]);
     let s = status(&obj);
     assert_eq!(
         (s.phase, s.reason()),
@@ -393,8 +394,8 @@ fn story_a_lost_answer_executed_by_sae_is_adopted_not_resent() {
 fn story_an_attempt_sae_executes_late_is_found_not_resent() {
     let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::ExecutedLate]);
     let (obj, trail) = drive(fresh(), &mut sae, 10);
-    // Nothing at first (too early), then SAE's change order from t=30 shows up.
-    assert_eq!(trail, vec!["send", "resolve", "wait", "resolve"]);
+    // No look while SAE may still act; then SAE's change order from t=30 is there.
+    assert_eq!(trail, vec!["send", "wait", "resolve"]);
     let s = status(&obj);
     assert_eq!(
         (s.phase, s.reason()),

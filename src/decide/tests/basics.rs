@@ -70,6 +70,8 @@ fn stored_times_survive_the_api_server_and_cause_no_rewrites() {
         now: add(at(10), SignedDuration::from_millis(750)),
         jitter: 0.3,
         resolve_after: SignedDuration::from_secs(RESOLVE_AFTER),
+        settle: SETTLE,
+        sae: Default::default(),
     };
     let d = decide(&obj, &now, start());
     let round_tripped: SaeInstanceDeletionStatus =

@@ -8,7 +8,7 @@ use super::*;
 fn adopting_records_the_change_order_and_polls_it_next() {
     let d = decide(
         &unresolved(),
-        &inputs_at(12),
+        &inputs_at(70),
         evidence_terminating(vec![found("co-9", Some(11), 1)], &["i-1", "i-2"], &["i-2"]),
     );
     let s = &d.status;
@@ -24,14 +24,14 @@ fn adopting_records_the_change_order_and_polls_it_next() {
     assert_eq!(s.attempts, Some(1));
     assert!(d.events[0].note.contains("co-9"), "{:?}", d.events);
     let adopted = apply(&unresolved(), &d);
-    let d = decide(&adopted, &inputs_at(13), start());
+    let d = decide(&adopted, &inputs_at(71), start());
     assert_eq!(
         d.action,
         Action::PollChangeOrder {
             change_order_id: "co-9".into()
         }
     );
-    let d = decide(&adopted, &inputs_at(13), polled(2));
+    let d = decide(&adopted, &inputs_at(71), polled(2));
     assert_eq!(d.status.reason(), Some("Succeeded"));
 }
 
@@ -52,12 +52,16 @@ fn resolving_writes_nothing_while_nothing_changes() {
     // Each resolve ends in a decision whose status equals what the caller already stored, so
     // repeated looks cost SAE calls but no status writes (and no reconcile loop on our writes).
     let cases = [
-        (evidence(vec![], &["i-1", "i-2"]), 20, 30),
-        (evidence(vec![], &["i-2"]), 30, 60),
+        (
+            evidence(vec![found("co-7", None, 1)], &["i-1", "i-2"]),
+            70,
+            80,
+        ),
+        (evidence(vec![], &["i-2"]), 80, 110),
         (
             Observation::ResolveResult(Err(api_error("Throttling.User", 400))),
-            30,
-            60,
+            80,
+            110,
         ),
     ];
     for (observation, first, later) in cases {
@@ -88,22 +92,35 @@ fn the_proof_time_is_rounded_up_and_follows_resolve_after() {
         resolve_after: SignedDuration::from_millis(30_500),
         ..inputs_at(20)
     };
-    // Written ahead at 10 (to the second), sent by 10 + 1 + 5, acted on by SAE by + 30.5.
+    // Written ahead at 10 (to the second), sent by 10 + 1 + 5, acted on by SAE by + 30.5: from
+    // 47 on SAE can no longer act, and from 57 its lists had the settle time to show it. A look
+    // before that proves nothing, whatever it shows.
     let d = decide(&unresolved(), &late, evidence(vec![], &["i-1", "i-2"]));
-    assert_eq!(d.action, Action::WaitUntil(at(47)));
-    // One second before it: still waiting; at it: not executed.
-    let at_46 = Inputs {
-        now: at(46),
+    assert_eq!(d.action, Action::WaitUntil(at(57)));
+    let d = decide(&unresolved(), &late, start());
+    assert_eq!(d.action, Action::WaitUntil(at(57)), "no look before then");
+    let at_56 = Inputs {
+        now: at(56),
         ..late
     };
-    let d = decide(&unresolved(), &at_46, evidence(vec![], &["i-1", "i-2"]));
+    let d = decide(&unresolved(), &at_56, evidence(vec![], &["i-1", "i-2"]));
     assert_eq!(d.status.phase, Some(Phase::Submitting));
     let at_47 = Inputs {
-        now: at(47),
+        now: at(57),
         ..late
     };
+    let d = decide(&unresolved(), &at_47, start());
+    assert!(matches!(d.action, Action::ResolveAttempt { .. }));
     let d = decide(&unresolved(), &at_47, evidence(vec![], &["i-1", "i-2"]));
     assert_eq!(d.status.phase, Some(Phase::Retrying));
+    // A look shared with another object that began before 57 proves nothing either.
+    let Observation::ResolveResult(Ok(mut early)) = evidence(vec![], &["i-1", "i-2"]) else {
+        unreachable!()
+    };
+    early.looked_at = at(56);
+    let d = decide(&unresolved(), &at_47, Observation::ResolveResult(Ok(early)));
+    assert_eq!(d.status.phase, Some(Phase::Submitting));
+    assert_eq!(d.action, Action::WaitUntil(at(58)));
     // The window for adoption moves with resolve_after too: up to 46.5 + 10 s.
     let d = decide(
         &unresolved(),
@@ -215,30 +232,31 @@ fn evidence_in(
 }
 
 #[test]
-fn an_unknown_zone_never_proves_anything_absent() {
+fn an_unknown_zone_proves_nothing_while_a_row_could_be_ours() {
     let unknown = CreateTimeZone::Unknown;
     let both = &["i-1", "i-2"];
-    // Long past the last moment, nothing listed, instances all there: still not "not executed".
+    // Long past the last moment, nothing listed at all, instances all there: nothing in the list
+    // could be ours whatever the zone, so the attempt was not executed.
     let d = decide(
         &unresolved(),
         &inputs_at(200),
         evidence_in(unknown, vec![], both),
     );
-    assert_eq!(d.status.phase, Some(Phase::Submitting));
-    assert!(
-        d.status
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("zone SAE writes change-order times in")
-    );
-    // Nor "already deleted" when the instances are gone.
-    let d = decide(
-        &unresolved(),
-        &inputs_at(200),
-        evidence_in(unknown, vec![], &[]),
-    );
-    assert_eq!(d.status.phase, Some(Phase::Submitting));
+    assert_eq!(d.status.phase, Some(Phase::Retrying));
+    // But a zone-less row within a day of the window could be ours in some zone: no conclusion,
+    // neither "not executed" nor "already deleted".
+    for existing in [&both[..], &[]] {
+        let d = decide(
+            &unresolved(),
+            &inputs_at(200),
+            evidence_in(
+                unknown,
+                vec![civil_row("co-9", "2026-01-01 08:00:11", 0)],
+                existing,
+            ),
+        );
+        assert_eq!(d.status.phase, Some(Phase::Submitting));
+    }
     // A zone-less row that could be ours in some zone is never adopted...
     let row = civil_row("co-9", "2026-01-01 08:00:11", 2);
     let d = decide(
@@ -397,13 +415,13 @@ fn an_attempt_that_was_not_sent_is_taken_back_and_started_over() {
 
 #[test]
 fn proven_not_executed_retries_through_the_queue() {
-    let retry = step(&unresolved(), 56, evidence(vec![], &["i-1", "i-2"]));
-    assert_eq!(status(&retry).next_attempt_time, Some(Time(at(60))));
+    let retry = step(&unresolved(), 66, evidence(vec![], &["i-1", "i-2"]));
+    assert_eq!(status(&retry).next_attempt_time, Some(Time(at(70))));
     // Backoff over but the app is busy: wait for it, no send.
-    let waiting = step(&retry, 60, start_with(busy()));
+    let waiting = step(&retry, 70, start_with(busy()));
     assert_eq!(status(&waiting).reason(), Some("WaitingForApplication"));
     assert_eq!(status(&waiting).next_attempt_time, None);
-    let d = decide(&waiting, &inputs_at(60), start());
+    let d = decide(&waiting, &inputs_at(70), start());
     assert_eq!(
         d.action,
         Action::SendDelete {
@@ -411,7 +429,7 @@ fn proven_not_executed_retries_through_the_queue() {
         }
     );
     assert_eq!(d.status.attempts, Some(2));
-    assert_eq!(d.status.last_attempt_time, Some(Time(at(60))));
+    assert_eq!(d.status.last_attempt_time, Some(Time(at(70))));
 }
 
 #[test]
@@ -422,8 +440,14 @@ fn a_crash_during_the_gone_check_reaches_the_same_conclusion() {
     assert_eq!(Some(&d.status), obj.status.as_ref(), "nothing to write");
     // The process dies here; the next reconcile finds Submitting and resolves it instead.
     let d = decide(&obj, &inputs_at(30), start());
+    assert_eq!(
+        d.action,
+        Action::WaitUntil(at(66)),
+        "no look before SAE's lists settle"
+    );
+    let d = decide(&apply(&obj, &d), &inputs_at(66), start());
     assert!(matches!(d.action, Action::ResolveAttempt { .. }));
-    let d = decide(&apply(&obj, &d), &inputs_at(30), evidence(vec![], &["i-8"]));
+    let d = decide(&apply(&obj, &d), &inputs_at(66), evidence(vec![], &["i-8"]));
     assert_eq!(d.status.reason(), Some("AlreadyDeleted"));
 }
 

@@ -46,7 +46,32 @@ pub(crate) fn inputs_at(seconds: i64) -> Inputs {
         now: at(seconds),
         jitter: 0.5,
         resolve_after: SignedDuration::from_secs(RESOLVE_AFTER),
+        settle: SETTLE,
+        sae: SaeClock::default(),
     }
+}
+
+/// When [`evidence`] says a look began: at the time of the decision it is handed to (see
+/// [`decide`]), unless a test sets another.
+const LOOKED_NOW: Timestamp = Timestamp::UNIX_EPOCH;
+
+/// [`super::decide`], with a look built here taken to have begun at the decision's time, as the
+/// controller's looks do (it decides right after).
+pub(crate) fn decide(
+    obj: &SaeInstanceDeletion,
+    inputs: &Inputs,
+    observation: Observation,
+) -> Decision {
+    let observation = match observation {
+        Observation::ResolveResult(Ok(mut e)) => {
+            if e.looked_at == LOOKED_NOW {
+                e.looked_at = inputs.now;
+            }
+            Observation::ResolveResult(Ok(e))
+        }
+        other => other,
+    };
+    super::decide(obj, inputs, observation)
 }
 
 fn start() -> Observation {
@@ -108,6 +133,7 @@ fn evidence(orders: Vec<FoundChangeOrder>, existing: &[&str]) -> Observation {
         existing_instance_ids: ids(existing),
         terminating_instance_ids: vec![],
         zone: CreateTimeZone::Named,
+        looked_at: LOOKED_NOW,
     }))
 }
 
