@@ -7,7 +7,7 @@ use super::*;
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::tests::{api_error, at, found, fresh, ids, inputs_at, status, submitting};
 use crate::decide::{AppTurn, Event, Evidence, FoundChangeOrder, Inputs};
-use crate::sae::time::CreateTimeZone;
+use crate::sae::time::{CreateTimeZone, SaeTime};
 use crate::sae::{ChangeOrderDetail, DeleteAccepted, SaeError};
 
 /// How one DeleteInstances send fares.
@@ -35,6 +35,11 @@ struct FakeSae {
     executed: usize,
     /// Sends SAE will still execute: (when, ids).
     in_flight: Vec<(i64, Vec<String>)>,
+    /// Seconds after its creation a change order first shows in the list (SAE's reads lag).
+    list_lag: i64,
+    /// Another object's change orders on the app, each listed as nobody's until the second
+    /// that object records it (then the caller takes it out of the evidence).
+    others: Vec<(FoundChangeOrder, i64)>,
 }
 
 impl FakeSae {
@@ -45,6 +50,8 @@ impl FakeSae {
             fates: fates.to_vec(),
             executed: 0,
             in_flight: vec![],
+            list_lag: 0,
+            others: vec![],
         }
     }
 
@@ -113,8 +120,23 @@ impl FakeSae {
     }
 
     fn evidence(&self, now: i64) -> Evidence {
+        let shown = |o: &&FoundChangeOrder| match o.created {
+            Some(SaeTime::Absolute(t)) => t.as_second() + self.list_lag <= at(now).as_second(),
+            _ => true,
+        };
+        let unclaimed = self
+            .others
+            .iter()
+            .filter(|(_, claimed_at)| now < *claimed_at)
+            .map(|(o, _)| o);
         Evidence {
-            change_orders: self.orders.clone(),
+            change_orders: self
+                .orders
+                .iter()
+                .chain(unclaimed)
+                .filter(shown)
+                .cloned()
+                .collect(),
             complete: true,
             existing_instance_ids: self.instances.clone(),
             terminating_instance_ids: vec![],
@@ -387,6 +409,53 @@ fn story_a_lost_answer_executed_by_sae_is_adopted_not_resent() {
     );
     assert_eq!(s.attempts, Some(1));
     assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
+    assert_eq!(sae.executed, 1);
+}
+
+/// SAE's list shows a change order only 8 s after it was created: the look that would have come
+/// 2 s after the lost answer would have found the instances gone and no change order, and ended
+/// the object `AlreadyDeleted` without the change order that deleted them.
+#[test]
+fn story_a_lagging_list_never_hides_the_change_order_of_a_lost_answer() {
+    let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::LostAfterSae]);
+    sae.list_lag = 8;
+    let (obj, trail) = drive(fresh(), &mut sae, 10);
+    assert_eq!(trail, vec!["send", "wait", "resolve"]);
+    let s = status(&obj);
+    assert_eq!(
+        (s.phase, s.reason()),
+        (Some(Phase::Succeeded), Some("Succeeded"))
+    );
+    assert_eq!(s.change_order_id.as_deref(), Some("co-1"));
+    assert_eq!(sae.executed, 1);
+}
+
+/// The neighbour of issue 17: another object's change order on the app (it deleted i-9, and that
+/// object records it only at 80, after a restart) is listed as nobody's, and ours shows 8 s late.
+/// A look before ours showed would find exactly one candidate, the neighbour's, and adopt it.
+#[test]
+fn story_a_neighbour_s_change_order_is_never_taken_while_ours_is_not_listed_yet() {
+    let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::LostAfterSae]);
+    sae.list_lag = 8;
+    sae.others.push((found("co-neighbour", Some(7), 2), 80));
+    let (obj, trail) = drive(fresh(), &mut sae, 10);
+    // At 66 both are listed: never a guess; once the neighbour's is recorded, ours is adopted.
+    assert_eq!(trail.first(), Some(&"send"));
+    assert_eq!(trail.last(), Some(&"resolve"));
+    assert!(
+        trail.iter().filter(|s| **s == "resolve").count() >= 2,
+        "{trail:?}"
+    );
+    let s = status(&obj);
+    assert_eq!(
+        (s.phase, s.reason()),
+        (Some(Phase::Succeeded), Some("Succeeded"))
+    );
+    assert_eq!(
+        s.change_order_id.as_deref(),
+        Some("co-1"),
+        "its own, not the neighbour's"
+    );
     assert_eq!(sae.executed, 1);
 }
 

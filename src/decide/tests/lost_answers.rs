@@ -463,3 +463,108 @@ fn waiting_for_the_app_keeps_the_error_of_the_refused_attempt() {
     );
     assert_eq!(s.next_attempt_time, None);
 }
+
+/// Inputs at `seconds` with SAE's clock `offset` seconds off ours and what is known of its zone.
+fn inputs_with_sae(seconds: i64, offset: i64, zone: CreateTimeZone, zoneless: bool) -> Inputs {
+    Inputs {
+        sae: SaeClock {
+            offset: SignedDuration::from_secs(offset),
+            zone,
+            zoneless_times: zoneless,
+        },
+        ..inputs_at(seconds)
+    }
+}
+
+#[test]
+fn sae_s_clock_offset_is_measured_not_assumed_for_the_zone_and_the_window() {
+    let china = CreateTimeZone::Offset(jiff::tz::Offset::constant(8));
+    // SAE's clock runs 40 s behind ours: our change order, created at our 11, carries 07:59:31.
+    let sent = step(&submitting(), 11, accepted());
+    let mut co = order(1);
+    co.create_time = Some("2026-01-01 07:59:31".into());
+    let poll = Observation::ChangeOrderResult(Ok(co));
+    let unmeasured = decide(&sent, &inputs_at(12), poll.clone());
+    assert_eq!(
+        unmeasured.status.create_time_zone, None,
+        "40 s off is more than the slack: nothing learned"
+    );
+    let measured = decide(
+        &sent,
+        &inputs_with_sae(12, -40, CreateTimeZone::Unknown, true),
+        poll,
+    );
+    assert_eq!(measured.status.create_time_zone.as_deref(), Some("+08:00"));
+
+    // A lost answer whose change order SAE created at our 11 (its -29): outside the window on our
+    // clock, so without the offset the attempt would look "not executed" and be sent again.
+    let row = found("co-9", Some(11 - 40), 0);
+    let blind = decide(
+        &unresolved(),
+        &inputs_with_sae(70, 0, china, true),
+        evidence(vec![row.clone()], &["i-1", "i-2"]),
+    );
+    assert_eq!(
+        blind.status.phase,
+        Some(Phase::Retrying),
+        "what the offset prevents"
+    );
+    let seen = decide(
+        &unresolved(),
+        &inputs_with_sae(70, -40, china, true),
+        evidence(vec![row], &["i-1", "i-2"]),
+    );
+    assert_eq!(seen.status.change_order_id.as_deref(), Some("co-9"));
+    // The list is read back to the window's start as SAE's clock shows it.
+    let look = decide(
+        &unresolved(),
+        &inputs_with_sae(70, -40, china, true),
+        start(),
+    );
+    assert_eq!(
+        look.action,
+        Action::ResolveAttempt {
+            instance_ids: ids(&["i-1", "i-2"]),
+            since: at(-1 - 40),
+        }
+    );
+}
+
+#[test]
+fn no_look_is_made_while_sae_s_times_carry_no_zone_and_the_zone_is_unknown() {
+    let obj = unresolved();
+    // Zone-less times and no zone: no look can place a row, so none is made; the cache is
+    // looked at again in 10 s (no SAE call).
+    let d = decide(
+        &obj,
+        &inputs_with_sae(70, 0, CreateTimeZone::Unknown, true),
+        start(),
+    );
+    assert_eq!(d.action, Action::WaitUntil(at(80)));
+    assert_eq!(d.status.phase, Some(Phase::Submitting));
+    let message = d.status.message.as_deref().unwrap();
+    assert!(
+        message.contains("zone for region cn-hangzhou is not known yet"),
+        "{message}"
+    );
+    assert_eq!(d.events, vec![], "still the same phase and reason");
+    // The same again writes nothing new.
+    let again = decide(
+        &apply(&obj, &d),
+        &inputs_with_sae(80, 0, CreateTimeZone::Unknown, true),
+        start(),
+    );
+    assert_eq!(again.status, d.status);
+    // Before any time was seen a look may show how SAE writes them; once the zone is known it
+    // can place them.
+    for sae in [
+        inputs_with_sae(70, 0, CreateTimeZone::Unknown, false),
+        inputs_with_sae(70, 0, CreateTimeZone::Named, true),
+    ] {
+        let d = decide(&obj, &sae, start());
+        assert!(matches!(d.action, Action::ResolveAttempt { .. }), "{sae:?}");
+    }
+    // A look records the zone it placed times in, so this object teaches it after a restart.
+    let d = decide(&obj, &inputs_at(70), evidence(vec![], &["i-1", "i-2"]));
+    assert_eq!(d.status.create_time_zone.as_deref(), Some("named"));
+}
