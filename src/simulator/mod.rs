@@ -78,7 +78,10 @@ pub use auth::{
     Authorization, ReceivedRequest, constant_time_eq, parse_authorization, verify_signature,
 };
 pub use change_order::{ChangeOrderSource, ConsoleChangeOrderSpec, DeletingView, co_type_name};
-pub use clock::{Clock, MAX_CLOCK_SKEW_SECS, ManualClock, SystemClock, clock_skew_from_secs};
+pub use clock::{
+    Clock, MAX_CLOCK_SKEW_SECS, MAX_LAG_SECS, MAX_PREPARING_SECS, ManualClock, SystemClock,
+    bounded_secs, clock_skew_from_secs,
+};
 pub use http::{MAX_BODY_BYTES, MAX_QUERY_BYTES, serve, spawn};
 pub use ledger::{
     DeletionRecord, Ledger, RepeatedDeletion, RequestRecord, repeated_deletions, sae_time,

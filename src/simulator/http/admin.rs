@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::wire::read_body;
 use crate::simulator::change_order::{ConsoleChangeOrderSpec, DeletingView};
+use crate::simulator::clock::{MAX_LAG_SECS, MAX_PREPARING_SECS};
 use crate::simulator::seed::{AccessKeySpec, AppFaults, AppSpec, OidcTokenSpec, Seed};
 use crate::simulator::shared::Simulator;
 use crate::simulator::times::{TimeForm, offset_name, parse_offset};
@@ -54,6 +55,9 @@ struct ConfigBody {
     deleting_instances: Option<DeletingView>,
     /// Sets (a number) or clears (null) the quota of single AccessKeyIds.
     key_requests_per_minute: Option<BTreeMap<String, Option<u32>>>,
+    list_lag_seconds: Option<f64>,
+    describe_lag_seconds: Option<f64>,
+    preparing_seconds: Option<f64>,
 }
 
 /// `POST /_sim/throttle`: refuse (or stop refusing) every call of one key with `Throttling.User`.
@@ -84,6 +88,9 @@ fn config_view(sim: &Simulator) -> Value {
             "clockSkewSeconds": c.clock_skew.as_secs_f64(),
             "deletingInstances": c.deleting_instances,
             "keyRequestsPerMinute": c.key_requests_per_minute,
+            "listLagSeconds": c.list_lag.as_secs_f64(),
+            "describeLagSeconds": c.describe_lag.as_secs_f64(),
+            "preparingSeconds": c.preparing_seconds.as_secs_f64(),
             "now": now,
             "accessKeyIds": model.access_key_ids(),
             "throttledAccessKeyIds": model.throttled_access_key_ids(),
@@ -267,8 +274,33 @@ fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
         .clock_skew_seconds
         .map(crate::simulator::clock_skew_from_secs)
         .transpose()?;
+    let bounded = |value: Option<f64>, max, what| {
+        value
+            .map(|secs| crate::simulator::bounded_secs(secs, max, what))
+            .transpose()
+    };
+    let list_lag = bounded(update.list_lag_seconds, MAX_LAG_SECS, "listLagSeconds")?;
+    let describe_lag = bounded(
+        update.describe_lag_seconds,
+        MAX_LAG_SECS,
+        "describeLagSeconds",
+    )?;
+    let preparing = bounded(
+        update.preparing_seconds,
+        MAX_PREPARING_SECS,
+        "preparingSeconds",
+    )?;
     sim.with_model(|model, _| {
         let config = model.config_mut();
+        if let Some(lag) = list_lag {
+            config.list_lag = lag;
+        }
+        if let Some(lag) = describe_lag {
+            config.describe_lag = lag;
+        }
+        if let Some(preparing) = preparing {
+            config.preparing_seconds = preparing;
+        }
         if let Some(rpm) = update.requests_per_minute {
             config.requests_per_minute = rpm;
         }
