@@ -90,6 +90,6 @@ pub use routing::Operation;
 pub use seed::{
     AccessKeySpec, AppFaults, AppSpec, FaultSpec, GroupSpec, OidcTokenSpec, Seed, StsIssued,
 };
-pub use shared::{ConfigError, Simulator, SimulatorConfig};
+pub use shared::{ConfigError, MAX_OFFLINE_SECS, Simulator, SimulatorConfig};
 pub use state::{CallPlan, Model, ModelConfig, Outcome, Success};
 pub use times::{TimeForm, TimeStyle, http_date, offset_name, parse_offset};
