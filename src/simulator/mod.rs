@@ -30,6 +30,10 @@
 //! - A running CoDeleteInstances lists its instances as `Terminating`; a failed one puts them back.
 //!   Both are settings or faults, since SAE documents neither.
 //! - An unknown `ChangeOrderId` is `InvalidParameter.WithMessage` (HTTP 400).
+//! - Reads agree with writes at once unless told otherwise: SAE promises no read-after-write
+//!   consistency, so `list_lag` / `describe_lag` hide young change orders from ListChangeOrders /
+//!   DescribeChangeOrder (only the reads: the change order holds its app and is in the ledger from
+//!   its creation). An outage (`POST /_sim/offline`) closes the socket so connecting is refused.
 //! - Routing comes first (unknown path or method: 404 `InvalidApi.NotFound`), then authentication,
 //!   then quota, then the operation. A request without a nonce is accepted (ROA v1 does not require
 //!   one); a nonce, when sent, may not repeat within the skew window.

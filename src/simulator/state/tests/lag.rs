@@ -60,14 +60,14 @@ fn the_list_shows_a_change_order_only_once_the_lag_has_passed() {
         .unwrap();
     let during = list_page(&mut m, "1", "1", t0() + secs(12));
     assert_eq!(during["TotalSize"], 1);
-    assert_eq!(ids(&during), [first.clone()]);
+    assert_eq!(ids(&during), [first.as_str()]);
     assert_eq!(ids(&list_page(&mut m, "2", "1", t0() + secs(12))).len(), 0);
     let after = list_page(&mut m, "2", "1", t0() + secs(15));
     assert_eq!(after["TotalSize"], 2);
-    assert_eq!(ids(&after), [first.clone()]);
+    assert_eq!(ids(&after), [first.as_str()]);
     assert_eq!(
         ids(&list_page(&mut m, "1", "1", t0() + secs(15))),
-        [second.clone()]
+        [second.as_str()]
     );
 
     // The lag hides; it does not undo. The hidden change order held the app and the ledger has
@@ -78,7 +78,7 @@ fn the_list_shows_a_change_order_only_once_the_lag_has_passed() {
         .unwrap();
     let err = delete(&mut m, "i-c", t0() + secs(21)).unwrap_err();
     assert_eq!(err.code, "Application.ChangerOrderRunning");
-    assert!(rows(&mut m, t0() + secs(21)).len() == 2);
+    assert_eq!(rows(&mut m, t0() + secs(21)).len(), 2);
     let ledger = m.ledger(t0() + secs(21));
     let recorded: Vec<&str> = ledger
         .deletions
