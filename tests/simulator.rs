@@ -1848,3 +1848,299 @@ async fn the_binary_takes_every_variant_as_a_flag_and_switches_at_runtime() {
     assert_eq!(config["keyRequestsPerMinute"], json!({}));
     assert_eq!(groups_as(noisy).await.status, 200);
 }
+
+/// A DescribeChangeOrder of `co` on app-1 that must be refused as for an unknown id, compared
+/// with the answer for an id that never existed.
+async fn assert_describe_not_found(h: &Harness, co: &str) {
+    let hidden = h
+        .call(
+            SignatureVersion::V3,
+            Operation::DescribeChangeOrder,
+            &[("ChangeOrderId", co)],
+        )
+        .await;
+    let unknown = "11111111-2222-3333-4444-555555555555";
+    let never = h
+        .call(
+            SignatureVersion::V3,
+            Operation::DescribeChangeOrder,
+            &[("ChangeOrderId", unknown)],
+        )
+        .await;
+    assert_sae_error(&hidden, 400, "InvalidParameter.WithMessage");
+    assert_eq!(hidden.status, never.status);
+    assert_eq!(hidden.code(), never.code());
+    assert_eq!(
+        hidden.body["Message"].as_str().unwrap(),
+        never.body["Message"].as_str().unwrap().replace(unknown, co)
+    );
+}
+
+#[tokio::test]
+async fn reads_lag_their_writes_as_set_in_process_or_at_runtime() {
+    let h = Harness::start(0).await;
+    // In process: the list lags 3 s, DescribeChangeOrder 2 s, and change orders prepare 1 s.
+    h.sim.with_model(|m, _| {
+        let config = m.config_mut();
+        config.list_lag = SignedDuration::from_secs(3);
+        config.describe_lag = SignedDuration::from_secs(2);
+        config.preparing_seconds = SignedDuration::from_secs(1);
+    });
+    let config = h.admin("GET", "/_sim/config", None).await.1;
+    assert_eq!(
+        (
+            &config["listLagSeconds"],
+            &config["describeLagSeconds"],
+            &config["preparingSeconds"]
+        ),
+        (&json!(3.0), &json!(2.0), &json!(1.0))
+    );
+    let co = h.delete("i-a").await;
+    // Committed (the ledger has it, the app is busy), yet neither read shows it.
+    assert_eq!(h.ledger().await["deletions"][0]["changeOrderId"], co);
+    assert_describe_not_found(&h, &co).await;
+    assert_eq!(h.rows().await, Vec::<Value>::new());
+    let list = h
+        .ok(Operation::ListChangeOrders, &[("AppId", "app-1")])
+        .await;
+    assert_eq!(list["TotalSize"], 0);
+    assert_sae_error(
+        &h.call(
+            SignatureVersion::V3,
+            Operation::DeleteInstances,
+            &[("AppId", "app-1"), ("InstanceIds", "i-b")],
+        )
+        .await,
+        400,
+        "Application.ChangerOrderRunning",
+    );
+    assert_eq!(h.instances().await[0], "i-a:Running", "still preparing");
+    h.advance(2);
+    assert_eq!(h.describe(&co).await["Status"], 1);
+    assert_eq!(h.rows().await, Vec::<Value>::new());
+    h.advance(1);
+    // Visible in the list with its status now: it ended at 1 + 2 s.
+    let rows = h.rows().await;
+    assert_eq!(
+        (&rows[0]["ChangeOrderId"], &rows[0]["Status"]),
+        (&json!(co), &json!(2))
+    );
+
+    // At runtime, fractions allowed: the list lags 1.5 s, Describe not at all, preparing 4 s.
+    let config = h
+        .configure(json!({"listLagSeconds": 1.5, "describeLagSeconds": 0, "preparingSeconds": 4}))
+        .await;
+    assert_eq!(
+        (
+            &config["listLagSeconds"],
+            &config["describeLagSeconds"],
+            &config["preparingSeconds"]
+        ),
+        (&json!(1.5), &json!(0.0), &json!(4.0))
+    );
+    let second = h.delete("i-b").await;
+    assert_eq!(h.describe(&second).await["Status"], 0);
+    assert_eq!(h.rows().await.len(), 1, "only the first");
+    h.clock.advance(SignedDuration::from_millis(1500));
+    let rows = h.rows().await;
+    assert_eq!(
+        (&rows[0]["ChangeOrderId"], &rows[0]["Status"]),
+        (&json!(second), &json!(0))
+    );
+    h.clock.advance(SignedDuration::from_millis(2500));
+    assert_eq!(h.describe(&second).await["Status"], 1);
+    assert_eq!(h.instances().await, ["i-b:Terminating", "i-c:Running"]);
+    h.advance(2);
+    assert_eq!(h.describe(&second).await["Status"], 2);
+    assert_eq!(h.instances().await, ["i-c:Running"]);
+    let ledger = h.ledger().await;
+    assert_eq!(ledger["deletions"].as_array().unwrap().len(), 2);
+    assert_eq!(ledger["repeatedDeletions"], json!([]));
+
+    for bad in [
+        json!({"listLagSeconds": -1}),
+        json!({"listLagSeconds": 601}),
+        json!({"describeLagSeconds": "soon"}),
+        json!({"describeLagSeconds": 1e9}),
+        json!({"preparingSeconds": -0.5}),
+        json!({"preparingSeconds": 1e9}),
+    ] {
+        let (status, answer) = h.admin("POST", "/_sim/config", Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad} -> {answer}");
+    }
+}
+
+/// Whether a TCP connection to `addr` is refused (not accepted, not timed out).
+fn connect_refused(addr: &str) -> bool {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => false,
+        Err(e) => {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused,
+                "refused, not {e}"
+            );
+            true
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outage_refuses_connections_then_serves_the_same_state() {
+    let h = Harness::start(0).await;
+    let co = h.delete("i-a").await;
+    // A raw keep-alive connection, open and idle when the outage starts (tokio's socket: this
+    // test's runtime also runs the simulator, so a blocking read would stall it).
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut idle = tokio::net::TcpStream::connect(&h.host).await.unwrap();
+    idle.write_all(format!("GET /_sim/healthz HTTP/1.1\r\nHost: {}\r\n\r\n", h.host).as_bytes())
+        .await
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = idle.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+
+    for bad in [
+        json!({"seconds": 0}),
+        json!({"seconds": -1}),
+        json!({"seconds": 3601}),
+        json!({}),
+    ] {
+        let (status, answer) = h.admin("POST", "/_sim/offline", Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad} -> {answer}");
+    }
+    let (status, answer) = h
+        .admin("POST", "/_sim/offline", Some(json!({"seconds": 1})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["offlineUntil"], "2025-03-01T12:00:01Z");
+
+    // Offline: connecting is refused at once, and the idle pooled connection was closed.
+    assert!(connect_refused(&h.host));
+    // Closed by the simulator: end of stream (or a reset), not an open socket waiting.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was left open");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    let err = h
+        .http
+        .get(format!("{}/_sim/healthz", h.base))
+        .send()
+        .await
+        .expect_err("no answer while offline");
+    assert!(err.is_connect() || err.is_request(), "{err:?}");
+
+    // Back on the same address, with everything it knew.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while connect_refused(&h.host) {
+        assert!(std::time::Instant::now() < deadline, "never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.describe(&co).await["Status"], 1);
+    assert_eq!(h.rows().await[0]["ChangeOrderId"], co);
+    h.advance(2);
+    assert_eq!(h.instances().await, ["i-b:Running", "i-c:Running"]);
+    let ledger = h.ledger().await;
+    assert_eq!(ledger["deletions"][0]["changeOrderId"], co);
+    assert_eq!(ledger["deletions"][0]["finalStatus"], 2);
+    assert_eq!(
+        ledger["requests"][0]["operation"], "DeleteInstances",
+        "the ledger from before the outage is kept"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_takes_the_lags_and_preparing_as_flags_and_can_go_offline() {
+    let key = format!("{AK}:{SECRET}");
+    let sim = support::Simulator::spawn(&[
+        "--access-key",
+        &key,
+        "--requests-per-minute",
+        "0",
+        "--list-lag-seconds",
+        "600",
+        "--describe-lag-seconds",
+        "599.5",
+        "--preparing-seconds",
+        "600",
+    ]);
+    let config = sim.admin_get("/_sim/config").await;
+    assert_eq!(
+        (
+            &config["listLagSeconds"],
+            &config["describeLagSeconds"],
+            &config["preparingSeconds"]
+        ),
+        (&json!(600.0), &json!(599.5), &json!(600.0))
+    );
+    sim.admin_post(
+        "/_sim/apps",
+        json!({"apps": [{"appId": "app-1", "groups": [{"groupId": "g-1", "instanceIds": ["i-a"]}]}]}),
+    )
+    .await;
+    let host = sim.url().strip_prefix("http://").unwrap().to_string();
+    let http = reqwest::Client::new();
+    let call = |op: Operation, query: Vec<(&'static str, String)>| {
+        let (host, http) = (host.clone(), http.clone());
+        async move {
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let (url, headers) = sign_request(
+                &host,
+                SignatureVersion::V1,
+                &creds(),
+                op,
+                &query,
+                Timestamp::now(),
+                &nonce,
+            );
+            send_signed(&http, op.method(), &url, &headers).await
+        }
+    };
+    let app = || vec![("AppId", "app-1".to_string())];
+    let mut delete = app();
+    delete.push(("InstanceIds", "i-a".into()));
+    let accepted = call(Operation::DeleteInstances, delete).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let co = accepted.body["Data"]["ChangeOrderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let describe = || {
+        call(
+            Operation::DescribeChangeOrder,
+            vec![("ChangeOrderId", co.clone())],
+        )
+    };
+    assert_sae_error(&describe().await, 400, "InvalidParameter.WithMessage");
+    let list = call(Operation::ListChangeOrders, app()).await;
+    assert_eq!(list.body["Data"]["TotalSize"], 0, "{}", list.body);
+
+    // The lags switched off at runtime: both reads show it, preparing for ten minutes.
+    sim.admin_post(
+        "/_sim/config",
+        json!({"listLagSeconds": 0, "describeLagSeconds": 0}),
+    )
+    .await;
+    assert_eq!(describe().await.body["Data"]["Status"], 0);
+
+    // An outage of the binary's own listener; afterwards the same change order is there.
+    let answer = sim
+        .admin_post("/_sim/offline", json!({"seconds": 0.5}))
+        .await;
+    assert_eq!(answer["offlineSeconds"], 0.5);
+    assert!(connect_refused(&host));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while connect_refused(&host) {
+        assert!(std::time::Instant::now() < deadline, "never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = call(Operation::ListChangeOrders, app()).await;
+    assert_eq!(
+        list.body["Data"]["ChangeOrderList"][0]["ChangeOrderId"], co,
+        "{}",
+        list.body
+    );
+    assert_eq!(list.body["Data"]["ChangeOrderList"][0]["Status"], 0);
+}

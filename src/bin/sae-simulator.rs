@@ -85,6 +85,21 @@ struct Args {
     #[arg(long, default_value = "terminating", value_parser = str::parse::<DeletingView>)]
     deleting_instances: DeletingView,
 
+    /// ListChangeOrders leaves out a change order until this many seconds (SAE's clock) after its
+    /// creation, in TotalSize and paging too (fractions allowed, at most 600): reads that lag.
+    #[arg(long, default_value_t = 0.0)]
+    list_lag_seconds: f64,
+
+    /// DescribeChangeOrder answers a change order younger than this many seconds as it answers
+    /// an unknown id (fractions allowed, at most 600).
+    #[arg(long, default_value_t = 0.0)]
+    describe_lag_seconds: f64,
+
+    /// Every API-made change order stays 0 (preparing) this long before it executes, unless a
+    /// slowStart fault scripts it (fractions allowed, at most 86400).
+    #[arg(long, default_value_t = 0.0)]
+    preparing_seconds: f64,
+
     /// Log line format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -146,6 +161,24 @@ fn config(args: &Args) -> anyhow::Result<SimulatorConfig> {
                 .map_err(|e| anyhow::anyhow!("--clock-skew-seconds: {e}"))?,
             deleting_instances: args.deleting_instances,
             key_requests_per_minute: args.key_requests_per_minute.iter().cloned().collect(),
+            list_lag: simulator::bounded_secs(
+                args.list_lag_seconds,
+                simulator::MAX_LAG_SECS,
+                "--list-lag-seconds",
+            )
+            .map_err(anyhow::Error::msg)?,
+            describe_lag: simulator::bounded_secs(
+                args.describe_lag_seconds,
+                simulator::MAX_LAG_SECS,
+                "--describe-lag-seconds",
+            )
+            .map_err(anyhow::Error::msg)?,
+            preparing_seconds: simulator::bounded_secs(
+                args.preparing_seconds,
+                simulator::MAX_PREPARING_SECS,
+                "--preparing-seconds",
+            )
+            .map_err(anyhow::Error::msg)?,
         },
         access_keys,
         seed,

@@ -285,6 +285,13 @@ impl ChangeOrder {
         }
     }
 
+    /// Whether a read that lags its writes by `lag` shows it at `now`: from `lag` after its
+    /// creation on. Only what reads show depends on this; the change order exists (it holds its
+    /// app, runs its phases, is in the ledger) from its creation.
+    pub fn visible_after(&self, lag: SignedDuration, now: Timestamp) -> bool {
+        after(self.created, lag) <= now
+    }
+
     /// Whether its instances are being removed right now.
     pub fn is_deleting(&self, now: Timestamp) -> bool {
         self.deletes_instances() && self.status(now) == 1

@@ -61,3 +61,21 @@ pub fn clock_skew_from_secs(secs: f64) -> Result<jiff::SignedDuration, String> {
     }
     jiff::SignedDuration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
+
+/// The longest read lag accepted (`listLagSeconds`, `describeLagSeconds`): ten minutes. A lag
+/// longer than any change order's life only hides everything, which no test needs.
+pub const MAX_LAG_SECS: f64 = 600.0;
+
+/// The longest `preparingSeconds` setting accepted: one day.
+pub const MAX_PREPARING_SECS: f64 = 86_400.0;
+
+/// A number of seconds from 0 to `max` (fractions allowed) as a duration, for the settings that
+/// delay what SAE shows or does; `what` names the setting in the error.
+pub fn bounded_secs(secs: f64, max: f64, what: &str) -> Result<jiff::SignedDuration, String> {
+    if !(secs.is_finite() && (0.0..=max).contains(&secs)) {
+        return Err(format!(
+            "{what} must be a number of seconds from 0 to {max}, got {secs}"
+        ));
+    }
+    jiff::SignedDuration::try_from_secs_f64(secs).map_err(|e| format!("{what}: {e}"))
+}

@@ -30,6 +30,10 @@
 //! - A running CoDeleteInstances lists its instances as `Terminating`; a failed one puts them back.
 //!   Both are settings or faults, since SAE documents neither.
 //! - An unknown `ChangeOrderId` is `InvalidParameter.WithMessage` (HTTP 400).
+//! - Reads agree with writes at once unless told otherwise: SAE promises no read-after-write
+//!   consistency, so `list_lag` / `describe_lag` hide young change orders from ListChangeOrders /
+//!   DescribeChangeOrder (only the reads: the change order holds its app and is in the ledger from
+//!   its creation). An outage (`POST /_sim/offline`) closes the socket so connecting is refused.
 //! - Routing comes first (unknown path or method: 404 `InvalidApi.NotFound`), then authentication,
 //!   then quota, then the operation. A request without a nonce is accepted (ROA v1 does not require
 //!   one); a nonce, when sent, may not repeat within the skew window.
@@ -78,7 +82,10 @@ pub use auth::{
     Authorization, ReceivedRequest, constant_time_eq, parse_authorization, verify_signature,
 };
 pub use change_order::{ChangeOrderSource, ConsoleChangeOrderSpec, DeletingView, co_type_name};
-pub use clock::{Clock, MAX_CLOCK_SKEW_SECS, ManualClock, SystemClock, clock_skew_from_secs};
+pub use clock::{
+    Clock, MAX_CLOCK_SKEW_SECS, MAX_LAG_SECS, MAX_PREPARING_SECS, ManualClock, SystemClock,
+    bounded_secs, clock_skew_from_secs,
+};
 pub use http::{MAX_BODY_BYTES, MAX_QUERY_BYTES, serve, spawn};
 pub use ledger::{
     DeletionRecord, Ledger, RepeatedDeletion, RequestRecord, repeated_deletions, sae_time,
@@ -87,6 +94,6 @@ pub use routing::Operation;
 pub use seed::{
     AccessKeySpec, AppFaults, AppSpec, FaultSpec, GroupSpec, OidcTokenSpec, Seed, StsIssued,
 };
-pub use shared::{ConfigError, Simulator, SimulatorConfig};
+pub use shared::{ConfigError, MAX_OFFLINE_SECS, Simulator, SimulatorConfig};
 pub use state::{CallPlan, Model, ModelConfig, Outcome, Success};
 pub use times::{TimeForm, TimeStyle, http_date, offset_name, parse_offset};

@@ -6,8 +6,10 @@
 //! which depends on it.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::watch;
 
 use super::change_order::ConsoleChangeOrderSpec;
 use super::clock::{Clock, SystemClock};
@@ -45,12 +47,30 @@ fn sae_clock(clock: Timestamp, config: &ModelConfig) -> Timestamp {
 #[error("simulator configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// The longest outage `POST /_sim/offline` accepts: one hour.
+pub const MAX_OFFLINE_SECS: f64 = 3600.0;
+
+/// An order to stop serving: the accept loops close their listening sockets (so connecting is
+/// refused) and every open connection is closed, until `until` on the machine's monotonic clock.
+/// A socket cannot be reopened lazily when someone next looks, so unlike everything else the
+/// outage runs on real time, not on the simulator's (possibly manual) clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Outage {
+    /// Counts outages, so an accept loop can say which one it has carried out.
+    pub seq: u64,
+    pub until: tokio::time::Instant,
+}
+
 /// The shared state behind every connection.
 pub struct Simulator {
     model: Mutex<Model>,
     clock: Arc<dyn Clock>,
     /// The ECS instance metadata service (RAM role credentials), see [`metadata`].
     metadata: metadata::MetadataService,
+    /// The latest outage ordered; accept loops and connections watch it.
+    outages: watch::Sender<Option<Outage>>,
+    /// The latest outage an accept loop has gone offline for (its listener is closed).
+    outage_done: watch::Sender<u64>,
 }
 
 impl Simulator {
@@ -67,7 +87,48 @@ impl Simulator {
             model: Mutex::new(model),
             clock: config.clock,
             metadata: metadata::MetadataService::default(),
+            outages: watch::Sender::new(None),
+            outage_done: watch::Sender::new(0),
         })
+    }
+
+    /// Takes SAE offline for `duration` of real time: every [`serve`](crate::simulator::serve)
+    /// loop of this simulator closes its listening socket, so connecting is refused (not left
+    /// hanging), and closes its connections (idle ones at once, busy ones after a short grace);
+    /// then it binds the same address again and serves as before. Nothing of the model changes:
+    /// apps, change orders and the ledger are all there afterwards.
+    ///
+    /// Returns once a serve loop has closed its listener, so a caller that connects right after
+    /// is refused; `false` if none did within a second (nothing is serving this simulator).
+    pub async fn go_offline(&self, duration: Duration) -> bool {
+        let mut done = self.outage_done.subscribe();
+        let mut seq = 0;
+        self.outages.send_modify(|outage| {
+            seq = outage.map_or(0, |o| o.seq) + 1;
+            *outage = Some(Outage {
+                seq,
+                until: tokio::time::Instant::now() + duration,
+            });
+        });
+        tokio::time::timeout(Duration::from_secs(1), done.wait_for(|&d| d >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Watches the outages ordered from now on (accept loops and connections).
+    pub(crate) fn outages(&self) -> watch::Receiver<Option<Outage>> {
+        self.outages.subscribe()
+    }
+
+    /// An accept loop reports that it has closed its listener for outage `seq`.
+    pub(crate) fn went_offline(&self, seq: u64) {
+        self.outage_done.send_if_modified(|done| {
+            let newer = seq > *done;
+            if newer {
+                *done = seq;
+            }
+            newer
+        });
     }
 
     pub fn metadata(&self) -> &metadata::MetadataService {

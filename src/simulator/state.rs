@@ -91,6 +91,15 @@ pub struct ModelConfig {
     /// Per-AccessKeyId quotas that replace `requests_per_minute` for those keys (0 = unlimited),
     /// e.g. to throttle one noisy tenant while the others run free.
     pub key_requests_per_minute: BTreeMap<String, u32>,
+    /// How long after its creation (SAE's clock) a change order starts to appear in
+    /// ListChangeOrders. SAE promises no read-after-write consistency, so a controller must not
+    /// take an empty list right after a DeleteInstances as proof that nothing was made.
+    pub list_lag: SignedDuration,
+    /// How long after its creation DescribeChangeOrder still answers as for an unknown id.
+    pub describe_lag: SignedDuration,
+    /// How long every API-made change order stays 0 (preparing) before it executes, unless a
+    /// `slowStart` fault scripts that change order's phases instead.
+    pub preparing_seconds: SignedDuration,
 }
 
 impl Default for ModelConfig {
@@ -104,6 +113,9 @@ impl Default for ModelConfig {
             clock_skew: SignedDuration::ZERO,
             deleting_instances: DeletingView::default(),
             key_requests_per_minute: BTreeMap::new(),
+            list_lag: SignedDuration::ZERO,
+            describe_lag: SignedDuration::ZERO,
+            preparing_seconds: SignedDuration::ZERO,
         }
     }
 }

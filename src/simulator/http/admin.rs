@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 
 use super::wire::read_body;
 use crate::simulator::change_order::{ConsoleChangeOrderSpec, DeletingView};
+use crate::simulator::clock::{MAX_LAG_SECS, MAX_PREPARING_SECS};
 use crate::simulator::seed::{AccessKeySpec, AppFaults, AppSpec, OidcTokenSpec, Seed};
-use crate::simulator::shared::Simulator;
+use crate::simulator::shared::{MAX_OFFLINE_SECS, Simulator};
 use crate::simulator::times::{TimeForm, offset_name, parse_offset};
 
 /// Largest admin request body (seeding thousands of instances fits).
@@ -54,6 +55,16 @@ struct ConfigBody {
     deleting_instances: Option<DeletingView>,
     /// Sets (a number) or clears (null) the quota of single AccessKeyIds.
     key_requests_per_minute: Option<BTreeMap<String, Option<u32>>>,
+    list_lag_seconds: Option<f64>,
+    describe_lag_seconds: Option<f64>,
+    preparing_seconds: Option<f64>,
+}
+
+/// `POST /_sim/offline`: close the port for this many seconds (fractions allowed).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OfflineBody {
+    seconds: f64,
 }
 
 /// `POST /_sim/throttle`: refuse (or stop refusing) every call of one key with `Throttling.User`.
@@ -84,6 +95,9 @@ fn config_view(sim: &Simulator) -> Value {
             "clockSkewSeconds": c.clock_skew.as_secs_f64(),
             "deletingInstances": c.deleting_instances,
             "keyRequestsPerMinute": c.key_requests_per_minute,
+            "listLagSeconds": c.list_lag.as_secs_f64(),
+            "describeLagSeconds": c.describe_lag.as_secs_f64(),
+            "preparingSeconds": c.preparing_seconds.as_secs_f64(),
             "now": now,
             "accessKeyIds": model.access_key_ids(),
             "throttledAccessKeyIds": model.throttled_access_key_ids(),
@@ -190,6 +204,33 @@ pub(super) async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Resp
             StatusCode::OK,
             serde_json::to_value(sim.ledger()).unwrap_or_else(|e| json!({"error": e.to_string()})),
         ),
+        ("POST", "/_sim/offline") => match parse::<OfflineBody>(&body) {
+            Err(message) => bad_request(message),
+            Ok(OfflineBody { seconds }) => match offline_duration(seconds) {
+                Err(message) => bad_request(message),
+                Ok(duration) => {
+                    // The outage runs on real time; `offlineUntil` says when it ends on SAE's
+                    // clock as it reads now, for logs and for tests that do not move it meanwhile.
+                    let until = sim
+                        .now()
+                        .checked_add(jiff::SignedDuration::try_from(duration).unwrap_or_default())
+                        .ok();
+                    // By the time this answer is written the listener is closed; the answer
+                    // leaves on this connection, which is closed right after it.
+                    if sim.go_offline(duration).await {
+                        admin_json(
+                            StatusCode::OK,
+                            json!({"offlineSeconds": seconds, "offlineUntil": until}),
+                        )
+                    } else {
+                        admin_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no accept loop closed its listener",
+                        )
+                    }
+                }
+            },
+        },
         ("POST", "/_sim/reset") => {
             sim.with_model(|model, _| model.reset());
             admin_json(StatusCode::OK, json!({"status": "reset"}))
@@ -239,6 +280,15 @@ pub(super) async fn admin(sim: &Simulator, parts: Parts, body: Incoming) -> Resp
     }
 }
 
+fn offline_duration(seconds: f64) -> Result<std::time::Duration, String> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_OFFLINE_SECS) {
+        return Err(format!(
+            "seconds must be a number above 0 and at most {MAX_OFFLINE_SECS}, got {seconds}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
 /// `POST /_sim/apps/{appId}/change-orders`: a change order made in SAE's console.
 const CHANGE_ORDERS: &str = "/change-orders";
 
@@ -267,8 +317,33 @@ fn apply_config(sim: &Simulator, update: ConfigBody) -> Result<(), String> {
         .clock_skew_seconds
         .map(crate::simulator::clock_skew_from_secs)
         .transpose()?;
+    let bounded = |value: Option<f64>, max, what| {
+        value
+            .map(|secs| crate::simulator::bounded_secs(secs, max, what))
+            .transpose()
+    };
+    let list_lag = bounded(update.list_lag_seconds, MAX_LAG_SECS, "listLagSeconds")?;
+    let describe_lag = bounded(
+        update.describe_lag_seconds,
+        MAX_LAG_SECS,
+        "describeLagSeconds",
+    )?;
+    let preparing = bounded(
+        update.preparing_seconds,
+        MAX_PREPARING_SECS,
+        "preparingSeconds",
+    )?;
     sim.with_model(|model, _| {
         let config = model.config_mut();
+        if let Some(lag) = list_lag {
+            config.list_lag = lag;
+        }
+        if let Some(lag) = describe_lag {
+            config.describe_lag = lag;
+        }
+        if let Some(preparing) = preparing {
+            config.preparing_seconds = preparing;
+        }
         if let Some(rpm) = update.requests_per_minute {
             config.requests_per_minute = rpm;
         }

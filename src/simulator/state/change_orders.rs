@@ -144,19 +144,29 @@ impl Model {
         self.change_orders.push(co);
     }
 
-    pub(super) fn change_order(&self, id: &str) -> Result<&ChangeOrder, ApiError> {
+    /// The change order DescribeChangeOrder shows for `id` at `now`. One younger than
+    /// `describe_lag` is not found yet: the same error, word for word, as an id that never
+    /// existed, since a lagging read store cannot tell the two apart either.
+    pub(super) fn described_change_order(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<&ChangeOrder, ApiError> {
+        let lag = self.config.describe_lag;
         self.change_orders
             .iter()
-            .find(|co| co.id == id)
+            .find(|co| co.id == id && co.visible_after(lag, now))
             .ok_or_else(|| with_message(format!("The change order {id} does not exist.")))
     }
 
     /// The phases and end of the app's next API-made change order, from its pending
     /// `slowStart` and `changeOrderResult` faults (each use takes one of their `times`).
     pub(super) fn script_for_api_change_order(&mut self, app_id: &str) -> Script {
+        // `preparing_seconds` is the default for every API-made change order; a `slowStart`
+        // fault, taken below, replaces both waits for the change order it applies to.
         let mut script = Script {
             approval: SignedDuration::ZERO,
-            preparing: SignedDuration::ZERO,
+            preparing: self.config.preparing_seconds,
             executing: self.config.change_order_duration,
             final_status: 2,
             error_message: String::new(),

@@ -21,11 +21,18 @@ use crate::simulator::seed::FaultSpec;
 
 impl Model {
     /// Validates what can be validated without executing and names the app whose faults apply.
-    fn precheck(&self, op: Operation, params: Params<'_>) -> Result<String, ApiError> {
+    fn precheck(
+        &self,
+        op: Operation,
+        params: Params<'_>,
+        now: Timestamp,
+    ) -> Result<String, ApiError> {
         match op {
             Operation::DescribeChangeOrder => {
+                // A change order still hidden by `describe_lag` is unknown here, so no fault of
+                // its app is used up by the call, exactly as for an id that never existed.
                 let id = params.required("ChangeOrderId")?;
-                Ok(self.change_order(id)?.app_id.clone())
+                Ok(self.described_change_order(id, now)?.app_id.clone())
             }
             Operation::ListChangeOrders => {
                 let app_id = params.required("AppId")?;
@@ -89,7 +96,7 @@ impl Model {
     /// Decides how to answer one authenticated, admitted call, applying the app's faults.
     pub fn call(&mut self, op: Operation, query: &[(String, String)], now: Timestamp) -> CallPlan {
         self.advance(now);
-        let app_id = match self.precheck(op, Params(query)) {
+        let app_id = match self.precheck(op, Params(query), now) {
             Ok(app_id) => app_id,
             Err(e) => {
                 return CallPlan::Answer {
@@ -181,7 +188,7 @@ impl Model {
     ) -> Outcome {
         self.advance(now);
         let params = Params(query);
-        self.precheck(op, params)?;
+        self.precheck(op, params, now)?;
         self.run(op, params, now)
     }
 
@@ -191,18 +198,23 @@ impl Model {
         let data = match op {
             Operation::DeleteInstances => return self.delete_instances(params, now),
             Operation::DescribeChangeOrder => self
-                .change_order(params.required("ChangeOrderId")?)?
+                .described_change_order(params.required("ChangeOrderId")?, now)?
                 .describe(now, &style),
             Operation::ListChangeOrders => {
                 let app_id = params.required("AppId")?;
                 let co_type = params.get("CoType");
                 let (page, size) = params.page()?;
+                // Rows still hidden by `list_lag` are left out before counting and paging, so
+                // `TotalSize` and the pages agree with what the list shows.
+                let lag = self.config.list_lag;
                 let matching: Vec<&ChangeOrder> = self
                     .change_orders
                     .iter()
                     .rev()
                     .filter(|co| {
-                        co.app_id == app_id && co_type.is_none_or(|t| t == co.co_type_code)
+                        co.app_id == app_id
+                            && co_type.is_none_or(|t| t == co.co_type_code)
+                            && co.visible_after(lag, now)
                     })
                     .collect();
                 let total = matching.len();

@@ -780,3 +780,5 @@ fn time_style_and_co_type_code_follow_the_config() {
     assert_eq!(instances(&mut m, t0() + secs(1)), ["i-b", "i-c"]);
     assert_eq!(instances(&mut m, t0() + secs(2)), ["i-b", "i-c"]);
 }
+
+mod lag;
