@@ -98,7 +98,7 @@ pub enum Priority {
     /// Reads that decide the fate of an attempt whose answer was lost, or of a rejected one
     /// (ListChangeOrders, the instance listing after a rejection).
     Resolve,
-    /// Following a change order, and dry-run reads: deferred when tokens are short.
+    /// Following a change order (the polls that end objects and teach the zone), and dry-run reads.
     Poll,
 }
 
