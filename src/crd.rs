@@ -372,6 +372,12 @@ impl SaeInstanceDeletionStatus {
     pub fn attempts(&self) -> i32 {
         self.attempts.unwrap_or(0)
     }
+
+    /// Unfinished, and its last request could not reach SAE (`saeUnreachableSince`): what the
+    /// `sae_unreachable_objects` gauge counts.
+    pub fn waits_on_unreachable_sae(&self) -> bool {
+        !self.is_terminal() && self.sae_unreachable_since.is_some()
+    }
 }
 
 /// Where the deletion stands: Pending (nothing sent yet), Submitting (a DeleteInstances request
