@@ -137,7 +137,9 @@ pub struct CredentialsRef {
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     /// Most DeleteInstances requests to send, refused ones included. Default 10, between 1 and
-    /// 100. When every one was refused, the object fails with reason RetriesExhausted.
+    /// 100. When every one was refused, the object fails with reason RetriesExhausted. A request
+    /// that never reached SAE (connection refused, DNS, TLS handshake: SAE is unreachable) is not
+    /// counted: it is tried again with backoff until activeDeadlineSeconds (reason SaeUnreachable).
     #[serde(default = "default_max_attempts")]
     #[schemars(range(min = 1, max = 100))]
     pub max_attempts: i32,
@@ -193,7 +195,8 @@ pub struct SaeInstanceDeletionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// DeleteInstances requests sent so far (dry run: checks made), refused ones included.
+    /// DeleteInstances requests sent so far (dry run: checks made), refused ones included;
+    /// requests that could not reach SAE are not counted (see saeUnreachableSince).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<i32>,
 
@@ -268,6 +271,14 @@ pub struct SaeInstanceDeletionStatus {
     /// When the object reached Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+
+    /// Since when SAE has been unreachable for this object: its requests could not be sent at all
+    /// (connection refused, DNS, TLS handshake), so SAE cannot have seen them. Such requests do not
+    /// count against retry.maxAttempts; they are tried again with backoff (reason
+    /// SaeUnreachable) until activeDeadlineSeconds. Removed as soon as SAE answers anything; kept
+    /// on an object that reached its deadline while SAE was still unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sae_unreachable_since: Option<Time>,
 
     /// The zone SAE writes change-order times in for this object's region, learned from SAE's
     /// own answer about this object's change order (`+08:00`-style, or `named` when SAE's times
@@ -361,10 +372,17 @@ impl SaeInstanceDeletionStatus {
     pub fn attempts(&self) -> i32 {
         self.attempts.unwrap_or(0)
     }
+
+    /// Unfinished, and its last request could not reach SAE (`saeUnreachableSince`): what the
+    /// `sae_unreachable_objects` gauge counts.
+    pub fn waits_on_unreachable_sae(&self) -> bool {
+        !self.is_terminal() && self.sae_unreachable_since.is_some()
+    }
 }
 
 /// Where the deletion stands: Pending (nothing sent yet), Submitting (a DeleteInstances request
-/// is being sent), Retrying (SAE refused it without executing it; another will be sent),
+/// is being sent), Retrying (SAE refused it without executing it, or could not be reached;
+/// another will be sent),
 /// InProgress (SAE accepted it; its change order is running), Succeeded or Failed (final; see the
 /// conditions' reason).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -377,7 +395,8 @@ pub enum Phase {
     /// OutcomeUnknown its answer was lost, and SAE's change orders and instances are being checked
     /// to learn whether it was executed; it is not sent again meanwhile.
     Submitting,
-    /// SAE refused the last request without executing it; another will be sent.
+    /// SAE refused the last request without executing it, or (reason SaeUnreachable) the request
+    /// could not reach SAE at all; another will be sent.
     Retrying,
     /// SAE accepted the request; its change order is being followed.
     InProgress,
@@ -447,6 +466,10 @@ pub enum Reason {
     OutcomeUnknown,
     /// Any other SAE error code that says the request will never be accepted.
     Rejected,
+    /// The last request could not reach SAE (connection refused, DNS, TLS handshake), so SAE
+    /// cannot have seen it: it is tried again with backoff until the deadline and does not count
+    /// against retry.maxAttempts. `status.saeUnreachableSince` says since when.
+    SaeUnreachable,
 }
 
 /// How the status names each kind of refusal SAE's codes mean ([`crate::sae::codes`]).
@@ -464,7 +487,7 @@ impl From<crate::sae::codes::Refusal> for Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Pending,
         Reason::Submitting,
         Reason::Retrying,
@@ -483,6 +506,7 @@ impl Reason {
         Reason::AuthenticationFailed,
         Reason::OutcomeUnknown,
         Reason::Rejected,
+        Reason::SaeUnreachable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -505,6 +529,7 @@ impl Reason {
             Reason::AuthenticationFailed => "AuthenticationFailed",
             Reason::OutcomeUnknown => "OutcomeUnknown",
             Reason::Rejected => "Rejected",
+            Reason::SaeUnreachable => "SaeUnreachable",
         }
     }
 }

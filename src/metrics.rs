@@ -152,6 +152,7 @@ struct Inner {
     deletion_duration: HistogramFamily<OutcomeLabels>,
     reconcile_errors: Family<KindLabels, Counter>,
     reconciles: Counter,
+    unreachable_objects: Gauge,
     leader: Gauge,
     /// Build, watch health and deadline metrics (src/ops_metrics.rs).
     ops: crate::ops_metrics::OpsMetrics,
@@ -239,6 +240,16 @@ impl Metrics {
         let reconciles = Counter::default();
         registry.register("reconcile", "Reconciliations run", reconciles.clone());
 
+        // The requests themselves are `sae_requests_total{code="NotSent"}`; this says how many
+        // deletions wait on them, which an alert can hold for minutes (the sends thin out as the
+        // outage lasts, so a rate would flicker).
+        let unreachable_objects = Gauge::default();
+        registry.register(
+            "unreachable_objects",
+            "Unfinished SaeInstanceDeletion objects whose last request could not reach SAE (status.saeUnreachableSince set)",
+            unreachable_objects.clone(),
+        );
+
         let leader = Gauge::default();
         leader.set(1);
         registry.register(
@@ -262,6 +273,7 @@ impl Metrics {
                 deletion_duration,
                 reconcile_errors,
                 reconciles,
+                unreachable_objects,
                 leader,
                 ops,
             }),
@@ -381,6 +393,12 @@ impl Metrics {
                 .set(*count);
             reported.insert((*phase).to_owned());
         }
+    }
+
+    /// How many unfinished objects wait on an unreachable SAE
+    /// ([`crate::crd::SaeInstanceDeletionStatus::waits_on_unreachable_sae`]).
+    pub fn set_unreachable_objects(&self, count: i64) {
+        self.inner.unreachable_objects.set(count);
     }
 
     /// An object reached a terminal phase `age` after its creation. `outcome` is the phase, or

@@ -288,6 +288,15 @@ pub async fn run(
             gauge_metrics
                 .ops()
                 .set_deadline_used(cached.iter().map(|o| &**o), Timestamp::now());
+            let unreachable = cached
+                .iter()
+                .filter(|o| {
+                    o.status
+                        .as_ref()
+                        .is_some_and(|s| s.waits_on_unreachable_sae())
+                })
+                .count();
+            gauge_metrics.set_unreachable_objects(i64::try_from(unreachable).unwrap_or(i64::MAX));
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();

@@ -1,5 +1,16 @@
 //! SAE's answer to DeleteInstances, and what its errors lead to: accepted, retried after backoff,
-//! refused for good, or the attempts used up.
+//! refused for good, the attempts used up, or SAE unreachable.
+//!
+//! # SAE unreachable
+//!
+//! `retry.maxAttempts` counts requests SAE answered. A request that could not reach SAE at all
+//! ([`SaeError::NotSent`]: connection refused, DNS, TLS handshake) is not one of them: SAE cannot
+//! have seen it, so it is taken back like a write-ahead that never left (the at-most-once record
+//! is unaffected: nothing was delivered), the object waits in `Retrying`/`SaeUnreachable` with
+//! `status.saeUnreachableSince`, and tries again after [`unreachable_delay`] until its deadline.
+//! An outage therefore costs time, never attempts, and ends an object only at its deadline, with a
+//! message that says SAE was unreachable, not that it refused. The field is removed by the first
+//! answer SAE gives, whatever it says.
 
 use super::*;
 
@@ -34,6 +45,23 @@ pub fn backoff_delay(
     retry_after.map_or(jittered, |asked| asked.max(jittered))
 }
 
+/// The wait before trying again a request that could not reach SAE, which has been unreachable
+/// for `down_for`: as long as the outage so far (so the waits roughly double, as the backoff of
+/// refusals does), at least `initialDelay` and at most `maxDelay`, with the same "equal jitter" as
+/// [`backoff_delay`]. It does not grow with attempts, since none are counted: a long outage is
+/// probed every `maxDelay` at most, and the object goes on soon after SAE is back.
+pub(super) fn unreachable_delay(
+    policy: &RetryPolicy,
+    down_for: SignedDuration,
+    jitter: f64,
+) -> Duration {
+    let initial = Duration::from_secs(policy.initial_delay_seconds.max(1) as u64);
+    let max = Duration::from_secs(policy.max_delay_seconds.max(1) as u64);
+    let down_for = Duration::try_from(down_for).unwrap_or(Duration::ZERO);
+    let full = down_for.clamp(initial.min(max), max);
+    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
 /// The reason a Terminal SAE error code maps to ([`codes`]); no code at all is `Rejected`.
 pub fn terminal_reason(code: Option<&str>) -> Reason {
     code.map_or(Reason::Rejected, |code| codes::lookup(code).refusal.into())
@@ -41,6 +69,7 @@ pub fn terminal_reason(code: Option<&str>) -> Reason {
 
 impl Step<'_> {
     pub(super) fn after_delete(&mut self, result: Result<DeleteAccepted, SaeError>) -> Action {
+        self.notice_reachability(result.as_ref().err());
         let accepted = match result {
             Ok(accepted) => accepted,
             // Left unrecorded until the check answers: a crash meanwhile is resolved from SAE's
@@ -91,6 +120,10 @@ impl Step<'_> {
     }
 
     pub(super) fn after_sae_error(&mut self, err: SaeError) -> Action {
+        self.notice_reachability(Some(&err));
+        if let SaeError::NotSent { .. } = err {
+            return self.unreachable(&err);
+        }
         self.record_error(&err);
         match err.class() {
             ErrorClass::Retryable => self.retry_later(&err),
@@ -102,6 +135,53 @@ impl Step<'_> {
             }
             ErrorClass::Terminal => self.refused(&err),
         }
+    }
+
+    /// Any answer from SAE, even a refusal or a lost one that may have reached it, ends an outage:
+    /// only a request that surely never reached SAE keeps `saeUnreachableSince`.
+    pub(super) fn notice_reachability(&mut self, err: Option<&SaeError>) {
+        if !matches!(err, Some(SaeError::NotSent { .. })) {
+            self.next.sae_unreachable_since = None;
+        }
+    }
+
+    /// The request (a DeleteInstances written ahead, or a dry-run check) could not reach SAE: see
+    /// the module docs. Its attempt is taken back and it is tried again after
+    /// [`unreachable_delay`], until the deadline ([`Step::fail_deadline`] says SAE was unreachable).
+    pub(super) fn unreachable(&mut self, err: &SaeError) -> Action {
+        self.next.attempts = Some((self.next.attempts() - 1).max(0));
+        // No SAE code: the recorded one belongs to an earlier answer and would be misread as the
+        // cause; the RequestId of that answer stays, it is still the last one SAE gave.
+        self.next.error_code = None;
+        let since = self
+            .next
+            .sae_unreachable_since
+            .as_ref()
+            .map_or_else(|| floor_second(self.now), |t| t.0);
+        self.next.sae_unreachable_since = Some(Time(since));
+        let delay = unreachable_delay(
+            &self.obj.spec.retry,
+            self.now.duration_since(since),
+            self.jitter,
+        );
+        let not_before = ceil_second(add(self.now, signed(delay)));
+        self.next.next_attempt_time = Some(Time(not_before));
+        let what = if self.pinned.dry_run {
+            "the dry-run check"
+        } else {
+            "DeleteInstances"
+        };
+        // Without a RequestId (there is none: SAE never answered), the same outage gives the same
+        // words; only the time of the next try changes.
+        let message = format!(
+            "SAE is unreachable since {since} ({}); nothing was sent, so this does not count against \
+             retry.maxAttempts ({} of {} used); {what} is tried again at {not_before}",
+            stable_error_text(err),
+            self.next.attempts(),
+            self.obj.spec.retry.max_attempts.max(1)
+        );
+        self.set(Phase::Retrying, Reason::SaeUnreachable, message);
+        Action::WaitUntil(not_before)
     }
 
     pub(super) fn retry_later(&mut self, err: &SaeError) -> Action {

@@ -112,6 +112,28 @@ impl Step<'_> {
                      order {id} in the SAE console"
                 )
             }
+            Some(Phase::Retrying) if status.sae_unreachable_since.is_some() => {
+                let since = status
+                    .sae_unreachable_since
+                    .as_ref()
+                    .map_or_else(|| "?".to_string(), |t| t.0.to_string());
+                let what = if self.pinned.dry_run {
+                    "the dry-run check"
+                } else {
+                    "DeleteInstances"
+                };
+                // Attempts SAE did answer were refused (or proven not executed) before the outage.
+                let earlier = match status.attempts() {
+                    0 => String::new(),
+                    n => format!(
+                        " (the {n} attempts before that were refused without being executed)"
+                    ),
+                };
+                format!(
+                    "SAE was unreachable since {since}: {what} could not be sent since then, so nothing was \
+                     sent to SAE{earlier}; no instance was deleted"
+                )
+            }
             Some(Phase::Retrying) if self.pinned.dry_run => {
                 format!(
                     "the dry-run check was still failing after {} tries",
@@ -253,6 +275,11 @@ impl Step<'_> {
         if self.next.is_terminal() {
             self.next.completion_time = Some(time(self.now));
             self.next.next_attempt_time = None;
+            // Kept only where it explains the end: a deadline that came while SAE was unreachable.
+            // Any other end came from an answer of SAE (a dry run's check, say).
+            if self.reason != Some(Reason::DeadlineExceeded) {
+                self.next.sae_unreachable_since = None;
+            }
         }
         let reason = self
             .reason

@@ -51,6 +51,7 @@ fn every_metric_is_declared_with_prefix_type_and_unit() {
         "# TYPE sae_reconcile_errors counter",
         "# TYPE sae_reconcile counter",
         "# TYPE sae_leader gauge",
+        "# TYPE sae_unreachable_objects gauge",
     ] {
         assert!(
             text.contains(declaration),
@@ -309,6 +310,40 @@ fn object_counts_replace_the_previous_report() {
         "a phase no longer reported must read 0"
     );
     assert_eq!(objects("InProgress"), Some(0.0));
+}
+
+#[test]
+fn objects_waiting_on_an_unreachable_sae_are_counted() {
+    use crate::crd::{Phase, SaeInstanceDeletionStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let metrics = Metrics::new();
+    assert_eq!(
+        sample(&metrics.encode(), "sae_unreachable_objects", ""),
+        Some(0.0),
+        "there from the start, so an alert sees 0 rather than nothing"
+    );
+    let since = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+    let statuses = [
+        (Phase::Retrying, since.clone(), true),
+        // The next try is being sent: still waiting on the outage.
+        (Phase::Submitting, since.clone(), true),
+        (Phase::Retrying, None, false),
+        // Ended at its deadline while SAE was unreachable: no longer waiting.
+        (Phase::Failed, since, false),
+    ];
+    for (phase, sae_unreachable_since, waits) in &statuses {
+        let status = SaeInstanceDeletionStatus {
+            phase: Some(*phase),
+            sae_unreachable_since: sae_unreachable_since.clone(),
+            ..Default::default()
+        };
+        assert_eq!(status.waits_on_unreachable_sae(), *waits, "{status:?}");
+    }
+    metrics.set_unreachable_objects(2);
+    assert_eq!(
+        sample(&metrics.encode(), "sae_unreachable_objects", ""),
+        Some(2.0)
+    );
 }
 
 #[test]

@@ -24,6 +24,8 @@ enum Fate {
     AppBusy,
     /// 5xx from the gateway, SAE did not execute it.
     GatewayErrorBeforeSae,
+    /// SAE unreachable: the connection was refused, nothing was sent.
+    Unreachable,
 }
 
 /// Just enough of SAE's side of one app for the stories. A change order it opens finishes at
@@ -89,6 +91,13 @@ impl FakeSae {
             Fate::LostBeforeSae => return Err(lost),
             Fate::GatewayErrorBeforeSae => return Err(api_error("ServiceUnavailable", 503)),
             Fate::AppBusy => return Err(api_error("Application.ChangerOrderRunning", 400)),
+            Fate::Unreachable => {
+                return Err(SaeError::NotSent {
+                    operation: "DeleteInstances",
+                    endpoint: "https://sae.cn-hangzhou.aliyuncs.com".into(),
+                    detail: "tcp connect error: Connection refused (os error 111)".into(),
+                });
+            }
             Fate::ExecutedLate => {
                 self.in_flight.push((now + 20, ids.to_vec()));
                 return Err(lost);
@@ -500,6 +509,7 @@ fn every_mix_of_lost_and_refused_sends_deletes_exactly_once() {
         ExecutedLate,
         AppBusy,
         GatewayErrorBeforeSae,
+        Unreachable,
     ];
     for first in fates {
         for second in fates {
@@ -515,6 +525,37 @@ fn every_mix_of_lost_and_refused_sends_deletes_exactly_once() {
             }
         }
     }
+}
+
+#[test]
+fn story_an_outage_longer_than_max_attempts_backoffs_then_back_executes_once() {
+    // maxAttempts 2, and SAE unreachable for eight sends (about two minutes of backoff): none of
+    // them counts, so the ninth send is still attempt 1, and SAE executes it.
+    let mut obj = fresh();
+    obj.spec.retry.max_attempts = 2;
+    let mut sae = FakeSae::new(&["i-1", "i-2"], &[Fate::Unreachable; 8]);
+    let mut world = World::new(&mut sae, 10);
+    let (obj, trail) = drive_in(obj, &mut world);
+    let sends = trail.iter().filter(|s| **s == "send").count();
+    let now = world.now;
+    let unreachable_written = world
+        .events
+        .iter()
+        .filter(|e| e.reason == "SaeUnreachable")
+        .count();
+    assert_eq!(sends, 9, "{trail:?}");
+    assert_eq!(unreachable_written, 8, "{:?}", world.events);
+    assert!(now > 100, "the outage lasted beyond two backoffs: t={now}");
+    let s = status(&obj);
+    assert_eq!(
+        (s.phase, s.reason()),
+        (Some(Phase::Succeeded), Some("Succeeded")),
+        "{s:#?}"
+    );
+    assert_eq!(s.attempts, Some(1));
+    assert_eq!(s.sae_unreachable_since, None);
+    assert_eq!(sae.executed, 1);
+    assert!(sae.instances.is_empty());
 }
 
 #[test]

@@ -79,10 +79,16 @@ pub struct Simulator {
 impl Simulator {
     /// Runs `sae-simulator --listen 127.0.0.1:0 ARGS` and waits for its `listening on http://ADDR` line.
     pub fn spawn(args: &[&str]) -> Simulator {
+        Simulator::spawn_listening("127.0.0.1:0", args)
+    }
+
+    /// Runs `sae-simulator --listen LISTEN ARGS`: with the [`Simulator::addr`] of one that was
+    /// [`Simulator::kill`]ed, a simulator back on the same port (its state is new: pass a `--seed`).
+    pub fn spawn_listening(listen: &str, args: &[&str]) -> Simulator {
         let logs = LogDir::new("sae-simulator");
         let mut child = spawn_guarded(
             Command::new(env!("CARGO_BIN_EXE_sae-simulator"))
-                .args(["--listen", "127.0.0.1:0"])
+                .args(["--listen", listen])
                 .args(args)
                 .env_remove("SAE_SIM_ACCESS_KEYS")
                 .env("NO_COLOR", "1")
@@ -129,6 +135,18 @@ impl Simulator {
     /// `http://127.0.0.1:PORT`, to use as the controller's SAE endpoint.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `127.0.0.1:PORT`, for [`Simulator::spawn_listening`].
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// SIGKILLs the simulator and waits for it: from then on its port refuses connections, which
+    /// is what a client sees of an unreachable SAE (nothing can have been sent).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// POSTs JSON to the admin API (e.g. `/_sim/apps`); panics unless 2xx; returns the JSON answer

@@ -275,3 +275,4 @@ mod errors;
 mod lost_answers;
 mod spec_edits;
 mod table;
+mod unreachable;

@@ -249,7 +249,7 @@ fn rows() -> Vec<Row> {
             message: &["Throttling.User"],
         },
         Row {
-            name: "retryable (connection refused, nothing sent): Retrying",
+            name: "SAE unreachable (connection refused, nothing sent): Retrying, attempt taken back",
             obj: submitting(),
             now: 11,
             observation: Observation::DeleteResult(Err(SaeError::NotSent {
@@ -258,11 +258,16 @@ fn rows() -> Vec<Row> {
                 detail: "connection refused".into(),
             })),
             phase: Retrying,
-            reason: "Retrying",
-            attempts: 1,
+            reason: "SaeUnreachable",
+            attempts: 0,
             action: retry_in(15),
-            events: &[(true, "Retrying")],
-            message: &["connection refused"],
+            events: &[(true, "SaeUnreachable")],
+            message: &[
+                "SAE is unreachable since",
+                "connection refused",
+                "nothing was sent",
+                "does not count against retry.maxAttempts",
+            ],
         },
         Row {
             name: "retryable on the last allowed attempt: RetriesExhausted",
