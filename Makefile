@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DOCKER ?= docker
 IMAGE ?= sae-controller
 
-.PHONY: test lint bench run install deploy crds demo static static-check image version
+.PHONY: test lint bench liveness run install deploy crds demo static static-check image version
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
 # official SAE SDK, proves the release binary is fully static (file/ldd/readelf), then runs every
@@ -48,6 +48,14 @@ bench:
 	assets="$$(.ci/install-control-plane.sh | tail -n 1)"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
 	$(CARGO) test --release --test bench_controller -- --ignored --nocapture
+
+# The full-size liveness run of tests/liveness.rs (ignored by `make test`): 80 objects on 80 apps
+# behind 60 SAE calls a minute, 20 % lost answers, 20 % failing change orders, 20 s change orders,
+# 5 SIGKILLs; every object must end within 6 minutes with what SAE did. About 7 minutes.
+liveness:
+	assets="$$(.ci/install-control-plane.sh | tail -n 1)"; \
+	export KUBEBUILDER_ASSETS="$$assets"; \
+	$(CARGO) test --test liveness -- --ignored --nocapture full_size_quota_pressure
 
 # Runs the controller against the current kubeconfig context (install the CRD first: `make install`).
 run:
