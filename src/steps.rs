@@ -59,6 +59,8 @@ pub enum Token {
 pub trait Effects {
     type Error;
 
+    /// The time, and nothing else (cheap: it is read right before a send).
+    fn now(&mut self) -> Timestamp;
     /// The time, the random draw, the settings and what is known of SAE's clock in `obj`'s
     /// region, for the next decision about `obj`.
     fn inputs(&mut self, obj: &SaeInstanceDeletion) -> Inputs;
@@ -220,7 +222,7 @@ pub async fn reconcile<E: Effects>(
                 // conflict), so it is neither stranded in Submitting nor resolved at length.
                 let why = if !fx.may_send().await {
                     Some("this replica could not confirm it holds the leader lease".to_string())
-                } else if !within_send_bound(&obj, fx.inputs(&obj).now) {
+                } else if !within_send_bound(&obj, fx.now()) {
                     Some(format!(
                         "it could not leave within {} s of its write-ahead (slow API server?)",
                         SEND_BOUND.as_secs()

@@ -82,6 +82,10 @@ impl Reconciler<'_> {
 impl Effects for Reconciler<'_> {
     type Error = Error;
 
+    fn now(&mut self) -> Timestamp {
+        Timestamp::now()
+    }
+
     fn inputs(&mut self, obj: &SaeInstanceDeletion) -> Inputs {
         Inputs {
             now: Timestamp::now(),
@@ -231,7 +235,7 @@ impl Effects for Reconciler<'_> {
                 .take_token(&mut self.slot, &creds, Priority::Poll)
                 .await?;
         }
-        let result = self
+        Ok(self
             .ctx
             .call_with_token_taken(
                 &creds,
@@ -239,12 +243,7 @@ impl Effects for Reconciler<'_> {
                     .sae
                     .describe_change_order(&creds, &region, change_order_id),
             )
-            .await;
-        if let Ok(detail) = &result {
-            self.ctx
-                .note_time_form(&region, detail.create_time.as_deref());
-        }
-        Ok(result)
+            .await)
     }
 
     async fn instance_ids(

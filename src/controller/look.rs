@@ -37,8 +37,9 @@ pub(super) struct Look {
     instances: AppInstances,
 }
 
-/// Regions whose time form is remembered, at most.
-const MAX_REGIONS_NOTED: usize = 256;
+/// Apps remembered as listing zone-less times, at most (they come from specs: bounded whatever
+/// they say).
+const MAX_ZONELESS_APPS: usize = 4096;
 
 /// A look this recent serves another object of the same app.
 const LOOK_SHARED_FOR: Duration = Duration::from_secs(2);
@@ -76,32 +77,20 @@ impl Context {
     }
 
     /// What is known of SAE's clock in `obj`'s region: its offset (measured by the SAE client
-    /// from the `Date` of SAE's answers), the zone of its times, and whether they carry none.
+    /// from the `Date` of SAE's answers; zero until measured, which the decisions' window allows
+    /// for), the zone of its times, and whether the last look at the app could not place them.
     pub(super) fn sae_clock(&self, obj: &SaeInstanceDeletion) -> SaeClock {
-        let region = obj.pinned().region_id;
+        let pinned = obj.pinned();
+        let key = (pinned.region_id.to_string(), pinned.app_id.to_string());
         SaeClock {
-            offset: self.sae.clock_offset(region).unwrap_or_default(),
+            offset: self.sae.clock_offset(pinned.region_id).unwrap_or_default(),
             zone: self.zone_for(obj),
-            zoneless_times: self.zoneless().contains(region),
+            zoneless_times: self.zoneless().contains(&key),
         }
     }
 
-    /// Notes how SAE wrote a change-order time in `region`: one written without a zone means
-    /// no look can place times there until the zone is learned.
-    pub(super) fn note_time_form(&self, region: &str, time: Option<&str>) {
-        if let Some(SaeTime::Civil(_)) = time.and_then(parse_sae_time) {
-            let mut zoneless = self.zoneless();
-            // Regions come from specs: a bounded set, whatever they say.
-            if zoneless.len() < MAX_REGIONS_NOTED {
-                zoneless.insert(region.to_string());
-            }
-        }
-    }
-
-    fn zoneless(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.zoneless_regions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn zoneless(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.zoneless_apps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What SAE shows about a lost attempt: the app's change orders that may be deletions, back to
@@ -147,17 +136,6 @@ impl Context {
             },
         };
         drop(last);
-        // Times that name their zone (ISO 8601 with an offset, epoch numbers) need no learning.
-        let zone = if !zone.is_known()
-            && look
-                .change_orders
-                .iter()
-                .any(|co| matches!(co.created, Some(SaeTime::Absolute(_))))
-        {
-            CreateTimeZone::Named
-        } else {
-            zone
-        };
         let mut claimed: HashSet<String> = self
             .store
             .state()
@@ -166,14 +144,44 @@ impl Context {
             .filter_map(|o| o.status.as_ref()?.change_order_id.clone())
             .collect();
         claimed.extend(self.finished.change_order_ids());
+        let change_orders: Vec<FoundChangeOrder> = look
+            .change_orders
+            .into_iter()
+            .filter(|co| !claimed.contains(&co.change_order_id))
+            .collect();
+        // Times that name their zone (ISO 8601 with an offset, epoch numbers) need no learning.
+        let zone_learned = if change_orders
+            .iter()
+            .any(|co| matches!(co.created, Some(SaeTime::Absolute(_))))
+        {
+            CreateTimeZone::Named
+        } else {
+            CreateTimeZone::Unknown
+        };
+        let zone = if zone.is_known() { zone } else { zone_learned };
+        // Rows that could be this object's, with times that carry no zone while none is known:
+        // the decision cannot place them, and no look at this app can until the zone is learned.
+        let key = (
+            obj.pinned().region_id.to_string(),
+            obj.pinned().app_id.to_string(),
+        );
+        let unplaceable = !zone.is_known()
+            && change_orders
+                .iter()
+                .any(|co| matches!(co.created, Some(SaeTime::Civil(_))));
+        let mut zoneless = self.zoneless();
+        if !unplaceable {
+            zoneless.remove(&key);
+        } else if zoneless.len() < MAX_ZONELESS_APPS {
+            zoneless.insert(key);
+        }
+        drop(zoneless);
         Ok(Ok(Evidence {
-            change_orders: look
-                .change_orders
-                .into_iter()
-                .filter(|co| !claimed.contains(&co.change_order_id))
-                .collect(),
+            change_orders,
             complete: look.complete,
             looked_at: look.began,
+            since: look.since,
+            zone_learned,
             existing_instance_ids: look.instances.ids,
             terminating_instance_ids: look.instances.terminating,
             zone,
@@ -196,8 +204,8 @@ impl Context {
         // Every row in SAE's order, other types and others' included: what the list covers.
         let mut listed = vec![];
         let mut complete = false;
-        // While the zone is unknown nothing can be proven absent, so reading further back than the
-        // newest page would only spend quota.
+        // While the zone is unknown, zone-less rows cannot be placed: reading further back than
+        // the newest page would only spend quota (a short list read to its end is complete anyway).
         let pages = if zone.is_known() {
             MAX_CHANGE_ORDER_PAGES
         } else {
@@ -225,7 +233,6 @@ impl Context {
             };
             let rows = page.change_orders.len();
             for co in page.change_orders {
-                self.note_time_form(region, co.create_time.as_deref());
                 let found = FoundChangeOrder {
                     created: co.create_time.as_deref().and_then(parse_sae_time),
                     finished: co.finish_time.as_deref().and_then(parse_sae_time),

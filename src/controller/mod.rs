@@ -113,8 +113,9 @@ pub struct Context {
     /// The last look at each app for lost attempts, so that one look serves every object
     /// resolving on that app at about the same time (after a restart, say).
     looks: std::sync::Mutex<HashMap<LookKey, Arc<tokio::sync::Mutex<Option<Look>>>>>,
-    /// Regions where SAE was seen writing change-order times without a zone (see `look.rs`).
-    zoneless_regions: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// (region, app) whose last look listed change orders with zone-less times while the zone was
+    /// unknown: no look there can conclude until it is learned (see `look.rs`).
+    zoneless_apps: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// Reconciles doing work (not waiting for quota) at once.
@@ -161,7 +162,7 @@ impl Context {
             finished: Finished::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
             looks: Default::default(),
-            zoneless_regions: Default::default(),
+            zoneless_apps: Default::default(),
         }
     }
 

@@ -121,9 +121,9 @@ pub struct SaeClock {
     pub offset: SignedDuration,
     /// The zone SAE writes change-order times in, as far as known.
     pub zone: CreateTimeZone,
-    /// SAE was seen writing change-order times without a zone. Together with an unknown zone this
-    /// means no look can place a row in time, so none is made (a look that cannot conclude is not
-    /// worth a token) until the zone is learned.
+    /// The last look at the object's app listed change orders whose times carry no zone, while
+    /// the zone was unknown: such rows are unclear, so another look cannot conclude either and
+    /// none is made (a look that cannot conclude is not worth a token) until the zone is learned.
     pub zoneless_times: bool,
 }
 
@@ -160,9 +160,16 @@ pub struct Evidence {
     pub terminating_instance_ids: Vec<String>,
     /// What is known of the zone SAE writes change-order times in, for this region.
     pub zone: CreateTimeZone,
-    /// When the look began (our clock). Only a look that began [`SETTLE`] after SAE's last
-    /// moment to act on the attempt can prove anything: SAE's lists may lag its writes.
+    /// The zone this look itself showed (`Named`, when its times name their zone), else Unknown.
+    /// Only this is recorded in the status: a zone merely known from elsewhere (another object, the
+    /// operator's flag) is not this object's to teach.
+    pub zone_learned: CreateTimeZone,
+    /// When the look began (our clock). Only a look that began the settle time
+    /// ([`Inputs::settle`]) after SAE's last moment to act on the attempt can prove anything:
+    /// SAE's lists may lag its writes.
     pub looked_at: Timestamp,
+    /// How far back (SAE's clock) the list was to be read: `complete` is about this.
+    pub since: Timestamp,
 }
 
 /// One row of ListChangeOrders.
@@ -235,8 +242,9 @@ pub enum Action {
     /// Dry run: list the app's instances.
     CheckInstances,
     /// The answer to the recorded attempt was lost: list the app's CoDeleteInstances change
-    /// orders (first page, newest first; drop those other objects recorded as theirs) and all of
-    /// its instance ids, and answer with [`Observation::ResolveResult`]. Never send anything.
+    /// orders (newest first, page by page back to `since`; drop those other objects recorded as
+    /// theirs) and all of its instance ids, and answer with [`Observation::ResolveResult`]. Never
+    /// send anything.
     ResolveAttempt {
         instance_ids: Vec<String>,
         /// List back at least to here: the earliest instant the attempt's change order can carry.
@@ -289,9 +297,9 @@ const LEARN_ZONE_WITHIN: SignedDuration = SignedDuration::from_mins(5);
 const MIN_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(2);
 const MAX_CREDENTIALS_RECHECK: SignedDuration = SignedDuration::from_secs(60);
 /// A change order's CreateTime has one-second resolution and comes from SAE's clock, the attempt
-/// time from ours; this much either side still counts as "created by that attempt". It bounds the
-/// clock difference the window tolerates (both clocks follow NTP; SAE itself refuses requests more
-/// than 15 minutes off).
+/// time from ours; this much either side still counts as "created by that attempt". It covers what
+/// the measured clock offset ([`SaeClock::offset`]) cannot see: the measurement's own error, and
+/// the clocks of two replicas when one wrote the attempt and the other looks.
 const CREATE_TIME_SLACK: SignedDuration = SignedDuration::from_secs(10);
 /// How long SAE's lists (ListChangeOrders, the instance listing, DescribeChangeOrder) may lag its
 /// writes. SAE documents no read-after-write consistency; a change order that does not show yet
@@ -307,6 +315,9 @@ const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(120);
 /// While no look can conclude because the zone of SAE's times is unknown: how often to see
 /// whether another object taught it (a look at the cache, no SAE call).
 const ZONE_RECHECK: SignedDuration = SignedDuration::from_secs(10);
+/// After a look shared with another object that began too early to prove anything for this one:
+/// how soon to look again (a fresh look, since shared ones are shared only briefly).
+const EARLY_LOOK_RETRY: SignedDuration = SignedDuration::from_secs(1);
 /// Waiting for the app costs no SAE call, only a look at other objects' statuses.
 const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
 

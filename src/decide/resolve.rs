@@ -83,13 +83,24 @@ impl Step<'_> {
         }
         Action::ResolveAttempt {
             instance_ids: self.instance_ids(),
-            since: self.on_sae_clock(self.window().0),
+            since: self.window_on_sae_clock().0,
         }
     }
 
     /// `t` (our clock) as SAE's clock shows it: what a change order created at `t` carries.
     pub(super) fn on_sae_clock(&self, t: Timestamp) -> Timestamp {
         add(t, self.sae.offset)
+    }
+
+    /// The window as SAE's clock writes it: shifted by the measured offset, and joined with the
+    /// unshifted window, so that a measurement gone wrong can only widen it (more is unclear or a
+    /// candidate), never move it off the attempt's change order (which would prove "not executed").
+    pub(super) fn window_on_sae_clock(&self) -> (Timestamp, Timestamp) {
+        let (from, until) = self.window();
+        (
+            from.min(self.on_sae_clock(from)),
+            until.max(self.on_sae_clock(until)),
+        )
     }
 
     /// From here on a look can conclude: SAE can no longer act on the attempt, and its lists had
@@ -166,14 +177,15 @@ impl Step<'_> {
                 return Action::WaitUntil(add(self.now, self.resolve_interval()));
             }
         };
-        // A look shared with another object may have begun before this attempt's lists settled.
+        // A look shared with another object may have begun before this attempt's lists settled,
+        // or (when the measured clock offset moved meanwhile) not reach back far enough.
         let settled = self.settled_at();
-        if evidence.looked_at < settled {
-            return Action::WaitUntil(settled.max(add(self.now, FIRST_POLL_AFTER)));
+        if evidence.looked_at < settled || evidence.since > self.window_on_sae_clock().0 {
+            return Action::WaitUntil(settled.max(add(self.now, EARLY_LOOK_RETRY)));
         }
-        // A look that placed times teaches the zone as well as a poll does (it is the region's).
+        // Times that name their zone teach it as well as a poll does (it is the region's).
         if self.next.create_time_zone.is_none() {
-            self.next.create_time_zone = evidence.zone.to_status();
+            self.next.create_time_zone = evidence.zone_learned.to_status();
         }
         let mut candidates = vec![];
         let mut unclear = vec![];
@@ -205,9 +217,9 @@ impl Step<'_> {
         // whole window.
         if !evidence.complete {
             return self.keep_looking(format!(
-                "SAE's change-order list for app {} did not reach back to {}",
+                "SAE's change-order list for app {} did not reach back to {} (SAE's clock)",
                 self.app(),
-                self.window().0
+                self.window_on_sae_clock().0
             ));
         }
         let existing: BTreeSet<&String> = evidence.existing_instance_ids.iter().collect();
@@ -235,8 +247,8 @@ impl Step<'_> {
             self.set(Phase::Submitting, Reason::OutcomeUnknown, message);
             return Action::WaitUntil(add(self.now, self.resolve_interval()));
         }
-        // The look began after the settle time, which is after the proof time: SAE can no
-        // longer act on the attempt, and it did not.
+        // The look began after the settle time, which is after SAE's last moment to act on the
+        // attempt: it can no longer act on it, and it did not.
         self.not_executed()
     }
 
@@ -244,8 +256,7 @@ impl Step<'_> {
     /// instances show. Only a proof excludes a change order; anything short of it keeps it.
     pub(super) fn fit(&self, order: &FoundChangeOrder, evidence: &Evidence) -> Fit {
         // SAE writes its own clock's times: compare them with the window as that clock shows it.
-        let (from, until) = self.window();
-        let (from, until) = (self.on_sae_clock(from), self.on_sae_clock(until));
+        let (from, until) = self.window_on_sae_clock();
         let Some(created) = order.created else {
             return Fit::Unclear("its CreateTime cannot be read".into());
         };

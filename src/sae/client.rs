@@ -240,9 +240,11 @@ impl SaeClient {
             .send()
             .await
             .map_err(|e| self.transport_error(operation, &target, e))?;
+        // Only SAE's own answers (they name a RequestId) show SAE's clock; a proxy's would not.
         if let Some(date) = response
             .headers()
             .get(reqwest::header::DATE)
+            .filter(|_| response.headers().contains_key(REQUEST_ID_HEADER))
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_date)
         {

@@ -1,11 +1,14 @@
 //! SAE's clock against ours, per region, measured from the `Date` header of its answers.
 //!
 //! Change-order times (`CreateTime`) come from SAE's clock, the attempt times they are compared
-//! with from ours. Instead of assuming the two agree, every answer that carries a `Date` (SAE's,
-//! and its gateway's errors) is a sample: SAE wrote it somewhere between the moment the request
-//! left and the moment the answer arrived, truncated to the second, so the difference is known to
-//! within that round trip plus a second. The estimate is the median of a region's last
-//! [`SAMPLES`] samples, so one odd answer (a slow proxy, a cached page) moves nothing.
+//! with from ours. Instead of assuming the two agree, every quick answer of SAE's (one that names
+//! its RequestId, and came back within [`MAX_ROUND_TRIP`]) is a sample: SAE wrote its `Date`
+//! somewhere between the moment the request left and the moment the answer arrived, truncated to
+//! the second, so the difference is known to within that round trip plus a second. Slow answers
+//! are no samples: a server writes `Date` when it answers, not when the request arrived, so a slow
+//! one would read as a clock that runs ahead. The estimate is the median of a region's last
+//! [`SAMPLES`] samples, so one odd answer moves nothing; with fewer than three it is given only
+//! when two agree.
 //!
 //! No Kubernetes types; the controller reads [`SaeClocks::offset`] for its decisions.
 
@@ -16,6 +19,10 @@ use jiff::{SignedDuration, Timestamp};
 
 /// Samples kept per region; the estimate is their median.
 pub const SAMPLES: usize = 5;
+/// The slowest answer that is still a sample: its error is at most this plus a second.
+pub const MAX_ROUND_TRIP: SignedDuration = SignedDuration::from_secs(2);
+/// Two samples agree when this close; a lone sample is no estimate.
+const AGREE: SignedDuration = SignedDuration::from_secs(2);
 /// Regions remembered. A region is named by an object's spec, so a bad spec must not grow this
 /// without bound; past it, the region heard from least recently goes.
 const MAX_REGIONS: usize = 256;
@@ -58,10 +65,16 @@ impl SaeClocks {
         entry.last_heard = Some(received);
     }
 
-    /// SAE's clock minus ours in `region`: the median of its recent samples, None before any.
+    /// SAE's clock minus ours in `region`: the median of its recent samples when there are three
+    /// or more, the lower of two that agree, else None (not measured yet).
     pub fn offset(&self, region: &str) -> Option<SignedDuration> {
         let regions = self.lock();
-        median(regions.get(region)?.samples.iter().copied())
+        let samples = &regions.get(region)?.samples;
+        match samples.len() {
+            0 | 1 => None,
+            2 if (samples[0] - samples[1]).abs() > AGREE => None,
+            _ => median(samples.iter().copied()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Region>> {
@@ -72,10 +85,10 @@ impl SaeClocks {
 
 /// The offset one answer shows: SAE's time when it wrote the answer is in `[date, date + 1 s)`,
 /// and that moment lies in `[sent, received]` by our clock; the middle of both. None for an
-/// answer that arrived before it left (a clock step) or after an absurd delay.
+/// answer that arrived before it left (a clock step) or slower than [`MAX_ROUND_TRIP`].
 fn sample(date: Timestamp, sent: Timestamp, received: Timestamp) -> Option<SignedDuration> {
     let round_trip = received.duration_since(sent);
-    if round_trip.is_negative() || round_trip > SignedDuration::from_mins(5) {
+    if round_trip.is_negative() || round_trip > MAX_ROUND_TRIP {
         return None;
     }
     let sae = date.checked_add(SignedDuration::from_millis(500)).ok()?;
@@ -111,18 +124,42 @@ mod tests {
     }
 
     #[test]
-    fn one_answer_shows_the_offset_to_within_its_round_trip_and_a_second() {
+    fn answers_show_the_offset_to_within_their_round_trip_and_a_second() {
+        for skew in [-40, 40] {
+            let clocks = SaeClocks::default();
+            assert_eq!(clocks.offset("cn-hangzhou"), None);
+            // SAE `skew` s off: it writes T+skew for an answer we get at T (sent 0.2 s before).
+            let sent = at(0).checked_sub(ms(200)).unwrap();
+            clocks.record("cn-hangzhou", at(skew), sent, at(0));
+            assert_eq!(
+                clocks.offset("cn-hangzhou"),
+                None,
+                "one answer is no estimate"
+            );
+            clocks.record("cn-hangzhou", at(skew + 1), at(1), at(1));
+            let offset = clocks.offset("cn-hangzhou").unwrap();
+            let want = SignedDuration::from_secs(skew);
+            assert!((offset - want).abs() <= ms(600), "{skew}: {offset:?}");
+            assert_eq!(clocks.offset("cn-beijing"), None, "regions are separate");
+        }
+        // Two that disagree: neither is trusted until a third tells.
         let clocks = SaeClocks::default();
-        assert_eq!(clocks.offset("cn-hangzhou"), None);
-        // SAE 40 s behind: it writes T-40 for an answer we get at T (sent at T - 0.2 s).
-        let sent = at(0).checked_sub(ms(200)).unwrap();
-        clocks.record("cn-hangzhou", at(-40), sent, at(0));
-        let offset = clocks.offset("cn-hangzhou").unwrap();
-        assert!(
-            (offset - SignedDuration::from_secs(-40)).abs() <= ms(600),
-            "{offset:?}"
-        );
-        assert_eq!(clocks.offset("cn-beijing"), None, "regions are separate");
+        clocks.record("r", at(0), at(0), at(0));
+        clocks.record("r", at(60), at(1), at(1));
+        assert_eq!(clocks.offset("r"), None);
+        clocks.record("r", at(2), at(2), at(2));
+        assert_eq!(clocks.offset("r"), Some(ms(500)));
+    }
+
+    #[test]
+    fn a_slow_answer_is_no_sample() {
+        // A gateway that answers after 25 s writes its Date then: read as the middle of the
+        // round trip it would show a clock 12.5 s ahead.
+        let clocks = SaeClocks::default();
+        for i in 0..5 {
+            clocks.record("r", at(i * 100 + 25), at(i * 100), at(i * 100 + 25));
+        }
+        assert_eq!(clocks.offset("r"), None);
     }
 
     #[test]
@@ -148,8 +185,15 @@ mod tests {
         let clocks = SaeClocks::default();
         clocks.record("r", at(0), at(10), at(0));
         clocks.record("r", at(0), at(0), at(3600));
-        assert_eq!(clocks.offset("r"), None);
+        clocks.record("r", at(0), at(0), at(0));
+        clocks.record("r", at(0), at(0), at(0));
+        assert_eq!(
+            clocks.lock()["r"].samples.len(),
+            2,
+            "only the two quick answers count"
+        );
         for i in 0..(MAX_REGIONS as i64 + 10) {
+            clocks.record(&format!("r-{i}"), at(i), at(i), at(i));
             clocks.record(&format!("r-{i}"), at(i), at(i), at(i));
         }
         assert_eq!(clocks.lock().len(), MAX_REGIONS);

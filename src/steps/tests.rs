@@ -150,7 +150,9 @@ impl FakeSae {
             existing_instance_ids: self.instances.clone(),
             terminating_instance_ids: vec![],
             zone: CreateTimeZone::Named,
+            zone_learned: CreateTimeZone::Named,
             looked_at: at(now),
+            since: Timestamp::MIN,
         }
     }
 }
@@ -201,6 +203,10 @@ impl<'s> World<'s> {
 
 impl Effects for World<'_> {
     type Error = std::convert::Infallible;
+
+    fn now(&mut self) -> Timestamp {
+        at(self.now)
+    }
 
     fn inputs(&mut self, _: &SaeInstanceDeletion) -> Inputs {
         inputs_at(self.now)

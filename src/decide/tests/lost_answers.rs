@@ -87,7 +87,7 @@ fn resolving_writes_nothing_while_nothing_changes() {
 }
 
 #[test]
-fn the_proof_time_is_rounded_up_and_follows_resolve_after() {
+fn the_settle_time_is_rounded_up_and_follows_resolve_after() {
     let late = Inputs {
         resolve_after: SignedDuration::from_millis(30_500),
         ..inputs_at(20)
@@ -105,45 +105,45 @@ fn the_proof_time_is_rounded_up_and_follows_resolve_after() {
     };
     let d = decide(&unresolved(), &at_56, evidence(vec![], &["i-1", "i-2"]));
     assert_eq!(d.status.phase, Some(Phase::Submitting));
-    let at_47 = Inputs {
+    let at_57 = Inputs {
         now: at(57),
         ..late
     };
-    let d = decide(&unresolved(), &at_47, start());
+    let d = decide(&unresolved(), &at_57, start());
     assert!(matches!(d.action, Action::ResolveAttempt { .. }));
-    let d = decide(&unresolved(), &at_47, evidence(vec![], &["i-1", "i-2"]));
+    let d = decide(&unresolved(), &at_57, evidence(vec![], &["i-1", "i-2"]));
     assert_eq!(d.status.phase, Some(Phase::Retrying));
     // A look shared with another object that began before 57 proves nothing either.
     let Observation::ResolveResult(Ok(mut early)) = evidence(vec![], &["i-1", "i-2"]) else {
         unreachable!()
     };
     early.looked_at = at(56);
-    let d = decide(&unresolved(), &at_47, Observation::ResolveResult(Ok(early)));
+    let d = decide(&unresolved(), &at_57, Observation::ResolveResult(Ok(early)));
     assert_eq!(d.status.phase, Some(Phase::Submitting));
     assert_eq!(d.action, Action::WaitUntil(at(58)));
     // The window for adoption moves with resolve_after too: up to 46.5 + 10 s.
     let d = decide(
         &unresolved(),
-        &at_47,
+        &at_57,
         evidence(vec![found("co-9", Some(56), 0)], &["i-1", "i-2"]),
     );
     assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
     let d = decide(
         &unresolved(),
-        &at_47,
+        &at_57,
         evidence(vec![found("co-9", Some(57), 0)], &["i-1", "i-2"]),
     );
     assert_eq!(d.status.change_order_id, None);
     // And it starts one second plus the slack before the write-ahead.
     let d = decide(
         &unresolved(),
-        &at_47,
+        &at_57,
         evidence(vec![found("co-9", Some(-1), 0)], &["i-1", "i-2"]),
     );
     assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
     let d = decide(
         &unresolved(),
-        &at_47,
+        &at_57,
         evidence(vec![found("co-9", Some(-2), 0)], &["i-1", "i-2"]),
     );
     assert_eq!(d.status.change_order_id, None);

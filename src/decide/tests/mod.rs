@@ -133,7 +133,9 @@ fn evidence(orders: Vec<FoundChangeOrder>, existing: &[&str]) -> Observation {
         existing_instance_ids: ids(existing),
         terminating_instance_ids: vec![],
         zone: CreateTimeZone::Named,
+        zone_learned: CreateTimeZone::Named,
         looked_at: LOOKED_NOW,
+        since: Timestamp::MIN,
     }))
 }
 
