@@ -443,7 +443,7 @@ async fn main() -> anyhow::Result<()> {
         resolve_after: jiff::SignedDuration::try_from(args.sae_timeout())?
             + jiff::SignedDuration::from_secs(10),
         create_time_offset: args.sae_create_time_offset,
-        settle: jiff::SignedDuration::from_secs(args.sae_read_settle_seconds.min(600) as i64),
+        settle: jiff::SignedDuration::from_secs(args.sae_read_settle_seconds as i64),
     };
     let services = controller::Services {
         client,

@@ -315,6 +315,10 @@ const MAX_RESOLVE_INTERVAL: SignedDuration = SignedDuration::from_secs(120);
 /// While no look can conclude because the zone of SAE's times is unknown: how often to see
 /// whether another object taught it (a look at the cache, no SAE call).
 const ZONE_RECHECK: SignedDuration = SignedDuration::from_secs(10);
+/// How much further back than the window's start a look reads SAE's list: the window is on SAE's
+/// clock as measured when the look is asked for, and the measurement may move a little before the
+/// look is judged (a look that does not reach the window as then measured proves nothing).
+const LIST_MARGIN: SignedDuration = SignedDuration::from_secs(60);
 /// After a look shared with another object that began too early to prove anything for this one:
 /// how soon to look again (a fresh look, since shared ones are shared only briefly).
 const EARLY_LOOK_RETRY: SignedDuration = SignedDuration::from_secs(1);

@@ -83,7 +83,13 @@ impl Step<'_> {
         }
         Action::ResolveAttempt {
             instance_ids: self.instance_ids(),
-            since: self.window_on_sae_clock().0,
+            // Read back a margin further than the window needs, so that the look still covers
+            // it when the measured clock offset moves a little meanwhile.
+            since: self
+                .window_on_sae_clock()
+                .0
+                .checked_sub(LIST_MARGIN)
+                .unwrap_or(Timestamp::MIN),
         }
     }
 

@@ -69,7 +69,6 @@ pub fn terminal_reason(code: Option<&str>) -> Reason {
 
 impl Step<'_> {
     pub(super) fn after_delete(&mut self, result: Result<DeleteAccepted, SaeError>) -> Action {
-        self.notice_reachability(result.as_ref().err());
         let accepted = match result {
             Ok(accepted) => accepted,
             // Left unrecorded until the check answers: a crash meanwhile is resolved from SAE's
@@ -77,8 +76,10 @@ impl Step<'_> {
             Err(err) if self.worth_checking_gone(&err) => {
                 return Action::CheckGone { rejection: err };
             }
+            // It notices whether SAE answered.
             Err(err) => return self.after_sae_error(err),
         };
+        self.notice_reachability(None);
         let id = accepted.change_order_id.clone();
         // From here on the deletion is SAE's, whatever happens to us. The id is recorded with
         // the first poll's result (see Action::FirstPoll), or alone if that poll is held up.

@@ -69,6 +69,8 @@ impl Step<'_> {
     /// deletion ahead of it.
     pub(super) fn wait_for_application(&mut self, waiting_for: String) -> Action {
         self.next.next_attempt_time = None;
+        // Waiting for the app is no longer waiting for SAE (the outage's gauge counts this field).
+        self.next.sae_unreachable_since = None;
         let message = match (self.previous_reason(), self.previous.message.clone()) {
             (Some(Reason::WaitingForApplication), Some(kept)) => kept,
             _ => format!(

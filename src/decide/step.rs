@@ -122,12 +122,15 @@ impl Step<'_> {
                 } else {
                     "DeleteInstances"
                 };
-                // Attempts SAE did answer were refused (or proven not executed) before the outage.
+                // Attempts SAE did answer before the outage were refused or proven not executed.
+                let tries = if self.pinned.dry_run {
+                    "checks"
+                } else {
+                    "attempts"
+                };
                 let earlier = match status.attempts() {
                     0 => String::new(),
-                    n => format!(
-                        " (the {n} attempts before that were refused without being executed)"
-                    ),
+                    n => format!(" ({tries} before that: {n}, none executed)"),
                 };
                 format!(
                     "SAE was unreachable since {since}: {what} could not be sent since then, so nothing was \

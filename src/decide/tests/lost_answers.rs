@@ -515,7 +515,7 @@ fn sae_s_clock_offset_is_measured_not_assumed_for_the_zone_and_the_window() {
         evidence(vec![row], &["i-1", "i-2"]),
     );
     assert_eq!(seen.status.change_order_id.as_deref(), Some("co-9"));
-    // The list is read back to the window's start as SAE's clock shows it.
+    // The list is read back to the window's start as SAE's clock shows it, and a margin more.
     let look = decide(
         &unresolved(),
         &inputs_with_sae(70, -40, china, true),
@@ -525,9 +525,36 @@ fn sae_s_clock_offset_is_measured_not_assumed_for_the_zone_and_the_window() {
         look.action,
         Action::ResolveAttempt {
             instance_ids: ids(&["i-1", "i-2"]),
-            since: at(-1 - 40),
+            since: at(-1 - 40 - 60),
         }
     );
+}
+
+#[test]
+fn a_wrong_clock_offset_only_widens_the_window() {
+    let china = CreateTimeZone::Offset(jiff::tz::Offset::constant(8));
+    // SAE's clock agrees with ours, but the measurement says it runs 40 s ahead (say, after a
+    // run of answers that were slow in a way the samples could not see). The change order of
+    // the lost attempt, created at 11, must still be found: never "not executed".
+    let ours = found("co-9", Some(11), 0);
+    let d = decide(
+        &unresolved(),
+        &inputs_with_sae(70, 40, china, true),
+        evidence(vec![ours], &["i-1", "i-2"]),
+    );
+    assert_eq!(d.status.change_order_id.as_deref(), Some("co-9"));
+    // And a look that does not reach back to the window as measured now proves nothing.
+    let Observation::ResolveResult(Ok(mut short)) = evidence(vec![], &["i-1", "i-2"]) else {
+        unreachable!()
+    };
+    short.since = at(0);
+    let d = decide(
+        &unresolved(),
+        &inputs_with_sae(70, -40, china, true),
+        Observation::ResolveResult(Ok(short)),
+    );
+    assert_eq!(d.status.phase, Some(Phase::Submitting));
+    assert_eq!(d.action, Action::WaitUntil(at(71)));
 }
 
 #[test]

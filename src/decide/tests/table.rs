@@ -659,10 +659,11 @@ fn recovery_rows() -> Vec<Row> {
     let send = Action::SendDelete {
         instance_ids: ids(&["i-1", "i-2"]),
     };
-    // The attempt was written ahead at t=10: its change order carries 10 - 10 - 1 s or later.
+    // The attempt was written ahead at t=10: its change order carries 10 - 10 - 1 s or later; the
+    // list is read back a margin of 60 s further.
     let resolve = Action::ResolveAttempt {
         instance_ids: ids(&["i-1", "i-2"]),
-        since: at(-1),
+        since: at(-1 - 60),
     };
     let both = &["i-1", "i-2", "i-3"][..];
     let wait = |secs: i64| Action::WaitUntil(at(secs));

@@ -329,7 +329,7 @@ fn unreachable_at_the_deadline_says_so_and_names_earlier_refusals() {
     let message = s.message.as_deref().unwrap();
     assert!(
         message.contains("SAE was unreachable since 2026-01-01T00:59:59Z")
-            && message.contains("the 1 attempts before that were refused without being executed"),
+            && message.contains("(attempts before that: 1, none executed)"),
         "{message}"
     );
 
