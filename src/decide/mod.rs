@@ -28,17 +28,25 @@
 //! (which exist, which are terminating). With `t` the write-ahead time, the request left before
 //! `t + SEND_BOUND` ([`SEND_BOUND`], enforced by the caller) and SAE may act on it until the
 //! client's timeout has passed, so its change order was created in a window computed from those
-//! bounds, the recorded time's resolution and a clock-skew slack (docs/guarantees.md shows the
-//! arithmetic). Each listed row is placed against that window ([`resolve`]):
+//! bounds, the recorded time's resolution and a slack, on SAE's clock as measured from its
+//! answers ([`SaeClock::offset`]; the window joins the shifted and the unshifted one, so a wrong
+//! measurement only widens it). docs/guarantees.md shows the arithmetic.
+//!
+//! SAE's lists may lag its writes, so no look is asked for before the settle time after SAE's last
+//! moment to act ([`Inputs::settle`], [`SETTLE`] by default), and a look that began earlier (one
+//! shared with another object) proves nothing. Nor is a look asked for while the last one at the
+//! app listed zone-less times and the zone is unknown ([`SaeClock::zoneless_times`]): it could not
+//! place them either. After a look that could not conclude, the next comes later and later (up to
+//! two minutes). Each listed row is placed against the window ([`resolve`]):
 //!
 //! - outside it, or contradicted by the instances (succeeded while one of ours still runs;
 //!   running while none of ours is terminating): not ours;
 //! - inside it and agreeing with the instances: a candidate; a time that cannot be read, a row
-//!   without a type, a zone not yet learned: unclear;
+//!   without a type, a zone-less time while the zone is unknown: unclear;
 //! - exactly one candidate and nothing unclear: adopted and followed like an accepted request;
-//! - nothing that could be ours, the list read past the window with the zone known, and the proof
-//!   time passed: not executed; the attempt counts as refused and is retried after backoff. Still
-//!   present instances alone prove nothing (a failed change order puts them back);
+//! - nothing that could be ours and the list read past the window: not executed; the attempt
+//!   counts as refused and is retried after backoff. Still present instances alone prove nothing
+//!   (a failed change order puts them back);
 //! - none of the recorded instances exists and nothing could be ours: `AlreadyDeleted`;
 //! - anything else: look again later; at the deadline `Failed`/`OutcomeUnknown`, with what a
 //!   human must check. Nothing is ever sent from here.
