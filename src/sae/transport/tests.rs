@@ -84,6 +84,51 @@ async fn connection_closed_mid_body_is_no_answer() {
     assert_ambiguous(delete_via(addr).await, "body read failed");
 }
 
+/// An outage must never be mistaken for a lost answer's opposite: a request written on a pooled
+/// keep-alive connection that the server then drops may have reached SAE, so it is `NoAnswer`
+/// (resolved from SAE's state), never `NotSent` (taken back and sent again without counting).
+#[tokio::test]
+async fn a_pooled_connection_dropped_after_the_request_is_no_answer_not_unsent() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let body = br#"{"RequestId":"r-1","Code":"InvalidParameter.NotEmpty","Message":"x","Success":false}"#;
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut buf = [0u8; 4096];
+        for round in 0..2 {
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if round == 1 {
+                // The second request arrived on the kept-alive connection: drop it unanswered.
+                return;
+            }
+            let _ = socket.write_all(answer.as_bytes()).await;
+            let _ = socket.write_all(body).await;
+        }
+    });
+    let (client, creds, ids) = (client_for(addr), creds(), ids(&["a"]));
+    let first = client
+        .delete_instances(&creds, "cn-hangzhou", "app-1", &ids)
+        .await
+        .expect_err("a refusal");
+    assert!(matches!(first, SaeError::Api { .. }), "{first:?}");
+    let second = client
+        .delete_instances(&creds, "cn-hangzhou", "app-1", &ids)
+        .await;
+    assert_ambiguous(second, "");
+}
+
 // ---- requests that cannot be built ---------------------------------------------------------
 
 #[test]
