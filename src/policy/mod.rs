@@ -8,6 +8,7 @@
 //!   policy, a message naming the limit and, for windows, when to decide again.
 //! - `window`: maintenance windows on a zone's wall clock.
 //! - `budget`: instances an app lost to this controller in the last 60 minutes, from statuses.
+//! - `status`: [`policy_status`], the Ready condition the controller writes on each policy.
 //!
 //! # Rules chosen here (documented for users in the CRD's field docs)
 //!
@@ -41,6 +42,7 @@
 
 mod budget;
 mod decide;
+mod status;
 mod types;
 mod window;
 
@@ -48,6 +50,7 @@ pub use budget::{
     BUDGET_PERIOD, DeletionRecord, count_recent, count_recent_objects, deletion_record,
 };
 pub use decide::{Facts, PolicySet, Refusal, RefusalReason, Subject, Verdict, validate};
+pub use status::policy_status;
 pub use types::{
     CredentialsMode, Day, END_PATTERN, MaintenanceWindow, POLICY_CONDITION_READY, POLICY_CRD_FILE,
     POLICY_REASON_INVALID, POLICY_REASON_VALID, START_PATTERN, SaeDeletionPolicy,

@@ -389,7 +389,7 @@ fn scope_by_namespace_labels() {
             ..subject()
         };
         assert_eq!(
-            short(&decide(&[either.clone()], &s, &facts())),
+            short(&decide(std::slice::from_ref(&either), &s, &facts())),
             want,
             "{ns} {ns_labels:?}"
         );
@@ -449,7 +449,7 @@ fn min_running_instances() {
     let p = policy("keep", |s| s.min_running_instances = Some(3));
     // Asked for the running count only once everything else passed.
     assert_eq!(
-        short(&decide(&[p.clone()], &subject(), &facts())),
+        short(&decide(std::slice::from_ref(&p), &subject(), &facts())),
         "NeedRunningCount[keep]"
     );
     for (running, want) in [
@@ -461,7 +461,7 @@ fn min_running_instances() {
             running: Some(running),
             ..facts()
         };
-        let v = decide(&[p.clone()], &subject(), &f);
+        let v = decide(std::slice::from_ref(&p), &subject(), &f);
         assert_eq!(short(&v), want, "running {running}");
         if let Verdict::Refused(r) = v {
             assert!(
@@ -500,7 +500,7 @@ fn max_instances_per_hour() {
             deleted_last_hour: deleted,
             ..facts()
         };
-        let v = decide(&[p.clone()], &s, &f);
+        let v = decide(std::slice::from_ref(&p), &s, &f);
         assert_eq!(short(&v), want, "{deleted} deleted, {instances} named");
         if let Verdict::Refused(r) = v {
             assert!(
@@ -591,7 +591,7 @@ fn cheap_rules_are_reported_before_costly_ones() {
         ..facts()
     };
     assert_eq!(
-        short(&decide(&[p.clone()], &subject(), &many)),
+        short(&decide(std::slice::from_ref(&p), &subject(), &many)),
         "NotPermitted(p)"
     );
     let one = Subject {
@@ -599,7 +599,7 @@ fn cheap_rules_are_reported_before_costly_ones() {
         ..subject()
     };
     assert_eq!(
-        short(&decide(&[p.clone()], &one, &many)),
+        short(&decide(std::slice::from_ref(&p), &one, &many)),
         "OutsideMaintenanceWindow(p)"
     );
     let friday = Facts {
@@ -607,7 +607,7 @@ fn cheap_rules_are_reported_before_costly_ones() {
         ..many
     };
     assert_eq!(
-        short(&decide(&[p.clone()], &one, &friday)),
+        short(&decide(std::slice::from_ref(&p), &one, &friday)),
         "DisruptionBudget(p)"
     );
     let quiet = Facts {
@@ -758,7 +758,7 @@ fn windows_across_midnight_are_two_windows() {
             now: ts(now),
             ..facts()
         };
-        let v = decide(&[p.clone()], &subject(), &f);
+        let v = decide(std::slice::from_ref(&p), &subject(), &f);
         assert_eq!(matches!(v, Verdict::Admitted { .. }), open, "{now}: {v:?}");
     }
     // Written as one window, it is invalid: start after end.
@@ -1288,4 +1288,47 @@ fn the_patterns_agree_with_the_controller_check() {
         });
         assert_eq!(validate(&p).is_ok(), ok, "{start}-{end}");
     }
+}
+
+#[test]
+fn the_status_says_whether_the_policy_applies() {
+    let t1 = ts("2026-01-01T01:00:00Z");
+    let mut p = policy("p", |s| {
+        s.windows = Some(vec![window(&[Day::Mon], "03:00", "02:00", "UTC")])
+    });
+    p.metadata.generation = Some(2);
+    let invalid = policy_status(&p, fixtures::t0());
+    let ready = &invalid.conditions[0];
+    assert_eq!(invalid.observed_generation, Some(2));
+    assert_eq!(
+        (
+            ready.type_.as_str(),
+            ready.status.as_str(),
+            ready.reason.as_str()
+        ),
+        ("Ready", "False", "Invalid")
+    );
+    assert!(
+        ready.message.contains("admits nothing")
+            && ready.message.contains("start must be before end")
+    );
+
+    // Unchanged: the transition time stays, so the caller has nothing to write.
+    p.status = Some(invalid.clone());
+    assert_eq!(policy_status(&p, t1), invalid);
+
+    // Fixed: Ready True from now on.
+    p.spec.windows = Some(vec![window(&[Day::Mon], "01:00", "02:00", "UTC")]);
+    p.metadata.generation = Some(3);
+    let valid = policy_status(&p, t1);
+    let ready = &valid.conditions[0];
+    assert_eq!(
+        (
+            ready.status.as_str(),
+            ready.reason.as_str(),
+            ready.last_transition_time.0,
+            ready.observed_generation
+        ),
+        ("True", "Valid", t1, Some(3))
+    );
 }
