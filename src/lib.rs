@@ -4,6 +4,8 @@
 //! - [`sae`]: talking to SAE (signing, typed client, error classes); no Kubernetes types inside.
 //! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
 //! - [`decide`]: the pure decision function at the centre of the controller.
+//! - [`policy`]: `SaeDeletionPolicy` guard rails (which objects may delete, within which limits):
+//!   the API type and its pure decision; not wired into the controller yet.
 //! - [`steps`]: one reconcile: the loop from decisions to effects and back, shared with the tests.
 //! - [`controller`]: the production side of the loop: the watch and cache, status writes, events,
 //!   credentials, and SAE calls behind the quota: the [`steps::Effects`] that perform what `decide`
@@ -26,6 +28,7 @@ pub mod leader;
 pub mod metrics;
 pub mod metrics_text;
 pub mod ops_metrics;
+pub mod policy;
 pub mod quota;
 pub mod sae;
 pub mod simulator;
