@@ -470,6 +470,38 @@ pub enum Reason {
     /// cannot have seen it: it is tried again with backoff until the deadline and does not count
     /// against retry.maxAttempts. `status.saeUnreachableSince` says since when.
     SaeUnreachable,
+    /// No SaeDeletionPolicy admits the object (namespace, app, region, credentials), it names more
+    /// instances than an admitting policy allows in one object, or a policy that may apply to it
+    /// is invalid. Nothing is sent; re-checked when policies or namespaces change.
+    NotPermitted,
+    /// An admitting policy's minRunningInstances or maxInstancesPerHour would be broken by this
+    /// deletion now. Nothing is sent; re-checked until the deadline.
+    DisruptionBudget,
+    /// An admitting policy's maintenance windows are all closed. Nothing is sent; the object is
+    /// looked at again when a window opens.
+    OutsideMaintenanceWindow,
+}
+
+impl Reason {
+    /// The reasons a deletion policy refuses with (phase Pending; Failed at the deadline).
+    pub fn is_policy_refusal(self) -> bool {
+        matches!(
+            self,
+            Reason::NotPermitted | Reason::DisruptionBudget | Reason::OutsideMaintenanceWindow
+        )
+    }
+}
+
+/// How the status names each reason a deletion policy refuses for ([`crate::policy`]).
+impl From<crate::policy::RefusalReason> for Reason {
+    fn from(reason: crate::policy::RefusalReason) -> Self {
+        use crate::policy::RefusalReason;
+        match reason {
+            RefusalReason::NotPermitted => Reason::NotPermitted,
+            RefusalReason::DisruptionBudget => Reason::DisruptionBudget,
+            RefusalReason::OutsideMaintenanceWindow => Reason::OutsideMaintenanceWindow,
+        }
+    }
 }
 
 /// How the status names each kind of refusal SAE's codes mean ([`crate::sae::codes`]).
@@ -487,7 +519,7 @@ impl From<crate::sae::codes::Refusal> for Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Pending,
         Reason::Submitting,
         Reason::Retrying,
@@ -507,6 +539,9 @@ impl Reason {
         Reason::OutcomeUnknown,
         Reason::Rejected,
         Reason::SaeUnreachable,
+        Reason::NotPermitted,
+        Reason::DisruptionBudget,
+        Reason::OutsideMaintenanceWindow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -530,6 +565,9 @@ impl Reason {
             Reason::OutcomeUnknown => "OutcomeUnknown",
             Reason::Rejected => "Rejected",
             Reason::SaeUnreachable => "SaeUnreachable",
+            Reason::NotPermitted => "NotPermitted",
+            Reason::DisruptionBudget => "DisruptionBudget",
+            Reason::OutsideMaintenanceWindow => "OutsideMaintenanceWindow",
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The loop is shared: the controller runs it with [`Effects`] that talk to the API server, the
 //! quota and SAE; the decision tests run it with an in-memory SAE. So the order of the steps that
-//! the at-most-once proof rests on (token first, then write-ahead, then fence, then send; a held
+//! the at-most-once proof rests on (token first, then the deletion policies' check, then
+//! write-ahead, then fence, then send; a held
 //! status written before its poll waits for quota) is the same code in both, and a test of the
 //! story of an object is a test of what production does.
 //!
@@ -15,7 +16,8 @@ use tracing::{info, warn};
 
 use crate::crd::{SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Event, Evidence, Inputs, Observation, SEND_BOUND, decide, needs_credentials,
+    Action, AppTurn, Event, Evidence, Inputs, Observation, PolicyCheck, SEND_BOUND, decide,
+    needs_credentials,
 };
 use crate::quota::Priority;
 use crate::sae::{ChangeOrderDetail, DeleteAccepted, SaeError};
@@ -43,6 +45,15 @@ pub enum Outcome {
     OutOfRounds,
 }
 
+/// How far a policy check goes (see [`Effects::policy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyStage {
+    /// Before the send's quota token: no SAE call.
+    Quick,
+    /// After it, right before the write-ahead: everything, SAE's instance list included.
+    Full,
+}
+
 /// Whether the quota token for a change-order poll is still to be taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Token {
@@ -66,6 +77,15 @@ pub trait Effects {
     fn inputs(&mut self, obj: &SaeInstanceDeletion) -> Inputs;
     /// Whether `obj` may start an attempt on its app, from every watched object.
     fn app_turn(&self, obj: &SaeInstanceDeletion) -> AppTurn;
+    /// What the deletion policies say about `obj` sending now. [`PolicyStage::Quick`] makes no SAE
+    /// call (a policy that needs the app's Running instances admits for now);
+    /// [`PolicyStage::Full`], right before the write-ahead, lists the app's instances when a
+    /// policy needs them (a token per request).
+    async fn policy(
+        &mut self,
+        obj: &SaeInstanceDeletion,
+        stage: PolicyStage,
+    ) -> Result<PolicyCheck, Self::Error>;
     /// Reads `obj`'s credentials for the SAE calls of this reconcile; `Err` says why they are not
     /// usable (names the Secret and keys, never a value).
     async fn read_credentials(&mut self, obj: &SaeInstanceDeletion) -> Result<(), String>;
@@ -145,11 +165,17 @@ pub async fn reconcile<E: Effects>(
     } else {
         Ok(())
     };
-    let start = |app: AppTurn| Observation::Start {
+    let start = |app: AppTurn, policy: PolicyCheck| Observation::Start {
         credentials: credentials.clone(),
         app,
+        policy,
     };
-    let mut observation = start(app);
+    let policy = if credentials.is_ok() {
+        fx.policy(&obj, PolicyStage::Quick).await?
+    } else {
+        PolicyCheck::Admitted
+    };
+    let mut observation = start(app, policy);
     // A status decided but not written yet (Action::FirstPoll), with the events of that decision.
     // `obj` carries it in memory; its resourceVersion is still the one the write-ahead got.
     let mut held: Option<Vec<Event>> = None;
@@ -170,7 +196,10 @@ pub async fn reconcile<E: Effects>(
                 if let Some(newer) = fx.newer(&obj) {
                     obj = newer;
                 }
-                observation = start(fx.app_turn(&obj));
+                // The policies' full word, right before the write-ahead: a window may have closed
+                // or the app lost instances while the token was awaited.
+                let policy = fx.policy(&obj, PolicyStage::Full).await?;
+                observation = start(fx.app_turn(&obj), policy);
                 continue;
             }
             if !fx.may_send().await {

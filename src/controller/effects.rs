@@ -17,10 +17,10 @@ use super::slot::Slot;
 use super::status_write::{publish, write_status_and_track};
 use super::{Context, Error, is_terminal, until};
 use crate::crd::{SaeInstanceDeletion, SaeInstanceDeletionStatus};
-use crate::decide::{AppTurn, Event, Evidence, Inputs, app_turn, object_key};
+use crate::decide::{AppTurn, Event, Evidence, Inputs, PolicyCheck, app_turn, object_key};
 use crate::quota::Priority;
 use crate::sae::{ChangeOrderDetail, Credentials, DeleteAccepted, SaeError};
-use crate::steps::{self, Effects, Outcome, Token};
+use crate::steps::{self, Effects, Outcome, PolicyStage, Token};
 
 /// Fallback requeue when the API server refused a status write for being stale: the watch event for
 /// the newer version normally arrives first.
@@ -98,6 +98,22 @@ impl Effects for Reconciler<'_> {
 
     fn app_turn(&self, obj: &SaeInstanceDeletion) -> AppTurn {
         app_turn(&self.ctx.store.state(), obj)
+    }
+
+    async fn policy(
+        &mut self,
+        obj: &SaeInstanceDeletion,
+        stage: PolicyStage,
+    ) -> Result<PolicyCheck, Error> {
+        // Only the full check may call SAE, and only after a send's token, when credentials were
+        // read; a quick one needs none.
+        let creds = match stage {
+            PolicyStage::Quick => None,
+            PolicyStage::Full => Some(self.creds()?),
+        };
+        self.ctx
+            .policy_check(&mut self.slot, creds.as_ref(), obj, stage)
+            .await
     }
 
     async fn read_credentials(&mut self, obj: &SaeInstanceDeletion) -> Result<(), String> {

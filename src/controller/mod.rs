@@ -33,6 +33,7 @@ mod credentials;
 mod effects;
 mod finished;
 mod look;
+mod policies;
 mod sae_calls;
 mod slot;
 mod status_write;

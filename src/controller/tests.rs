@@ -586,6 +586,7 @@ fn waiting_object(name: &str) -> SaeInstanceDeletion {
         sae: Default::default(),
     };
     let busy = Observation::Start {
+        policy: Default::default(),
         credentials: Ok(()),
         app: AppTurn::Busy {
             holder: "ns/holder".into(),

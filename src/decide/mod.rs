@@ -152,6 +152,18 @@ pub enum AppTurn {
     },
 }
 
+/// What the deletion policies (`SaeDeletionPolicy`, [`crate::policy`]) say about this object
+/// sending now, as the caller found them. Dry runs never delete and are not checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PolicyCheck {
+    /// No policy stands in the way (or none exists and none is required).
+    #[default]
+    Admitted,
+    /// Refused: the object waits in `Pending` with the refusal's reason, sends nothing, and ends
+    /// `Failed` with the same reason at its deadline. A refusal is never an attempt.
+    Refused(crate::policy::Refusal),
+}
+
 /// What SAE shows about an attempt whose answer was lost.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {
@@ -202,6 +214,10 @@ pub enum Observation {
     Start {
         credentials: Result<(), String>,
         app: AppTurn,
+        /// The policies' word. Before the send's quota token it is a check without SAE calls;
+        /// right before the write-ahead, the full one (with the app's instance list when a policy
+        /// sets minRunningInstances).
+        policy: PolicyCheck,
     },
     DeleteResult(Result<DeleteAccepted, SaeError>),
     ChangeOrderResult(Result<ChangeOrderDetail, SaeError>),
@@ -330,6 +346,9 @@ const LIST_MARGIN: SignedDuration = SignedDuration::from_secs(60);
 /// After a look shared with another object that began too early to prove anything for this one:
 /// how soon to look again (a fresh look, since shared ones are shared only briefly).
 const EARLY_LOOK_RETRY: SignedDuration = SignedDuration::from_secs(1);
+/// How often an object refused by a policy without a known reopening time looks again (a look at
+/// the cache; policy and namespace changes wake it sooner).
+const POLICY_RECHECK: SignedDuration = SignedDuration::from_secs(30);
 /// Waiting for the app costs no SAE call, only a look at other objects' statuses.
 const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
 
@@ -346,7 +365,11 @@ pub fn decide(obj: &SaeInstanceDeletion, inputs: &Inputs, observation: Observati
     let mut step = Step::new(obj, inputs, current);
     step.notice_ignored_spec_change();
     let action = match observation {
-        Observation::Start { credentials, app } => step.start(credentials, app),
+        Observation::Start {
+            credentials,
+            app,
+            policy,
+        } => step.start(credentials, app, policy),
         Observation::DeleteResult(result) => step.after_delete(result),
         Observation::ChangeOrderResult(result) => step.after_poll(result),
         Observation::NotSent { why } => step.not_sent(why),

@@ -74,16 +74,19 @@ pub fn shares_app(other: &SaeInstanceDeletion, me: &SaeInstanceDeletion) -> bool
         && !same_object()
 }
 
-/// Not started yet, or waiting to try again, and able to act (credentials found): such an object
-/// holds its place in line. Finished objects and those waiting for credentials do not.
+/// Not started yet, or waiting to try again, and able to act (credentials found, no deletion
+/// policy refusing it): such an object holds its place in line. Finished objects, those waiting
+/// for credentials and those a policy refuses do not: they could hold up the app for good.
 pub fn waits_in_line(obj: &SaeInstanceDeletion) -> bool {
     let Some(status) = &obj.status else {
         return true;
     };
+    let reason = status.reason().and_then(|r| r.parse::<Reason>().ok());
     matches!(
         status.phase,
         None | Some(Phase::Pending) | Some(Phase::Retrying)
-    ) && status.reason() != Some(Reason::CredentialsNotFound.as_str())
+    ) && reason != Some(Reason::CredentialsNotFound)
+        && !reason.is_some_and(Reason::is_policy_refusal)
 }
 
 /// The order objects of one app take turns in: creation time, then namespace/name — the same in

@@ -4,13 +4,18 @@
 use super::*;
 
 impl Step<'_> {
-    pub(super) fn start(&mut self, credentials: Result<(), String>, app: AppTurn) -> Action {
+    pub(super) fn start(
+        &mut self,
+        credentials: Result<(), String>,
+        app: AppTurn,
+        policy: PolicyCheck,
+    ) -> Action {
         if self.past_deadline() {
             return self.fail_deadline();
         }
         match self.previous.phase {
             None | Some(Phase::Pending) | Some(Phase::Retrying) => {
-                self.start_before_send(credentials, app)
+                self.start_before_send(credentials, app, policy)
             }
             Some(Phase::Submitting) => self.start_submitting(credentials),
             Some(Phase::InProgress) => self.start_in_progress(credentials),
@@ -22,6 +27,7 @@ impl Step<'_> {
         &mut self,
         credentials: Result<(), String>,
         app: AppTurn,
+        policy: PolicyCheck,
     ) -> Action {
         // Honour a scheduled backoff even across controller restarts: it lives in the status.
         if let Some(not_before) = self.previous.next_attempt_time.as_ref().map(|t| t.0)
@@ -51,6 +57,11 @@ impl Step<'_> {
             }
             return Action::CheckInstances;
         }
+        // Before the app's turn: an object a policy refuses holds no place in the line, and its
+        // status should say why it waits, not whom it waits for.
+        if let PolicyCheck::Refused(refusal) = policy {
+            return self.refused_by_policy(refusal);
+        }
         let waiting_for = match app {
             AppTurn::Free => return self.submit(),
             AppTurn::Busy { holder } => {
@@ -59,6 +70,22 @@ impl Step<'_> {
             AppTurn::Queued { ahead } => format!("{ahead} was created earlier and goes first"),
         };
         self.wait_for_application(waiting_for)
+    }
+
+    /// A deletion policy stands in the way: nothing is sent and nothing counts as an attempt;
+    /// look again when a window opens, else a little later (policy and namespace changes wake the
+    /// object sooner). The message is the refusal's (it names the policy and the limit), so the
+    /// same refusal again writes nothing.
+    pub(super) fn refused_by_policy(&mut self, refusal: crate::policy::Refusal) -> Action {
+        self.next.next_attempt_time = None;
+        self.next.sae_unreachable_since = None;
+        let again = refusal
+            .retry_at
+            .filter(|t| *t > self.now)
+            .unwrap_or_else(|| add(self.now, POLICY_RECHECK));
+        let message = format!("DeleteInstances not sent: {}", refusal.message);
+        self.set(Phase::Pending, refusal.reason.into(), message);
+        Action::WaitUntil(again)
     }
 
     /// SAE would refuse a second change order on the app anyway; waiting here spends no quota and

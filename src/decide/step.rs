@@ -100,6 +100,19 @@ impl Step<'_> {
         if status.phase == Some(Phase::Submitting) {
             return self.unresolved_at_deadline();
         }
+        // Refused by a deletion policy until the end: Failed with the same reason, and why.
+        if status.phase == Some(Phase::Pending)
+            && let Some(reason) = self.previous_reason().filter(|r| r.is_policy_refusal())
+        {
+            let refused = status.message.clone().unwrap_or_default();
+            let message = format!(
+                "activeDeadlineSeconds ({} s) passed while a deletion policy refused it: {refused}; no \
+                 instance was deleted",
+                self.obj.spec.active_deadline_seconds
+            );
+            self.set(Phase::Failed, reason, message);
+            return Action::Done;
+        }
         let what = match status.phase {
             Some(Phase::InProgress) => {
                 let id = status.change_order_id.as_deref().unwrap_or("?");
@@ -335,6 +348,9 @@ impl Step<'_> {
 
     pub(super) fn transition_event(&self, phase: Phase, reason: String) -> Event {
         let warning = matches!(phase, Phase::Failed | Phase::Retrying)
+            || reason
+                .parse::<Reason>()
+                .is_ok_and(Reason::is_policy_refusal)
             || reason == Reason::CredentialsNotFound.as_str()
             || reason == Reason::OutcomeUnknown.as_str();
         let message = self.next.message.clone().unwrap_or_default();

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::*;
 use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::tests::{api_error, at, found, fresh, ids, inputs_at, status, submitting};
-use crate::decide::{AppTurn, Event, Evidence, FoundChangeOrder, Inputs};
+use crate::decide::{AppTurn, Event, Evidence, FoundChangeOrder, Inputs, PolicyCheck};
 use crate::sae::time::{CreateTimeZone, SaeTime};
 use crate::sae::{ChangeOrderDetail, DeleteAccepted, SaeError};
 
@@ -177,6 +177,9 @@ struct World<'s> {
     first_poll_token_late: bool,
     /// The object as the API server last stored it.
     stored: Option<SaeInstanceDeletion>,
+    /// What the deletion policies say, and the checks made, in order.
+    policy: PolicyCheck,
+    policy_checks: Vec<PolicyStage>,
 }
 
 impl<'s> World<'s> {
@@ -192,6 +195,8 @@ impl<'s> World<'s> {
             deleted: false,
             first_poll_token_late: false,
             stored: None,
+            policy: PolicyCheck::Admitted,
+            policy_checks: vec![],
         }
     }
 
@@ -214,6 +219,15 @@ impl Effects for World<'_> {
 
     fn app_turn(&self, _: &SaeInstanceDeletion) -> AppTurn {
         AppTurn::Free
+    }
+
+    async fn policy(
+        &mut self,
+        _: &SaeInstanceDeletion,
+        stage: PolicyStage,
+    ) -> Result<PolicyCheck, Self::Error> {
+        self.policy_checks.push(stage);
+        Ok(self.policy.clone())
     }
 
     async fn read_credentials(&mut self, _: &SaeInstanceDeletion) -> Result<(), String> {

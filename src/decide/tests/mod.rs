@@ -82,6 +82,7 @@ fn start_with(app: AppTurn) -> Observation {
     Observation::Start {
         credentials: Ok(()),
         app,
+        policy: PolicyCheck::Admitted,
     }
 }
 
@@ -104,6 +105,7 @@ fn no_credentials() -> Observation {
                 .into(),
         ),
         app: AppTurn::Free,
+        policy: PolicyCheck::Admitted,
     }
 }
 
