@@ -179,6 +179,8 @@ struct World<'s> {
     stored: Option<SaeInstanceDeletion>,
     /// What the deletion policies say, and the checks made, in order.
     policy: PolicyCheck,
+    /// What the full check (after the send's token) says, when it differs from the quick one.
+    full_policy: Option<PolicyCheck>,
     policy_checks: Vec<PolicyStage>,
 }
 
@@ -196,6 +198,7 @@ impl<'s> World<'s> {
             first_poll_token_late: false,
             stored: None,
             policy: PolicyCheck::Admitted,
+            full_policy: None,
             policy_checks: vec![],
         }
     }
@@ -227,7 +230,10 @@ impl Effects for World<'_> {
         stage: PolicyStage,
     ) -> Result<PolicyCheck, Self::Error> {
         self.policy_checks.push(stage);
-        Ok(self.policy.clone())
+        Ok(match (stage, &self.full_policy) {
+            (PolicyStage::Full, Some(full)) => full.clone(),
+            _ => self.policy.clone(),
+        })
     }
 
     async fn read_credentials(&mut self, _: &SaeInstanceDeletion) -> Result<(), String> {
@@ -692,4 +698,40 @@ fn a_first_poll_whose_token_is_late_writes_the_change_order_before_polling() {
         .count();
     assert!(held_events <= 1, "{:?}", world.events);
     assert_eq!(sae.executed, 1);
+}
+
+/// The policies' full check comes after the send's token and before the write-ahead: a window
+/// that closed, or an app that lost instances, while the token was awaited stops the send, and
+/// nothing was written ahead, so nothing is to be resolved.
+#[test]
+fn the_policies_are_checked_after_the_token_and_before_the_write_ahead() {
+    let mut sae = FakeSae::new(&["i-1", "i-2"], &[]);
+    let mut world = World::new(&mut sae, 10);
+    let outcome = reconcile_once(fresh(), &mut world);
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(world.policy_checks, [PolicyStage::Quick, PolicyStage::Full]);
+    assert_eq!(world.trail[..3], ["token", "write", "send"]);
+
+    let mut sae = FakeSae::new(&["i-1", "i-2"], &[]);
+    let mut world = World::new(&mut sae, 10);
+    world.full_policy = Some(PolicyCheck::Refused(crate::policy::Refusal {
+        reason: crate::policy::RefusalReason::DisruptionBudget,
+        policy: Some("keep-two".into()),
+        message: "policy keep-two keeps 2 instances of app app-1 running; 1 would be left".into(),
+        retry_at: None,
+    }));
+    let outcome = reconcile_once(fresh(), &mut world);
+    assert!(matches!(outcome, Outcome::WaitUntil(_)), "{outcome:?}");
+    assert_eq!(
+        world.trail,
+        ["token", "write"],
+        "no write-ahead and no send; the one write is the refusal: {:?}",
+        world.trail
+    );
+    let s = status(world.stored.as_ref().unwrap());
+    assert_eq!(
+        (s.phase, s.reason(), s.attempts()),
+        (Some(Phase::Pending), Some("DisruptionBudget"), 0)
+    );
+    assert_eq!(world.sae.executed, 0);
 }

@@ -277,6 +277,7 @@ mod change_orders;
 mod conditions_events;
 mod errors;
 mod lost_answers;
+mod policies;
 mod spec_edits;
 mod table;
 mod unreachable;
