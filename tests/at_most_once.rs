@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use support::audit::{
     Planned, RESOLVE_AFTER, ambiguous_faults, assert_all_deleted_once, assert_succeeded_once,
     audit, audit_ledger, check_deadlines, check_outcomes, check_resolved, check_send_bound,
-    phase_counts, plan, planned_app, seconds_between, seed, setup, warm_up,
+    kill_and_restart, phase_counts, plan, planned_app, seconds_between, seed, setup, warm_up,
 };
 use support::world::{
     AK, SK, Setup, World, app, fast_retry, is_terminal, reason, secret, strings, tail,
@@ -446,17 +446,10 @@ async fn crash_under_quota(label: &str, zone: &str, learned: &str) {
     w.apply_all(planned.iter().map(|p| p.doc(&w, spec.clone())).collect());
 
     let mut logs = String::new();
-    let mut kill_times = Vec::new();
-    for _ in 0..KILLS {
-        // Spread over the queue of sends (about 25 s at this quota) and the polls and look-ups
-        // that follow it.
-        tokio::time::sleep(Duration::from_millis(rng.u64(2000..12000))).await;
-        logs.push_str(&w.controller.logs());
-        w.controller.kill();
-        kill_times.push(format!("{:.1}", started.elapsed().as_secs_f64()));
-        tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
-        w.restart_controller();
-    }
+    // Spread over the queue of sends (about 25 s at this quota) and the polls and look-ups that
+    // follow it.
+    let kill_times =
+        kill_and_restart(&mut w, &mut rng, KILLS, 2000..12000, started, &mut logs).await;
     let statuses = w
         .wait_all_terminal(DEADLINE + Duration::from_secs(30))
         .await;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::audit::{
     Planned, ambiguous_faults, audit_ledger, check_deadlines, check_outcomes, check_resolved,
-    deletion_of, phase_counts, plan, planned_app, seed,
+    deletion_of, kill_and_restart, phase_counts, plan, planned_app, seed, setup,
 };
 use support::world::{AK, SK, Setup, World, fast_retry, reason, strings, tail};
 
@@ -48,6 +48,34 @@ fn calls_by_operation(ledger: &Value) -> BTreeMap<String, usize> {
         *calls.entry(op).or_default() += 1;
     }
     calls
+}
+
+/// What every final status claims, against SAE's ledger: no one else touches these apps and no
+/// object reaches its deadline, so each must say exactly what SAE did for it (`Succeeded` naming
+/// the change order that deleted its instances, `ChangeOrderFailed` naming the one that failed;
+/// never `Failed` for a deletion SAE executed, never `AlreadyDeleted`), and nothing is sent again
+/// after a commit.
+fn truth_breaches(
+    ledger: &Value,
+    planned: &[Planned],
+    statuses: &BTreeMap<String, Value>,
+    audit: &support::audit::Audit,
+) -> Vec<String> {
+    [
+        check_outcomes(ledger, planned, statuses, audit),
+        check_resolved(ledger, planned, statuses),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect()
+}
+
+/// The setup of the lag and skew worlds: no quota, 1 s change orders, a 2 s SAE client timeout,
+/// and `simulator_extra` for the simulator.
+fn setup_with(simulator_extra: &[&str]) -> Setup {
+    let mut setup = setup("1");
+    setup.simulator_args.extend(strings(simulator_extra));
+    setup
 }
 
 async fn quota_pressure(shape: Pressure) {
@@ -106,16 +134,9 @@ async fn quota_pressure(shape: Pressure) {
     w.apply_all(planned.iter().map(|p| p.doc(&w, spec.clone())).collect());
 
     let mut logs = String::new();
-    let mut kill_times = Vec::new();
-    for _ in 0..kills {
-        // Early, while sends queue for tokens and the first lost answers are being looked at.
-        tokio::time::sleep(Duration::from_millis(rng.u64(2000..10_000))).await;
-        logs.push_str(&w.controller.logs());
-        w.controller.kill();
-        kill_times.push(format!("{:.1}", started.elapsed().as_secs_f64()));
-        tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
-        w.restart_controller();
-    }
+    // Early, while sends queue for tokens and the first lost answers are being looked at.
+    let kill_times =
+        kill_and_restart(&mut w, &mut rng, kills, 2000..10_000, started, &mut logs).await;
     let statuses = w
         .wait_all_terminal(finish_within.saturating_sub(started.elapsed()))
         .await;
@@ -175,16 +196,7 @@ async fn quota_pressure(shape: Pressure) {
             "{looks} looks for {lost_objects} lost answers: looks that could not conclude spent the quota"
         ));
     }
-    if let Err(e) = check_outcomes(&ledger, &planned, &statuses, &audit) {
-        breaches.push(e);
-    }
-    // No one else touches these apps and nothing reached its deadline: each object must say
-    // exactly what SAE did for it (Succeeded naming the change order that deleted its
-    // instances, or ChangeOrderFailed naming the one that failed; never Failed for a deletion SAE
-    // executed).
-    if let Err(e) = check_resolved(&ledger, &planned, &statuses) {
-        breaches.push(e);
-    }
+    breaches.extend(truth_breaches(&ledger, &planned, &statuses, &audit));
     assert!(
         breaches.is_empty(),
         "{label}:\n{}\n--- controller log tail ---\n{}",
@@ -252,28 +264,14 @@ async fn lagging_lists_never_make_a_status_lie() {
     let mut rng = fastrand::Rng::with_seed(seed(label));
     let app_ids: Vec<String> = (0..APPS).map(|a| format!("app-{a}")).collect();
     let apps: Vec<Value> = app_ids.iter().map(|a| planned_app(a, PER_APP)).collect();
-    let setup = Setup {
-        simulator_args: strings(&[
-            "--access-key",
-            &format!("{AK}:{SK}"),
-            "--change-order-seconds",
-            "1",
-            "--requests-per-minute",
-            "0",
-            "--list-lag-seconds",
-            "8",
-            "--describe-lag-seconds",
-            "3",
-            "--preparing-seconds",
-            "1",
-        ]),
-        controller_args: strings(&[
-            "--sae-timeout-seconds",
-            "2",
-            "--sae-requests-per-minute",
-            "0",
-        ]),
-    };
+    let setup = setup_with(&[
+        "--list-lag-seconds",
+        "8",
+        "--describe-lag-seconds",
+        "3",
+        "--preparing-seconds",
+        "1",
+    ]);
     let mut w = World::start_with(label, apps, setup).await;
     for a in &app_ids {
         let mut faults = ambiguous_faults(PER_APP * 2, 0.2, &mut rng);
@@ -340,13 +338,7 @@ async fn lagging_lists_never_make_a_status_lie() {
         audit.no_answer > 0,
         "no lost answer was exercised; try another seed"
     );
-    let mut breaches = vec![];
-    if let Err(e) = check_outcomes(&ledger, &planned, &statuses, &audit) {
-        breaches.push(e);
-    }
-    if let Err(e) = check_resolved(&ledger, &planned, &statuses) {
-        breaches.push(e);
-    }
+    let breaches = truth_breaches(&ledger, &planned, &statuses, &audit);
     assert!(
         breaches.is_empty(),
         "{label}:\n{}\n--- controller log tail ---\n{}",
@@ -362,24 +354,7 @@ async fn lagging_lists_never_make_a_status_lie() {
 /// zone. Two more objects wait behind each. The lost answers must resolve well before the
 /// deadline (it is 240 s; resolving takes about 30 s), and everything queued behind them go on.
 async fn skewed(label: &str, skew: &str) {
-    let setup = Setup {
-        simulator_args: strings(&[
-            "--access-key",
-            &format!("{AK}:{SK}"),
-            "--change-order-seconds",
-            "1",
-            "--requests-per-minute",
-            "0",
-            "--clock-skew-seconds",
-            skew,
-        ]),
-        controller_args: strings(&[
-            "--sae-timeout-seconds",
-            "2",
-            "--sae-requests-per-minute",
-            "0",
-        ]),
-    };
+    let setup = setup_with(&["--clock-skew-seconds", skew]);
     let apps = ["app-ok", "app-lost", "app-unsent"];
     let world_apps: Vec<Value> = apps.iter().map(|a| planned_app(a, 3)).collect();
     let w = World::start_with(label, world_apps, setup).await;
@@ -425,13 +400,7 @@ async fn skewed(label: &str, skew: &str) {
             .filter_map(|s| s["createTimeZone"].as_str())
             .collect::<BTreeSet<_>>()
     );
-    let mut breaches = vec![];
-    if let Err(e) = check_outcomes(&ledger, &planned, &statuses, &audit) {
-        breaches.push(e);
-    }
-    if let Err(e) = check_resolved(&ledger, &planned, &statuses) {
-        breaches.push(e);
-    }
+    let mut breaches = truth_breaches(&ledger, &planned, &statuses, &audit);
     if let Err(e) = check_deadlines(&w, &statuses, Duration::from_secs(120), Duration::ZERO).await {
         breaches.push(format!("not resolved well before the deadline:\n{e}"));
     }

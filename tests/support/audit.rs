@@ -559,3 +559,26 @@ pub fn check_send_bound(
         Err(late.join("\n"))
     }
 }
+
+/// SIGKILLs the controller `kills` times, each after a pause drawn from `pause` (ms), and starts
+/// a new one up to a second later; the killed processes' logs go to `logs`. Returns when each
+/// kill came, in seconds since `started`, for the report.
+pub async fn kill_and_restart(
+    w: &mut World,
+    rng: &mut fastrand::Rng,
+    kills: usize,
+    pause: std::ops::Range<u64>,
+    started: std::time::Instant,
+    logs: &mut String,
+) -> Vec<String> {
+    let mut kill_times = Vec::new();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.u64(pause.clone()))).await;
+        logs.push_str(&w.controller.logs());
+        w.controller.kill();
+        kill_times.push(format!("{:.1}", started.elapsed().as_secs_f64()));
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
+        w.restart_controller();
+    }
+    kill_times
+}
