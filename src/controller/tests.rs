@@ -188,6 +188,7 @@ fn context_with(
         resolve_after,
         create_time_offset: Some(jiff::tz::Offset::constant(8)),
         settle,
+        require_policy: false,
     };
     let credentials = Some(Credentials::new("AK", "SK", None));
     let services = Services {
