@@ -278,7 +278,7 @@ impl Metrics {
             .iter()
             .filter(|r| r.is_policy_refusal())
         {
-            policy_refusals.get_or_create(&ReasonLabels {
+            let _ = policy_refusals.get_or_create(&ReasonLabels {
                 reason: reason.as_str().to_owned(),
             });
         }
@@ -290,7 +290,7 @@ impl Metrics {
 
         let policies = Family::<ReadyLabels, Gauge>::default();
         for ready in ["true", "false"] {
-            policies.get_or_create(&ReadyLabels {
+            let _ = policies.get_or_create(&ReadyLabels {
                 ready: ready.to_owned(),
             });
         }

@@ -517,7 +517,11 @@ async fn the_controllers_metrics_pass_promtool_and_hold_every_metric_the_alerts_
     );
     // The deletion policies' metrics exist before any refusal: every reason at 0, so a rate or
     // an alert reads 0 rather than nothing.
-    for reason in ["NotPermitted", "DisruptionBudget", "OutsideMaintenanceWindow"] {
+    for reason in [
+        "NotPermitted",
+        "DisruptionBudget",
+        "OutsideMaintenanceWindow",
+    ] {
         let line = format!(r#"sae_policy_refusals_total{{reason="{reason}"}} 0"#);
         assert!(
             healthy.lines().any(|l| l == line),
@@ -525,7 +529,9 @@ async fn the_controllers_metrics_pass_promtool_and_hold_every_metric_the_alerts_
         );
     }
     assert!(
-        healthy.lines().any(|l| l == r#"sae_policies{ready="false"} 0"#),
+        healthy
+            .lines()
+            .any(|l| l == r#"sae_policies{ready="false"} 0"#),
         "no sae_policies gauge in /metrics:\n{healthy}"
     );
 

@@ -485,7 +485,12 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
     let base = kustomize("deploy/");
     let policies = named(&objects, "ClusterRole", "sae-controller-policies");
     let mut split: Vec<Value> = role["rules"].as_array().expect("Role rules").clone();
-    split.extend(policies["rules"].as_array().expect("ClusterRole rules").clone());
+    split.extend(
+        policies["rules"]
+            .as_array()
+            .expect("ClusterRole rules")
+            .clone(),
+    );
     assert_eq!(
         Value::Array(split),
         one(&base, "ClusterRole")["rules"],
@@ -494,8 +499,12 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
     for rule in policies["rules"].as_array().unwrap() {
         for resource in rule["resources"].as_array().unwrap() {
             assert!(
-                ["saedeletionpolicies", "saedeletionpolicies/status", "namespaces"]
-                    .contains(&resource.as_str().unwrap()),
+                [
+                    "saedeletionpolicies",
+                    "saedeletionpolicies/status",
+                    "namespaces"
+                ]
+                .contains(&resource.as_str().unwrap()),
                 "only cluster-scoped kinds in the ClusterRole: {resource}"
             );
         }

@@ -66,8 +66,8 @@ use crate::sae::SaeClient;
 pub use credentials::{DefaultCredentials, credentials_from_secret};
 use effects::reconcile;
 pub use finished::Finished;
-pub use policies::PolicyCaches;
 use look::{Look, LookKey};
+pub use policies::PolicyCaches;
 pub use watch_health::WatchHealth;
 
 /// The name under which the controller writes status and publishes events.

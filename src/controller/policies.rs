@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -73,7 +73,10 @@ impl PolicyCaches {
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         if checked.0 != version {
             let policies = self.policies.state();
-            *checked = (version, Arc::new(PolicySet::new(policies.iter().map(|p| &**p))));
+            *checked = (
+                version,
+                Arc::new(PolicySet::new(policies.iter().map(|p| &**p))),
+            );
         }
         checked.1.clone()
     }
@@ -133,10 +136,20 @@ impl Context {
         };
         // Counted in the quota like any call, at the send's priority: this read is part of it.
         let listed = self
-            .instances(slot, creds, Priority::Delete, pinned.region_id, pinned.app_id)
+            .instances(
+                slot,
+                creds,
+                Priority::Delete,
+                pinned.region_id,
+                pinned.app_id,
+            )
             .await?;
         let running = match listed {
-            Ok(all) => all.ids.iter().filter(|id| !all.terminating.contains(id)).count(),
+            Ok(all) => all
+                .ids
+                .iter()
+                .filter(|id| !all.terminating.contains(id))
+                .count(),
             Err(err) => {
                 // Fail closed: without the count, minRunningInstances cannot be shown to hold.
                 // The object waits (Pending/DisruptionBudget) and is checked again shortly.
@@ -219,7 +232,10 @@ fn wake_refused(
         }
     }
     if woken > 0 {
-        info!(objects = woken, "policies or namespaces changed: checking refused objects again");
+        info!(
+            objects = woken,
+            "policies or namespaces changed: checking refused objects again"
+        );
     }
 }
 
@@ -327,13 +343,14 @@ pub(super) async fn watch_namespaces(
     only: Option<String>,
     watching: Watching,
 ) {
-    let api: Api<Namespace> = Api::all(watching.client.clone());
+    // Metadata only: an Api of PartialObjectMeta makes metadata-only requests.
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(watching.client.clone());
     let mut config = watcher::Config::default();
     if let Some(name) = &only {
         config = config.fields(&format!("metadata.name={name}"));
     }
     let mut seen = HashMap::new();
-    let mut events = metadata_watcher(api, config)
+    let mut events = watcher(api, config)
         .default_backoff()
         .reflect(writer)
         .boxed();
@@ -381,3 +398,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
