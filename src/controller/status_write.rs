@@ -141,3 +141,54 @@ impl Context {
         self.metrics.observe_terminal(&outcome, age);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: Phase, reason: Reason) -> SaeInstanceDeletionStatus {
+        SaeInstanceDeletionStatus {
+            phase: Some(phase),
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: crate::crd::CONDITION_RECONCILING.into(),
+                status: "True".into(),
+                reason: reason.as_str().into(),
+                message: String::new(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Timestamp::now(),
+                ),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refusal_counts_when_it_starts_not_when_it_still_holds() {
+        let pending = |r| status(Phase::Pending, r);
+        let window = Reason::OutsideMaintenanceWindow;
+        let budget = Reason::DisruptionBudget;
+        assert_eq!(newly_refused(None, Some(&pending(window))), Some(window));
+        assert_eq!(
+            newly_refused(
+                Some(&pending(Reason::WaitingForApplication)),
+                Some(&pending(window))
+            ),
+            Some(window)
+        );
+        assert_eq!(
+            newly_refused(Some(&pending(window)), Some(&pending(window))),
+            None
+        );
+        assert_eq!(
+            newly_refused(Some(&pending(window)), Some(&pending(budget))),
+            Some(budget),
+            "another reason is another refusal"
+        );
+        assert_eq!(
+            newly_refused(Some(&pending(window)), Some(&status(Phase::Failed, window))),
+            None,
+            "failing at the deadline is not a new refusal"
+        );
+    }
+}

@@ -180,3 +180,40 @@ async fn the_hourly_budget_counts_what_finished_and_deleted_objects_did() {
         "2 deleted in the hour + 1 named > 2"
     );
 }
+
+#[test]
+fn only_spec_changes_new_and_gone_policies_wake_refused_objects() {
+    let generation = |p: &SaeDeletionPolicy| format!("{:?}", p.metadata.generation);
+    let mut seen = HashMap::new();
+    let mut p = policy("p", SaeDeletionPolicySpec::default());
+    p.metadata.generation = Some(1);
+    assert!(!changes(&mut seen, &Event::Init, generation));
+    assert!(!changes(
+        &mut seen,
+        &Event::InitApply(p.clone()),
+        generation
+    ));
+    assert!(
+        changes(&mut seen, &Event::InitDone, generation),
+        "a fresh list"
+    );
+    assert!(
+        !changes(&mut seen, &Event::Apply(p.clone()), generation),
+        "our own status write leaves the generation alone"
+    );
+    p.metadata.generation = Some(2);
+    assert!(
+        changes(&mut seen, &Event::Apply(p.clone()), generation),
+        "a spec edit"
+    );
+    let mut q = policy("q", SaeDeletionPolicySpec::default());
+    q.metadata.generation = Some(1);
+    assert!(
+        changes(&mut seen, &Event::Apply(q), generation),
+        "a new policy"
+    );
+    assert!(
+        changes(&mut seen, &Event::Delete(p), generation),
+        "a policy gone"
+    );
+}
