@@ -390,7 +390,7 @@ where
             return;
         }
         waited += 1;
-        if waited % 60 == 0 {
+        if waited.is_multiple_of(60) {
             warn!(
                 kind,
                 "still waiting for the first list; no object is reconciled until then (check RBAC)"
