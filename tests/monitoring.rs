@@ -470,6 +470,18 @@ fn status_denied_kubeconfig(w: &World) -> std::path::PathBuf {
          "metadata": {"name": "status-denied", "namespace": w.ns},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "status-denied"},
          "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}]},
+        // The controller reads the deletion policies and namespaces before it reconciles
+        // anything: what every install grants (deploy/), cluster-wide.
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": format!("{}-status-denied-policies", w.ns)},
+         "rules": [
+            {"apiGroups": ["sae.ops.dev"], "resources": ["saedeletionpolicies"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+         ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": format!("{}-status-denied-policies", w.ns)},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{}-status-denied-policies", w.ns)},
+         "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}]},
     ]});
     w.kubectl_stdin(&["apply", "-f", "-"], &rbac.to_string());
     let admin = std::fs::read_to_string(w.cp.admin_kubeconfig()).expect("admin kubeconfig");
