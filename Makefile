@@ -5,6 +5,7 @@ SHELL := bash
 CARGO ?= cargo
 KUBECTL ?= kubectl
 CRD_FILE := crds/saeinstancedeletions.sae.ops.dev.yaml
+POLICY_CRD_FILE := crds/saedeletionpolicies.sae.ops.dev.yaml
 # The crate version: the image tag `make image` builds and deploy/ installs (tests/packaging.rs keeps
 # deploy/ equal to it).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -71,6 +72,8 @@ deploy:
 crds:
 	$(CARGO) run -q -- crd > $(CRD_FILE).tmp || { rm -f $(CRD_FILE).tmp; exit 1; }
 	mv $(CRD_FILE).tmp $(CRD_FILE)
+	$(CARGO) run -q -- crd --policy > $(POLICY_CRD_FILE).tmp || { rm -f $(POLICY_CRD_FILE).tmp; exit 1; }
+	mv $(POLICY_CRD_FILE).tmp $(POLICY_CRD_FILE)
 
 # A local API server, the SAE simulator seeded with demo-app, the controller, and deploy/samples.
 demo:

@@ -110,6 +110,16 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    ready: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
@@ -154,6 +164,8 @@ struct Inner {
     reconciles: Counter,
     unreachable_objects: Gauge,
     leader: Gauge,
+    policy_refusals: Family<ReasonLabels, Counter>,
+    policies: Family<ReadyLabels, Gauge>,
     /// Build, watch health and deadline metrics (src/ops_metrics.rs).
     ops: crate::ops_metrics::OpsMetrics,
 }
@@ -258,6 +270,36 @@ impl Metrics {
             leader.clone(),
         );
 
+        // Counted when an object's status turns to a refusal (or from one refusal to another),
+        // not on every check that refuses again. Every reason starts at 0 so a rate reads 0, not
+        // absent.
+        let policy_refusals = Family::<ReasonLabels, Counter>::default();
+        for reason in crate::crd::Reason::ALL
+            .iter()
+            .filter(|r| r.is_policy_refusal())
+        {
+            let _ = policy_refusals.get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_owned(),
+            });
+        }
+        registry.register(
+            "policy_refusals",
+            "SaeInstanceDeletion objects a deletion policy began to refuse, by status reason",
+            policy_refusals.clone(),
+        );
+
+        let policies = Family::<ReadyLabels, Gauge>::default();
+        for ready in ["true", "false"] {
+            let _ = policies.get_or_create(&ReadyLabels {
+                ready: ready.to_owned(),
+            });
+        }
+        registry.register(
+            "policies",
+            "SaeDeletionPolicy objects by readiness (false: invalid, it admits nothing)",
+            policies.clone(),
+        );
+
         let ops = crate::ops_metrics::OpsMetrics::register(&mut registry);
 
         Self {
@@ -275,6 +317,8 @@ impl Metrics {
                 reconciles,
                 unreachable_objects,
                 leader,
+                policy_refusals,
+                policies,
                 ops,
             }),
         }
@@ -425,6 +469,28 @@ impl Metrics {
     /// One reconciliation ran (whatever its result).
     pub fn reconciled(&self) {
         self.inner.reconciles.inc();
+    }
+
+    /// An object's status turned to this policy refusal reason.
+    pub fn policy_refusal(&self, reason: &str) {
+        self.inner
+            .policy_refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The policies in the cluster: `ready` valid ones, `invalid` ones (which admit nothing).
+    pub fn set_policies(&self, ready: i64, invalid: i64) {
+        for (label, count) in [("true", ready), ("false", invalid)] {
+            self.inner
+                .policies
+                .get_or_create(&ReadyLabels {
+                    ready: label.to_owned(),
+                })
+                .set(count);
+        }
     }
 
     /// Whether this replica acts: it holds the lease, or runs without leader election.

@@ -195,6 +195,57 @@ fn matrix(cluster_wide: bool) -> Vec<Can> {
             "writes status",
         ),
         Can("get secrets -n {ns}", true, "the Secret an object names"),
+        // Deletion policies (cluster-scoped): read all, write their status, never their spec.
+        Can(
+            "get saedeletionpolicies.sae.ops.dev",
+            true,
+            "reads the deletion policies",
+        ),
+        Can(
+            "list saedeletionpolicies.sae.ops.dev",
+            true,
+            "the policy watch lists",
+        ),
+        Can(
+            "watch saedeletionpolicies.sae.ops.dev",
+            true,
+            "the policy watch",
+        ),
+        Can(
+            "patch saedeletionpolicies.sae.ops.dev --subresource=status",
+            true,
+            "writes each policy's Ready condition",
+        ),
+        Can(
+            "update saedeletionpolicies.sae.ops.dev --subresource=status",
+            true,
+            "writes each policy's Ready condition",
+        ),
+        Can(
+            "create saedeletionpolicies.sae.ops.dev",
+            false,
+            "policies are the administrator's",
+        ),
+        Can(
+            "update saedeletionpolicies.sae.ops.dev",
+            false,
+            "must not change a policy's spec",
+        ),
+        Can(
+            "patch saedeletionpolicies.sae.ops.dev",
+            false,
+            "must not change a policy's spec",
+        ),
+        Can(
+            "delete saedeletionpolicies.sae.ops.dev",
+            false,
+            "must not delete a policy",
+        ),
+        // Namespaces: their labels, for a policy's namespaceSelector; watched always, because a
+        // selector may appear at any time and a late watch would decide on an empty cache.
+        Can("get namespaces/{ns}", true, "a namespace's labels"),
+        Can("list namespaces", true, "the namespace watch lists"),
+        Can("watch namespaces", true, "the namespace watch"),
         Can(
             "create events.events.k8s.io -n {ns}",
             true,
@@ -331,8 +382,9 @@ fn matrix(cluster_wide: bool) -> Vec<Can> {
             "core/v1 events: it uses events.k8s.io",
         ),
         Can("get nodes", false, "core group"),
-        Can("list namespaces", false, "core group"),
         Can("create namespaces", false, "core group"),
+        Can("update namespaces/{ns}", false, "never changes a namespace"),
+        Can("delete namespaces/{ns}", false, "never changes a namespace"),
         Can("get deployments.apps -n {home}", false, "apps group"),
         Can(
             "get customresourcedefinitions.apiextensions.k8s.io",

@@ -470,6 +470,18 @@ fn status_denied_kubeconfig(w: &World) -> std::path::PathBuf {
          "metadata": {"name": "status-denied", "namespace": w.ns},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "status-denied"},
          "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}]},
+        // The controller reads the deletion policies and namespaces before it reconciles
+        // anything: what every install grants (deploy/), cluster-wide.
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": format!("{}-status-denied-policies", w.ns)},
+         "rules": [
+            {"apiGroups": ["sae.ops.dev"], "resources": ["saedeletionpolicies"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+         ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": format!("{}-status-denied-policies", w.ns)},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{}-status-denied-policies", w.ns)},
+         "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}]},
     ]});
     w.kubectl_stdin(&["apply", "-f", "-"], &rbac.to_string());
     let admin = std::fs::read_to_string(w.cp.admin_kubeconfig()).expect("admin kubeconfig");
@@ -514,6 +526,25 @@ async fn the_controllers_metrics_pass_promtool_and_hold_every_metric_the_alerts_
     assert!(
         healthy.lines().any(|l| l == build_info),
         "no `{build_info}` in /metrics:\n{healthy}"
+    );
+    // The deletion policies' metrics exist before any refusal: every reason at 0, so a rate or
+    // an alert reads 0 rather than nothing.
+    for reason in [
+        "NotPermitted",
+        "DisruptionBudget",
+        "OutsideMaintenanceWindow",
+    ] {
+        let line = format!(r#"sae_policy_refusals_total{{reason="{reason}"}} 0"#);
+        assert!(
+            healthy.lines().any(|l| l == line),
+            "no `{line}` in /metrics:\n{healthy}"
+        );
+    }
+    assert!(
+        healthy
+            .lines()
+            .any(|l| l == r#"sae_policies{ready="false"} 0"#),
+        "no sae_policies gauge in /metrics:\n{healthy}"
     );
 
     // The same scrape as Prometheus asks for it: OpenMetrics, with the same samples.

@@ -278,6 +278,23 @@ fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
+/// Both CRDs come with every install: the deletions' and the deletion policies'.
+fn assert_both_crds(objects: &[Value]) {
+    let names: BTreeSet<&str> = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "saedeletionpolicies.sae.ops.dev",
+            "saeinstancedeletions.sae.ops.dev"
+        ]),
+        "the CRDs of an install"
+    );
+}
+
 fn container(deployment: &Value) -> &Value {
     &deployment["spec"]["template"]["spec"]["containers"][0]
 }
@@ -402,8 +419,8 @@ fn every_install_elects_a_leader_with_one_named_lease() {
 #[test]
 fn base_builds_with_cluster_wide_rbac() {
     let base = kustomize("deploy/");
+    assert_both_crds(&base);
     for kind in [
-        "CustomResourceDefinition",
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -427,8 +444,10 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
     let objects = kustomize("deploy/overlays/single-namespace");
     let kinds = kinds(&objects);
     assert!(
-        !kinds.contains(&"ClusterRole") && !kinds.contains(&"ClusterRoleBinding"),
-        "{kinds:?}"
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "sae-controller"),
+        "the base's cluster-wide ClusterRole is replaced: {kinds:?}"
     );
     let role = named(&objects, "Role", "sae-controller");
     let binding = named(&objects, "RoleBinding", "sae-controller");
@@ -460,12 +479,49 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
         json!([{"kind": "ServiceAccount", "name": deployment["spec"]["template"]["spec"]["serviceAccountName"], "namespace": namespace}])
     );
 
-    // Same permissions as the base grants cluster-wide, so the two cannot drift apart.
+    // Same permissions as the base grants cluster-wide, so the two cannot drift apart: the Role
+    // holds those on namespaced kinds, the policies' ClusterRole those on cluster-scoped ones
+    // (deletion policies and namespaces, which a Role cannot grant).
     let base = kustomize("deploy/");
+    let policies = named(&objects, "ClusterRole", "sae-controller-policies");
+    let mut split: Vec<Value> = role["rules"].as_array().expect("Role rules").clone();
+    split.extend(
+        policies["rules"]
+            .as_array()
+            .expect("ClusterRole rules")
+            .clone(),
+    );
     assert_eq!(
-        role["rules"],
+        Value::Array(split),
         one(&base, "ClusterRole")["rules"],
-        "Role and base ClusterRole rules differ"
+        "Role + policies ClusterRole rules differ from the base ClusterRole's"
+    );
+    for rule in policies["rules"].as_array().unwrap() {
+        for resource in rule["resources"].as_array().unwrap() {
+            assert!(
+                [
+                    "saedeletionpolicies",
+                    "saedeletionpolicies/status",
+                    "namespaces"
+                ]
+                .contains(&resource.as_str().unwrap()),
+                "only cluster-scoped kinds in the ClusterRole: {resource}"
+            );
+        }
+    }
+    let policies_binding = one(&objects, "ClusterRoleBinding");
+    assert_eq!(
+        policies_binding["metadata"]["name"],
+        format!("sae-controller-policies-{namespace}"),
+        "named after its namespace, so installs side by side keep their own binding"
+    );
+    assert_eq!(
+        policies_binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sae-controller-policies"})
+    );
+    assert_eq!(
+        policies_binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": deployment["spec"]["template"]["spec"]["serviceAccountName"], "namespace": namespace}])
     );
     // The leader-election Role came along unchanged, bound to this namespace's ServiceAccount.
     assert_eq!(
@@ -489,8 +545,8 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
         pod_namespace["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.namespace"
     );
-    // The CRD still comes along (cluster-scoped, installed once).
-    one(&objects, "CustomResourceDefinition");
+    // The CRDs still come along (cluster-scoped, installed once).
+    assert_both_crds(&objects);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The sae-controller binary: runs the controller, or prints its CRD (`sae-controller crd`).
+//! The sae-controller binary: runs the controller, or prints its CRDs (`sae-controller crd`,
+//! `sae-controller crd --policy`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,8 +42,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the SaeInstanceDeletion CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the SaeInstanceDeletion CustomResourceDefinition as YAML (with --policy, the
+    /// SaeDeletionPolicy one).
+    Crd {
+        /// Print the SaeDeletionPolicy CustomResourceDefinition instead.
+        #[arg(long)]
+        policy: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +90,10 @@ struct RunArgs {
     /// impose on an AccessKey, in seconds: 1 to 120 (the official SDKs' own ceiling).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=120))]
     sae_max_retry_after_seconds: u64,
+    /// Admit nothing while no SaeDeletionPolicy exists (by default, no policy admits everything).
+    /// With policies in the cluster this changes nothing: an object needs one that admits it.
+    #[arg(long)]
+    require_policy: bool,
     /// Elect one active replica through a Lease; the others stand by.
     #[arg(long)]
     leader_elect: bool,
@@ -363,8 +373,12 @@ async fn become_leader(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", sae_controller::crd::crd_yaml());
+    if let Some(Command::Crd { policy }) = cli.command {
+        if policy {
+            print!("{}", sae_controller::policy::policy_crd_yaml());
+        } else {
+            print!("{}", sae_controller::crd::crd_yaml());
+        }
         return Ok(());
     }
     let args = cli.run;
@@ -444,6 +458,7 @@ async fn main() -> anyhow::Result<()> {
             + jiff::SignedDuration::from_secs(10),
         create_time_offset: args.sae_create_time_offset,
         settle: jiff::SignedDuration::from_secs(args.sae_read_settle_seconds as i64),
+        require_policy: args.require_policy,
     };
     let services = controller::Services {
         client,

@@ -23,6 +23,8 @@
 //! - [`status_write`]: the guarded status PUT, what follows it, and events;
 //! - [`credentials`]: whose AccessKey signs an object's calls;
 //! - [`finished`]: what is kept of finished and deleted objects outside the cache;
+//! - [`policies`]: the deletion policies applied to one object, and the policy and namespace
+//!   watches (policy status, waking refused objects);
 //! - [`watch_health`]: whether the watch makes progress, for `/healthz`.
 //!
 //! Nothing here decides: a rule about phases, reasons or when to send belongs in `decide`. SAE's
@@ -65,6 +67,7 @@ pub use credentials::{DefaultCredentials, credentials_from_secret};
 use effects::reconcile;
 pub use finished::Finished;
 use look::{Look, LookKey};
+pub use policies::PolicyCaches;
 pub use watch_health::WatchHealth;
 
 /// The name under which the controller writes status and publishes events.
@@ -82,6 +85,8 @@ pub struct Settings {
     pub create_time_offset: Option<jiff::tz::Offset>,
     /// How long SAE's lists may lag its writes (`--sae-read-settle-seconds`; see `decide::SETTLE`).
     pub settle: SignedDuration,
+    /// With no SaeDeletionPolicy in the cluster, admit nothing (`--require-policy`).
+    pub require_policy: bool,
 }
 
 /// What the reconciler needs, shared by all reconciles.
@@ -108,6 +113,8 @@ pub struct Context {
     claims: std::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
     /// Finished objects, which the cache does not hold (set by [`run`]).
     finished: Finished,
+    /// The deletion policies and the namespaces' labels (set by [`run`]; empty otherwise).
+    policy_caches: policies::PolicyCaches,
     /// Reconciles doing work at once. A reconcile waiting for a quota token gives its slot back,
     /// so one paused or busy AccessKey cannot hold up the objects of any other.
     slots: Arc<tokio::sync::Semaphore>,
@@ -161,6 +168,7 @@ impl Context {
             wake: None,
             claims: Default::default(),
             finished: Finished::default(),
+            policy_caches: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY)),
             looks: Default::default(),
             zoneless_apps: Default::default(),
@@ -302,10 +310,44 @@ pub async fn run(
         }
     });
     let (wake, woken) = futures::channel::mpsc::unbounded();
+    // The policies (cluster-scoped, whatever --namespace says: they bind every object) and the
+    // namespaces' labels (for namespaceSelector; only the served namespace when confined). Both
+    // are watched always, not only once a policy uses a selector: a watch started late would
+    // decide on a cache that is not filled yet.
+    let (policy_store, policy_writer) = reflector::store();
+    let (namespace_store, namespace_writer) = reflector::store();
+    let caches = PolicyCaches::new(policy_store, namespace_store);
+    let watching = || policies::Watching {
+        client: client.clone(),
+        objects: store.clone(),
+        wake: wake.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+    };
+    tokio::spawn(policies::watch_policies(
+        caches.clone(),
+        policy_writer,
+        watching(),
+    ));
+    tokio::spawn(policies::watch_namespaces(
+        namespace_writer,
+        settings.namespace.clone(),
+        watching(),
+    ));
     let mut ctx = Context::new(services, settings, store).with_quota(requests_per_minute);
     ctx.wake = Some(wake);
     ctx.finished = finished;
+    ctx.policy_caches = caches.clone();
     let ctx = Arc::new(ctx);
+    // No object is decided on before the policies and namespaces are known: "no policy" read
+    // from an empty cache would admit what a policy refuses.
+    policies::wait_for_caches(&caches).await;
     controller
         // Reconciles wait on SAE's quota, not on CPU: a bounded number in flight keeps memory flat
         // when thousands of objects are scheduled at once (a restart, a bulk apply).

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::{Context, Error};
-use crate::crd::{Phase, SaeInstanceDeletion, SaeInstanceDeletionStatus};
+use crate::crd::{Phase, Reason, SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{Event, holds_app, object_key};
 
 pub(super) enum Written {
@@ -73,6 +73,7 @@ pub(super) async fn write_status_and_track(
     let mut next = obj.clone();
     next.status = Some(status);
     let held_app = holds_app(obj);
+    let refusal = newly_refused(obj.status.as_ref(), next.status.as_ref());
     let written = put_status(ctx, &next).await;
     if !matches!(written, Ok(Written::Stored(_))) && !held_app {
         // The attempt was not recorded, so it will not be sent: let the app go.
@@ -81,6 +82,9 @@ pub(super) async fn write_status_and_track(
     match written? {
         Written::Stored(updated) => {
             *obj = *updated;
+            if let Some(reason) = refusal {
+                ctx.metrics.policy_refusal(reason.as_str());
+            }
             if held_app && !holds_app(obj) {
                 ctx.release_app(obj);
                 ctx.wake_next_in_line(obj);
@@ -105,6 +109,21 @@ pub(super) async fn write_status_and_track(
     Ok(true)
 }
 
+/// The policy refusal `next` turns to, when `previous` did not already wait on that same one:
+/// a refusal is counted once when it starts, not at every check that finds it still holds.
+fn newly_refused(
+    previous: Option<&SaeInstanceDeletionStatus>,
+    next: Option<&SaeInstanceDeletionStatus>,
+) -> Option<Reason> {
+    let reason = |s: Option<&SaeInstanceDeletionStatus>| {
+        s.and_then(|s| s.reason())
+            .and_then(|r| r.parse::<Reason>().ok())
+    };
+    let now = reason(next).filter(|r| r.is_policy_refusal())?;
+    let still_pending = next.is_some_and(|s| !s.is_terminal());
+    (still_pending && reason(previous) != Some(now)).then_some(now)
+}
+
 impl Context {
     pub(super) fn observe_terminal(&self, obj: &SaeInstanceDeletion) {
         let Some(status) = &obj.status else { return };
@@ -120,5 +139,56 @@ impl Context {
             .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
             .unwrap_or_default();
         self.metrics.observe_terminal(&outcome, age);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: Phase, reason: Reason) -> SaeInstanceDeletionStatus {
+        SaeInstanceDeletionStatus {
+            phase: Some(phase),
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: crate::crd::CONDITION_RECONCILING.into(),
+                status: "True".into(),
+                reason: reason.as_str().into(),
+                message: String::new(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Timestamp::now(),
+                ),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refusal_counts_when_it_starts_not_when_it_still_holds() {
+        let pending = |r| status(Phase::Pending, r);
+        let window = Reason::OutsideMaintenanceWindow;
+        let budget = Reason::DisruptionBudget;
+        assert_eq!(newly_refused(None, Some(&pending(window))), Some(window));
+        assert_eq!(
+            newly_refused(
+                Some(&pending(Reason::WaitingForApplication)),
+                Some(&pending(window))
+            ),
+            Some(window)
+        );
+        assert_eq!(
+            newly_refused(Some(&pending(window)), Some(&pending(window))),
+            None
+        );
+        assert_eq!(
+            newly_refused(Some(&pending(window)), Some(&pending(budget))),
+            Some(budget),
+            "another reason is another refusal"
+        );
+        assert_eq!(
+            newly_refused(Some(&pending(window)), Some(&status(Phase::Failed, window))),
+            None,
+            "failing at the deadline is not a new refusal"
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::simulator::{
     self, AccessKeySpec, AppSpec, GroupSpec, ModelConfig, Seed, Simulator, SimulatorConfig,
 };
 
-const NAMESPACE: &str = "ns";
+pub(super) const NAMESPACE: &str = "ns";
 const NAME: &str = "del";
 const APP: &str = "app-1";
 const STATUS_PATH: &str =
@@ -127,7 +127,7 @@ fn api_status(code: u16, reason: &str) -> Value {
 }
 
 /// An SAE simulator with one app (i-1, i-2), no quota, and change orders that finish at once.
-async fn sae() -> (Arc<Simulator>, SaeClient) {
+pub(super) async fn sae() -> (Arc<Simulator>, SaeClient) {
     sae_with(SignedDuration::ZERO).await
 }
 
@@ -163,7 +163,7 @@ async fn sae_with(change_order_duration: SignedDuration) -> (Arc<Simulator>, Sae
     (sim, client)
 }
 
-fn context(
+pub(super) fn context(
     client: Client,
     sae: SaeClient,
 ) -> (Arc<Context>, reflector::store::Writer<SaeInstanceDeletion>) {
@@ -188,6 +188,7 @@ fn context_with(
         resolve_after,
         create_time_offset: Some(jiff::tz::Offset::constant(8)),
         settle,
+        require_policy: false,
     };
     let credentials = Some(Credentials::new("AK", "SK", None));
     let services = Services {
@@ -221,7 +222,7 @@ async fn an_app_claim_covers_the_moment_before_the_cache_shows_the_attempt() {
     assert!(ctx.claim_app(&second));
 }
 
-fn new_object() -> SaeInstanceDeletion {
+pub(super) fn new_object() -> SaeInstanceDeletion {
     let spec = SaeInstanceDeletionSpec {
         instance_ids: vec!["i-1".into()],
         credentials_ref: None,

@@ -5,7 +5,7 @@
 //! # Control plane
 //! - [`ControlPlane::shared()`] starts, on first use, ONE etcd + kube-apiserver for the whole test
 //!   binary and installs `deploy/` into it with the real kubectl (`kubectl apply --validate=false -k
-//!   deploy/`), then waits for the CRD to be Established. Every later call returns the same instance.
+//!   deploy/`), then waits for both CRDs to be Established. Every later call returns the same instance.
 //!   Each test should work in its own namespace: [`ControlPlane::create_namespace`].
 //! - Identities: [`ControlPlane::admin_kubeconfig`] (group `system:masters`) and
 //!   [`ControlPlane::controller_kubeconfig`] (user `system:serviceaccount:sae-system:sae-controller`
@@ -67,6 +67,8 @@ use process::{is_executable, spawn_guarded, tail, which};
 pub const CONTROLLER_NAMESPACE: &str = "sae-system";
 pub const CONTROLLER_USER: &str = "system:serviceaccount:sae-system:sae-controller";
 pub const CRD_NAME: &str = "saeinstancedeletions.sae.ops.dev";
+/// The deletion policies' CRD, installed with the other one from `crds/`.
+pub const POLICY_CRD_NAME: &str = "saedeletionpolicies.sae.ops.dev";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const APISERVER_LOG: &str = "kube-apiserver.log";
@@ -463,17 +465,20 @@ impl ControlPlane {
                 String::from_utf8_lossy(&apply.stderr)
             ));
         }
-        let wait = self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            &format!("crd/{CRD_NAME}"),
-            "--timeout=60s",
-        ]);
-        if !wait.status.success() {
-            return Err(format!(
-                "CRD {CRD_NAME} not Established: {}",
-                String::from_utf8_lossy(&wait.stderr)
-            ));
+        // Both CRDs: the controller lists deletion policies before it reconciles anything.
+        for crd in [CRD_NAME, POLICY_CRD_NAME] {
+            let wait = self.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=60s",
+            ]);
+            if !wait.status.success() {
+                return Err(format!(
+                    "CRD {crd} not Established: {}",
+                    String::from_utf8_lossy(&wait.stderr)
+                ));
+            }
         }
         Ok(())
     }
