@@ -466,11 +466,17 @@ async fn events_of(
                 .and_then(|s| s.count)
                 .or(e.count)
                 .unwrap_or(1);
+            let last_time = e
+                .series
+                .as_ref()
+                .map(|s| s.last_observed_time.0)
+                .or_else(|| e.last_timestamp.as_ref().map(|t| t.0));
             Some(EventRecord {
                 time,
                 reason: e.reason.unwrap_or_default(),
                 note: e.message.unwrap_or_default(),
                 count,
+                last_time,
             })
         })
         .collect())

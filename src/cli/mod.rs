@@ -8,6 +8,7 @@
 //! - `timeline`: `describe`'s story of an object from its status and Events.
 //! - `listing`: `get`'s objects grouped by app with their place in the app's line.
 //! - `check`: whether the deletion policies would admit a deletion now, and why not.
+//! - `series`: Event series unfolded into single steps, in the controller's order.
 //! - `advice`: what to do about each reason.
 //!
 //! No I/O and no clock here: callers bring the objects, Events, time and time zone.
@@ -18,6 +19,7 @@ mod duration;
 mod follow;
 mod listing;
 mod request;
+mod series;
 #[cfg(test)]
 mod test_objects;
 mod timeline;

@@ -18,8 +18,15 @@ pub struct EventRecord {
     pub time: Timestamp,
     pub reason: String,
     pub note: String,
-    /// How many times the same Event was recorded (an Event series).
+    /// How many times the same Event was recorded (an Event series), and when the last was.
     pub count: i32,
+    pub last_time: Option<Timestamp>,
+}
+
+/// An occurrence as the match below reads it.
+struct Shown<'a> {
+    reason: &'a str,
+    note: String,
 }
 
 /// One step of the story.
@@ -58,24 +65,30 @@ pub fn timeline(
     }];
     let status = obj.status.clone().unwrap_or_default();
 
-    let mut sorted = events.to_vec();
-    sorted.sort_by_key(|e| e.time);
+    let sorted = super::series::occurrences(events);
     let mut attempt = 0;
     for (i, e) in sorted.iter().enumerate() {
-        let until = sorted.get(i + 1).map(|n| n.time).or_else(|| {
-            (!status.is_terminal())
-                .then_some(now)
-                .or(status.completion_time.as_ref().map(|t| t.0))
-        });
-        let lasted = until
-            .map(|u| format!(" ({})", format_between(e.time, u)))
-            .unwrap_or_default();
+        let next = match sorted.get(i + 1) {
+            Some(n) => n.at,
+            None if status.is_terminal() => status.completion_time.as_ref().map(|t| t.0),
+            None => Some(now),
+        };
+        let lasted = match (e.at, next) {
+            (Some(from), Some(to)) => format!(" ({})", format_between(from, to)),
+            _ => String::new(),
+        };
         let reason = e.reason.parse::<Reason>().ok();
         let terminal_event = i + 1 == sorted.len() && status.is_terminal();
-        let repeated = if e.count > 1 {
-            format!(" [{}×]", e.count)
+        // A repeat of a series carries the first occurrence's note, which would mislead.
+        let note = if e.repeat {
+            "(again; the Event series keeps only the first note)".to_string()
         } else {
-            String::new()
+            e.note.clone()
+        };
+        let at = e.at;
+        let e = Shown {
+            reason: &e.reason,
+            note,
         };
         let text = match reason {
             Some(Reason::WaitingForApplication) => match behind(&e.note) {
@@ -113,10 +126,7 @@ pub fn timeline(
             Some(Reason::Pending) => format!("accepted by the controller: {}", e.note),
             _ => format!("{}: {}", e.reason, e.note),
         };
-        steps.push(Step {
-            at: Some(e.time),
-            text: format!("{text}{repeated}"),
-        });
+        steps.push(Step { at, text });
     }
     if sorted.is_empty() {
         steps.extend(from_status_times(obj));

@@ -9,6 +9,7 @@ fn event(secs: i64, reason: &str, note: &str) -> EventRecord {
         reason: reason.into(),
         note: note.into(),
         count: 1,
+        last_time: None,
     }
 }
 
@@ -255,4 +256,58 @@ fn without_events_the_status_times_tell_the_attempts() {
             .text
             .starts_with("no status yet")
     );
+}
+
+#[test]
+fn a_retry_loop_folded_into_series_is_told_attempt_by_attempt() {
+    let obj = with_status(
+        fresh("d", 0),
+        Phase::Succeeded,
+        Reason::Succeeded,
+        "deleted",
+        |s| {
+            s.attempts = Some(3);
+            s.completion_time = time(30);
+        },
+    );
+    // What kube's recorder leaves: the first note and time of each reason, a count and the last time.
+    let series = |first: i64, last: i64, reason: &str, note: &str, count: i32| EventRecord {
+        time: at(first),
+        reason: reason.into(),
+        note: note.into(),
+        count,
+        last_time: Some(at(last)),
+    };
+    let events = vec![
+        series(10, 17, "Submitting", "sending (attempt 1 of 10)", 3),
+        series(11, 13, "Retrying", "refused (attempt 1 of 10)", 2),
+        event(
+            1,
+            "WaitingForApplication",
+            "waiting for app app-1: ns/a has a DeleteInstances request",
+        ),
+        event(18, "WaitingForChangeOrder", "accepted"),
+        event(30, "Succeeded", "deleted"),
+    ];
+    let steps = timeline(&obj, &events, at(40), &TimeZone::UTC);
+    assert_eq!(
+        heads(&steps),
+        vec![
+            "created",
+            "waited for the app behind ns/a",
+            "attempt 1",
+            "SAE refused it without executing it",
+            "attempt 2",
+            "SAE refused it without executing it",
+            "attempt 3",
+            "SAE accepted it; change order running",
+            "succeeded",
+            "outcome",
+        ]
+    );
+    // The middle attempt has no time of its own and does not repeat the first one's note.
+    assert_eq!(steps[4].at, None);
+    assert!(steps[4].text.contains("again"), "{:?}", steps[4]);
+    assert_eq!(steps[5].at, Some(at(13)));
+    assert_eq!(steps[6].at, Some(at(17)));
 }
