@@ -469,7 +469,7 @@ async fn events_of(
             let last_time = e
                 .series
                 .as_ref()
-                .map(|s| s.last_observed_time.0)
+                .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0))
                 .or_else(|| e.last_timestamp.as_ref().map(|t| t.0));
             Some(EventRecord {
                 time,
