@@ -12,7 +12,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DOCKER ?= docker
 IMAGE ?= sae-controller
 
-.PHONY: test lint bench liveness run install deploy crds demo static static-check image version
+.PHONY: test lint bench liveness run install install-plugin deploy crds demo static static-check image version
 
 # Provides etcd + kube-apiserver v1.20.2 (cached after the first build) and the Python venv with the
 # official SAE SDK, proves the release binary is fully static (file/ldd/readelf), then runs every
@@ -65,6 +65,11 @@ run:
 # --validate=false: kubectl's client-side check rejects the CRD's CEL rule on API servers < 1.25.
 install:
 	$(KUBECTL) apply --validate=false -k crds/
+
+# The kubectl plugin (`kubectl sae …`): `kubectl-sae` into cargo's bin directory (~/.cargo/bin),
+# which must be on PATH for kubectl to find it. PREFIX=/usr/local installs into /usr/local/bin.
+install-plugin:
+	$(CARGO) install --locked --path . --bin kubectl-sae $(if $(PREFIX),--root $(PREFIX))
 
 deploy:
 	$(KUBECTL) apply --validate=false -k deploy/

@@ -1,6 +1,7 @@
 //! sae-controller: deletes Alibaba Cloud SAE application instances, at most once, from Kubernetes objects.
 //!
 //! The crate is a pure core with I/O at the edges:
+//! - [`cli`]: the pure parts of the `kubectl sae` plugin (parsing, checks, timelines, tables).
 //! - [`sae`]: talking to SAE (signing, typed client, error classes); no Kubernetes types inside.
 //! - [`crd`]: the `SaeInstanceDeletion` API types; `crds/` is generated from them.
 //! - [`decide`]: the pure decision function at the centre of the controller.
@@ -19,6 +20,7 @@
 //! - [`simulator`]: a local stand-in for SAE used by tests and `make demo`.
 //! - `telemetry` (feature `otel`): OpenTelemetry traces over OTLP/HTTP.
 
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod decide;
