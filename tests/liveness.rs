@@ -6,8 +6,8 @@
 //!   their calls, lost answers, failing change orders, SIGKILLs, and no warm-up: the zone of SAE's
 //!   times must be learned while looks for lost answers compete with the polls that teach it.
 //!   (Strict priority for those looks once starved every poll: a livelock.) The full size
-//!   (80 objects, 60 calls a minute) is `full_size_quota_pressure`, ignored by `make test` and run
-//!   by `make liveness`.
+//!   (80 objects, 60 calls a minute; 20 % and 40 % of the answers lost) is `full_size_quota_pressure*`,
+//!   ignored by `make test` and run by `make liveness`.
 //! - Lagging lists: ListChangeOrders and DescribeChangeOrder show a change order seconds late and
 //!   change orders prepare before they execute; crashes then must neither adopt a neighbour's
 //!   change order nor take an own deletion for `AlreadyDeleted`.
@@ -240,6 +240,26 @@ async fn full_size_quota_pressure() {
         change_order_seconds: "20",
         kills: 5,
         finish_within: Duration::from_secs(360),
+    })
+    .await;
+}
+
+/// The same with twice the loss: 40 % of the first sends lose their answer after SAE executed
+/// them (about 40 lost answers with the kills). Under strict priority this is where the old
+/// controller never ended a single object: every token went to looks that could not place SAE's
+/// times, and no DescribeChangeOrder was ever sent. `make liveness` runs it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "about 6 minutes; run by `make liveness`"]
+async fn full_size_quota_pressure_with_heavier_loss() {
+    quota_pressure(Pressure {
+        label: "liveness-full-40",
+        apps: 80,
+        per_minute: 60,
+        lost: 0.4,
+        failing: 0.2,
+        change_order_seconds: "20",
+        kills: 5,
+        finish_within: Duration::from_secs(480),
     })
     .await;
 }
