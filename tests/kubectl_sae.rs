@@ -71,6 +71,27 @@ fn assert_in_order(haystack: &str, needles: &[&str]) {
     }
 }
 
+/// `kubectl sae … | head`: the reader goes away before the plugin is done writing. The plugin
+/// stops quietly with status 0 (no panic, no error), as other command-line tools do. The read end
+/// is closed before the plugin starts, so every write fails with a closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_with_status_0() {
+    for args in [&["completion", "bash"][..], &["--help"][..]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_kubectl-sae"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run kubectl-sae");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_wait_succeeds_with_exit_0_and_plain_lines_when_piped() {
     let w = World::start("cli-ok", vec![app("app-ok", &["i-1", "i-2", "i-3"])]).await;

@@ -24,6 +24,31 @@ use sae_controller::cli::{self, DeleteRequest, EXIT_ERROR, EXIT_TIMEOUT, EventRe
 use sae_controller::crd::SaeInstanceDeletion;
 use sae_controller::policy::SaeDeletionPolicy;
 
+/// Every write to stdout goes through [`emit`]: a closed pipe (`kubectl sae get -A | head`) ends
+/// the program quietly with status 0, as other command-line tools do, instead of a panic (as
+/// `println!` would) or an error. The crate forbids `unsafe`, so SIGPIPE is not reset; Rust
+/// ignores it and the write returns `BrokenPipe`.
+fn emit(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other,
+    }
+}
+
+/// `println!` through [`emit`] (`?` on other errors).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        emit(writeln!(std::io::stdout(), $($arg)*))?
+    };
+}
+
+/// `print!` through [`emit`] (`?` on other errors).
+macro_rules! say_part {
+    ($($arg:tt)*) => {
+        emit(write!(std::io::stdout(), $($arg)*))?
+    };
+}
+
 const EXAMPLES: &str = "\
 Examples:
   # Delete two instances now and follow until done (exit 0 Succeeded, 1 Failed, 2 timeout)
@@ -206,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let mut cmd = Cli::command().bin_name("kubectl-sae");
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut cmd, "kubectl-sae", &mut script);
-        std::io::stdout().write_all(&script)?;
+        emit(std::io::stdout().write_all(&script))?;
         return Ok(0);
     }
     // Bad input is refused before the API server is even contacted.
@@ -232,7 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .await
                 .context("creating the SaeInstanceDeletion")?;
             let name = created.name_any();
-            println!("{name}");
+            say!("{name}");
             if !args.wait {
                 return Ok(0);
             }
@@ -247,7 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .context("request checked above")?;
             let answer = check(&client, &namespace, &request, &tz).await?;
             for line in &answer.lines {
-                println!("{line}");
+                say!("{line}");
             }
             Ok(if answer.admitted { 0 } else { cli::EXIT_FAILED })
         }
@@ -321,7 +346,6 @@ async fn follow(
         .await
         .with_context(|| format!("reading SaeInstanceDeletion {name}"))?;
     let mut follower = Follower::default();
-    let mut out = std::io::stdout();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api.clone(), config).default_backoff().boxed();
     let give_up = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(366 * 86400)));
@@ -331,28 +355,28 @@ async fn follow(
         let elapsed = started.elapsed();
         if let Some(line) = follower.observe(&latest, elapsed, tz) {
             if tty {
-                write!(out, "\r\x1b[2K")?;
+                say_part!("\r\x1b[2K");
             }
-            writeln!(out, "{line}")?;
+            say!("{line}");
         }
         if let Some((code, lines)) = cli::outcome(&latest, elapsed) {
             if tty {
-                write!(out, "\r\x1b[2K")?;
+                say_part!("\r\x1b[2K");
             }
             for line in lines {
-                writeln!(out, "{line}")?;
+                say!("{line}");
             }
             return Ok(code);
         }
         if tty {
-            write!(out, "\r\x1b[2K{}", cli::live_line(&latest, elapsed, tz))?;
-            out.flush()?;
+            say_part!("\r\x1b[2K{}", cli::live_line(&latest, elapsed, tz));
+            emit(std::io::stdout().flush())?;
         }
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => latest = obj,
                 Some(Ok(watcher::Event::Delete(_))) => {
-                    if tty { writeln!(out)?; }
+                    if tty { say!(); }
                     bail!("SaeInstanceDeletion {name} was deleted while being followed");
                 }
                 Some(Ok(_)) => {}
@@ -362,9 +386,9 @@ async fn follow(
             },
             _ = tick.tick() => {}
             () = &mut give_up => {
-                if tty { write!(out, "\r\x1b[2K")?; }
+                if tty { say_part!("\r\x1b[2K"); }
                 for line in cli::timeout_lines(&latest, timeout.unwrap_or_default(), tz) {
-                    writeln!(out, "{line}")?;
+                    say!("{line}");
                 }
                 return Ok(EXIT_TIMEOUT);
             }
@@ -392,10 +416,10 @@ async fn describe(
     let pinned = obj.pinned();
     let status = obj.status.clone().unwrap_or_default();
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
-    println!("Name:         {namespace}/{name}");
-    println!("App:          {} ({})", pinned.app_id, pinned.region_id);
-    println!("Instances:    {}", pinned.instance_ids.join(", "));
-    println!(
+    say!("Name:         {namespace}/{name}");
+    say!("App:          {} ({})", pinned.app_id, pinned.region_id);
+    say!("Instances:    {}", pinned.instance_ids.join(", "));
+    say!(
         "Credentials:  {}",
         pinned
             .credentials_ref
@@ -404,17 +428,17 @@ async fn describe(
                 c.name
             ))
     );
-    println!(
+    say!(
         "Phase:        {} ({})",
         status.phase.map_or("-".into(), |p| p.to_string()),
         dash(status.reason())
     );
-    println!(
+    say!(
         "ChangeOrder:  {} {}",
         dash(status.change_order_id.as_deref()),
         status.change_order_status.as_deref().unwrap_or("")
     );
-    println!(
+    say!(
         "Attempts:     {} of at most {}",
         status.attempts(),
         obj.spec.retry.max_attempts
@@ -430,12 +454,12 @@ async fn describe(
         if let Ok(answer) = check(client, namespace, &request, tz).await
             && let Some(first) = answer.lines.first()
         {
-            println!("Policies now: {first}");
+            say!("Policies now: {first}");
         }
     }
-    println!("Timeline:");
+    say!("Timeline:");
     let steps = cli::timeline(&obj, &events, Timestamp::now(), tz);
-    print!("{}", cli::render(&obj, &steps, tz));
+    say_part!("{}", cli::render(&obj, &steps, tz));
     Ok(0)
 }
 
@@ -509,10 +533,10 @@ async fn get(client: &Client, namespace: &str, args: &GetArgs) -> anyhow::Result
     );
     let doc = serde_json::json!({ "apps": groups });
     match args.output {
-        Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&doc)?),
-        Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&doc)?),
-        Some(Output::Wide) => print!("{}", cli::render_table(&groups, true, args.all_namespaces)),
-        None => print!("{}", cli::render_table(&groups, false, args.all_namespaces)),
+        Some(Output::Json) => say!("{}", serde_json::to_string_pretty(&doc)?),
+        Some(Output::Yaml) => say_part!("{}", serde_saphyr::to_string(&doc)?),
+        Some(Output::Wide) => say_part!("{}", cli::render_table(&groups, true, args.all_namespaces)),
+        None => say_part!("{}", cli::render_table(&groups, false, args.all_namespaces)),
     }
     Ok(0)
 }
