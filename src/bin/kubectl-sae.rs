@@ -341,6 +341,7 @@ async fn follow(
 ) -> anyhow::Result<i32> {
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
+    let width = cli::columns(std::env::var("COLUMNS").ok().as_deref());
     let mut latest = api
         .get(name)
         .await
@@ -369,7 +370,7 @@ async fn follow(
             return Ok(code);
         }
         if tty {
-            say_part!("\r\x1b[2K{}", cli::live_line(&latest, elapsed, tz));
+            say_part!("\r\x1b[2K{}", cli::live_line(&latest, elapsed, tz, width));
             emit(std::io::stdout().flush())?;
         }
         tokio::select! {

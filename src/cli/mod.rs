@@ -28,7 +28,7 @@ pub use advice::advice;
 pub use check::{CheckAnswer, Cluster, check};
 pub use duration::{format_between, format_duration, parse_duration};
 pub use follow::{
-    EXIT_ERROR, EXIT_FAILED, EXIT_SUCCEEDED, EXIT_TIMEOUT, Follower, behind, live_line, outcome,
+    EXIT_ERROR, EXIT_FAILED, EXIT_SUCCEEDED, EXIT_TIMEOUT, Follower, behind, columns, live_line, outcome,
     timeout_lines, transition,
 };
 pub use listing::{AppGroup, Row, group_by_app, render_table};
