@@ -474,3 +474,41 @@ async fn describe_tells_a_lost_answer_a_wait_in_line_and_retries_in_order() {
     );
     assert_eq!(w.committed_deletes("app-s").await, 2);
 }
+
+/// The object is deleted while `wait` follows it: the plugin says so and exits 3 promptly,
+/// instead of waiting for an object that will never end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
+    let setup = Setup {
+        simulator_args: strings(&[
+            "--access-key",
+            &format!("{}:{}", support::world::AK, support::world::SK),
+            "--change-order-seconds",
+            "60",
+        ]),
+        ..Setup::default()
+    };
+    let w = World::start_with("cli-gone", vec![app("app-g", &["g-1"])], setup).await;
+    let out = plugin(
+        &w,
+        &[
+            "delete", "--app", "app-g", "--region", REGION, "g-1", "--name", "gone",
+        ],
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{:?}", text(&out));
+    let started = std::time::Instant::now();
+    let (out, deleted) = tokio::join!(plugin(&w, &["wait", "gone", "--timeout", "90s"]), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        w.kubectl(&["delete", "saedel", "gone"])
+    });
+    assert!(deleted.status.success(), "{deleted:?}");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 3, "{stdout}\n{stderr}");
+    assert!(stderr.contains("the object was deleted"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -349,6 +349,8 @@ async fn follow(
     let mut follower = Follower::default();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api.clone(), config).default_backoff().boxed();
+    // Whether the watch's last (re-)list had the object.
+    let mut listed = true;
     let give_up = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(366 * 86400)));
     tokio::pin!(give_up);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -375,14 +377,30 @@ async fn follow(
         }
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => latest = obj,
+                Some(Ok(watcher::Event::Init)) => listed = false,
+                Some(Ok(watcher::Event::InitApply(obj))) => {
+                    listed = true;
+                    latest = obj;
+                }
+                Some(Ok(watcher::Event::Apply(obj))) => latest = obj,
+                // A (re-)list without the object: it was deleted while the watch was down.
                 Some(Ok(watcher::Event::Delete(_))) => {
                     if tty { say!(); }
-                    bail!("SaeInstanceDeletion {name} was deleted while being followed");
+                    bail!("SaeInstanceDeletion {name}: the object was deleted while being followed");
+                }
+                Some(Ok(watcher::Event::InitDone)) if !listed => {
+                    if tty { say!(); }
+                    bail!("SaeInstanceDeletion {name}: the object was deleted while being followed");
                 }
                 Some(Ok(_)) => {}
-                // The watcher retries with backoff; a passing error changes nothing shown.
-                Some(Err(_)) => {}
+                Some(Err(e)) => {
+                    // The watcher retries with backoff, which helps a passing error only; these
+                    // do not pass, and waiting on would hang without a word.
+                    if let Some(why) = watch_refused(&e) {
+                        if tty { say!(); }
+                        bail!("cannot follow SaeInstanceDeletion {name}: {why} ({e})");
+                    }
+                }
                 None => bail!("the watch of {name} ended"),
             },
             _ = tick.tick() => {}
@@ -394,6 +412,24 @@ async fn follow(
                 return Ok(EXIT_TIMEOUT);
             }
         }
+    }
+}
+
+/// Why a watch error means following cannot go on: the credentials are refused (401), the
+/// user may not watch (403), or the resource is gone (404). None for errors worth retrying.
+fn watch_refused(e: &watcher::Error) -> Option<&'static str> {
+    let code = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return None,
+    };
+    match code {
+        401 => Some("the API server refused the kubeconfig's credentials (401)"),
+        403 => Some("you may not list or watch SaeInstanceDeletion objects here (403)"),
+        404 => Some("the SaeInstanceDeletion resource was not found (404): is the CRD installed?"),
+        _ => None,
     }
 }
 
@@ -536,7 +572,9 @@ async fn get(client: &Client, namespace: &str, args: &GetArgs) -> anyhow::Result
     match args.output {
         Some(Output::Json) => say!("{}", serde_json::to_string_pretty(&doc)?),
         Some(Output::Yaml) => say_part!("{}", serde_saphyr::to_string(&doc)?),
-        Some(Output::Wide) => say_part!("{}", cli::render_table(&groups, true, args.all_namespaces)),
+        Some(Output::Wide) => {
+            say_part!("{}", cli::render_table(&groups, true, args.all_namespaces))
+        }
         None => say_part!("{}", cli::render_table(&groups, false, args.all_namespaces)),
     }
     Ok(0)
