@@ -129,7 +129,9 @@ mod tests {
     }
 
     fn reasons(o: &[Occurrence]) -> Vec<(&str, Option<Timestamp>, bool)> {
-        o.iter().map(|o| (o.reason.as_str(), o.at, o.repeat)).collect()
+        o.iter()
+            .map(|o| (o.reason.as_str(), o.at, o.repeat))
+            .collect()
     }
 
     #[test]

@@ -224,7 +224,9 @@ fn the_live_line_fits_one_row_and_one_line() {
     assert!(live_line(&queued, Duration::from_secs(65), &utc, 80).contains("…"));
     // Too narrow for anything else: still one row.
     assert_eq!(
-        live_line(&queued, Duration::from_secs(65), &utc, 5).chars().count(),
+        live_line(&queued, Duration::from_secs(65), &utc, 5)
+            .chars()
+            .count(),
         4
     );
 }
