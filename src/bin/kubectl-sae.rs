@@ -21,7 +21,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, ResourceExt};
 use sae_controller::cli::{self, DeleteRequest, EXIT_ERROR, EXIT_TIMEOUT, EventRecord, Follower};
-use sae_controller::crd::SaeInstanceDeletion;
+use sae_controller::crd::{Phase, SaeInstanceDeletion};
 use sae_controller::policy::SaeDeletionPolicy;
 
 /// Every write to stdout goes through [`emit`]: a closed pipe (`kubectl sae get -A | head`) ends
@@ -270,11 +270,21 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let request = request
                 .and_then(Result::ok)
                 .context("request checked above")?;
-            let answer = check(&client, &namespace, &request, &tz).await?;
+            let answer = check(&client, &namespace, &request, None, &tz).await?;
             for line in &answer.lines {
                 say!("{line}");
             }
-            Ok(if answer.admitted { 0 } else { cli::EXIT_FAILED })
+            Ok(if answer.cannot_tell {
+                eprintln!(
+                    "error: cannot tell: the verdict depends on namespace {namespace}'s labels, which \
+                     could not be read"
+                );
+                EXIT_ERROR
+            } else if answer.admitted {
+                0
+            } else {
+                cli::EXIT_FAILED
+            })
         }
         Command::Completion { .. } => Ok(0),
     }
@@ -480,7 +490,9 @@ async fn describe(
         status.attempts(),
         obj.spec.retry.max_attempts
     );
-    if !status.is_terminal() && !pinned.dry_run {
+    // Policies decide before the first send and before each retry; once sent, they no longer do.
+    let undecided = matches!(status.phase, None | Some(Phase::Pending | Phase::Retrying));
+    if undecided && !pinned.dry_run {
         let request = DeleteRequest {
             app_id: pinned.app_id.to_string(),
             region_id: pinned.region_id.to_string(),
@@ -488,7 +500,9 @@ async fn describe(
             credentials: pinned.credentials_ref.map(|c| c.name.clone()),
             ..Default::default()
         };
-        if let Ok(answer) = check(client, namespace, &request, tz).await
+        // The object itself is not one more deletion in the hourly count.
+        if let Ok(answer) =
+            check(client, namespace, &request, obj.metadata.uid.as_deref(), tz).await
             && let Some(first) = answer.lines.first()
         {
             say!("Policies now: {first}");
@@ -549,7 +563,12 @@ async fn all_objects(client: &Client, namespace: &str) -> anyhow::Result<Vec<Sae
     let everywhere: Api<SaeInstanceDeletion> = Api::all(client.clone());
     match everywhere.list(&ListParams::default()).await {
         Ok(list) => Ok(list.items),
-        Err(_) => {
+        Err(e) => {
+            eprintln!(
+                "note: cannot list SaeInstanceDeletion objects cluster-wide ({e}); using namespace \
+                 {namespace} only, so objects of other namespaces (in an app's line or its hourly count) \
+                 are not seen"
+            );
             let here: Api<SaeInstanceDeletion> = Api::namespaced(client.clone(), namespace);
             Ok(here
                 .list(&ListParams::default())
@@ -580,10 +599,13 @@ async fn get(client: &Client, namespace: &str, args: &GetArgs) -> anyhow::Result
     Ok(0)
 }
 
+/// The policies' verdict on `request` now; `skip_uid`: an existing object left out of the hourly
+/// count and the app's line (describe asks about the object itself).
 async fn check(
     client: &Client,
     namespace: &str,
     request: &DeleteRequest,
+    skip_uid: Option<&str>,
     tz: &TimeZone,
 ) -> anyhow::Result<cli::CheckAnswer> {
     let policies: Api<SaeDeletionPolicy> = Api::all(client.clone());
@@ -604,7 +626,10 @@ async fn check(
             None
         }
     };
-    let objects = all_objects(client, namespace).await?;
+    let mut objects = all_objects(client, namespace).await?;
+    if let Some(uid) = skip_uid {
+        objects.retain(|o| o.metadata.uid.as_deref() != Some(uid));
+    }
     let cluster = cli::Cluster {
         namespace,
         namespace_labels: labels.as_ref(),
