@@ -496,7 +496,14 @@ async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
         ],
     )
     .await;
-    assert_eq!(code(&out), 0, "{:?}", text(&out));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "gone");
+    // Which policy admits it, on stderr (stdout stays the name alone).
+    assert!(
+        stderr.contains("policies: no SaeDeletionPolicy exists: admitted unless"),
+        "{stderr}"
+    );
     let started = std::time::Instant::now();
     let (out, deleted) = tokio::join!(plugin(&w, &["wait", "gone", "--timeout", "90s"]), async {
         tokio::time::sleep(Duration::from_secs(3)).await;

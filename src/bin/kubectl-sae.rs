@@ -258,6 +258,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .context("creating the SaeInstanceDeletion")?;
             let name = created.name_any();
             say!("{name}");
+            // Which policy admits or refuses it, best-effort and on stderr (stdout stays the name).
+            if !request.dry_run
+                && let Ok(answer) = check(
+                    &client,
+                    &namespace,
+                    &request,
+                    created.metadata.uid.as_deref(),
+                    &tz,
+                )
+                .await
+                && let Some(first) = answer.lines.first()
+            {
+                eprintln!("policies: {first}");
+            }
             if !args.wait {
                 return Ok(0);
             }
