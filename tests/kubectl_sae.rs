@@ -71,6 +71,27 @@ fn assert_in_order(haystack: &str, needles: &[&str]) {
     }
 }
 
+/// `kubectl sae … | head`: the reader goes away before the plugin is done writing. The plugin
+/// stops quietly with status 0 (no panic, no error), as other command-line tools do. The read end
+/// is closed before the plugin starts, so every write fails with a closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_with_status_0() {
+    for args in [&["completion", "bash"][..], &["--help"][..]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_kubectl-sae"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run kubectl-sae");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_wait_succeeds_with_exit_0_and_plain_lines_when_piped() {
     let w = World::start("cli-ok", vec![app("app-ok", &["i-1", "i-2", "i-3"])]).await;
@@ -452,4 +473,49 @@ async fn describe_tells_a_lost_answer_a_wait_in_line_and_retries_in_order() {
         ],
     );
     assert_eq!(w.committed_deletes("app-s").await, 2);
+}
+
+/// The object is deleted while `wait` follows it: the plugin says so and exits 3 promptly,
+/// instead of waiting for an object that will never end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
+    let setup = Setup {
+        simulator_args: strings(&[
+            "--access-key",
+            &format!("{}:{}", support::world::AK, support::world::SK),
+            "--change-order-seconds",
+            "60",
+        ]),
+        ..Setup::default()
+    };
+    let w = World::start_with("cli-gone", vec![app("app-g", &["g-1"])], setup).await;
+    let out = plugin(
+        &w,
+        &[
+            "delete", "--app", "app-g", "--region", REGION, "g-1", "--name", "gone",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "gone");
+    // Which policy admits it, on stderr (stdout stays the name alone).
+    assert!(
+        stderr.contains("policies: no SaeDeletionPolicy exists: admitted unless"),
+        "{stderr}"
+    );
+    let started = std::time::Instant::now();
+    let (out, deleted) = tokio::join!(plugin(&w, &["wait", "gone", "--timeout", "90s"]), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        w.kubectl(&["delete", "saedel", "gone"])
+    });
+    assert!(deleted.status.success(), "{deleted:?}");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(code(&out), 3, "{stdout}\n{stderr}");
+    assert!(stderr.contains("the object was deleted"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }

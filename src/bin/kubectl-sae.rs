@@ -21,8 +21,33 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, ResourceExt};
 use sae_controller::cli::{self, DeleteRequest, EXIT_ERROR, EXIT_TIMEOUT, EventRecord, Follower};
-use sae_controller::crd::SaeInstanceDeletion;
+use sae_controller::crd::{Phase, SaeInstanceDeletion};
 use sae_controller::policy::SaeDeletionPolicy;
+
+/// Every write to stdout goes through [`emit`]: a closed pipe (`kubectl sae get -A | head`) ends
+/// the program quietly with status 0, as other command-line tools do, instead of a panic (as
+/// `println!` would) or an error. The crate forbids `unsafe`, so SIGPIPE is not reset; Rust
+/// ignores it and the write returns `BrokenPipe`.
+fn emit(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other,
+    }
+}
+
+/// `println!` through [`emit`] (`?` on other errors).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        emit(writeln!(std::io::stdout(), $($arg)*))?
+    };
+}
+
+/// `print!` through [`emit`] (`?` on other errors).
+macro_rules! say_part {
+    ($($arg:tt)*) => {
+        emit(write!(std::io::stdout(), $($arg)*))?
+    };
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -206,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let mut cmd = Cli::command().bin_name("kubectl-sae");
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut cmd, "kubectl-sae", &mut script);
-        std::io::stdout().write_all(&script)?;
+        emit(std::io::stdout().write_all(&script))?;
         return Ok(0);
     }
     // Bad input is refused before the API server is even contacted.
@@ -232,7 +257,21 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .await
                 .context("creating the SaeInstanceDeletion")?;
             let name = created.name_any();
-            println!("{name}");
+            say!("{name}");
+            // Which policy admits or refuses it, best-effort and on stderr (stdout stays the name).
+            if !request.dry_run
+                && let Ok(answer) = check(
+                    &client,
+                    &namespace,
+                    &request,
+                    created.metadata.uid.as_deref(),
+                    &tz,
+                )
+                .await
+                && let Some(first) = answer.lines.first()
+            {
+                eprintln!("policies: {first}");
+            }
             if !args.wait {
                 return Ok(0);
             }
@@ -245,11 +284,21 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let request = request
                 .and_then(Result::ok)
                 .context("request checked above")?;
-            let answer = check(&client, &namespace, &request, &tz).await?;
+            let answer = check(&client, &namespace, &request, None, &tz).await?;
             for line in &answer.lines {
-                println!("{line}");
+                say!("{line}");
             }
-            Ok(if answer.admitted { 0 } else { cli::EXIT_FAILED })
+            Ok(if answer.cannot_tell {
+                eprintln!(
+                    "error: cannot tell: the verdict depends on namespace {namespace}'s labels, which \
+                     could not be read"
+                );
+                EXIT_ERROR
+            } else if answer.admitted {
+                0
+            } else {
+                cli::EXIT_FAILED
+            })
         }
         Command::Completion { .. } => Ok(0),
     }
@@ -316,14 +365,16 @@ async fn follow(
 ) -> anyhow::Result<i32> {
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
+    let width = cli::columns(std::env::var("COLUMNS").ok().as_deref());
     let mut latest = api
         .get(name)
         .await
         .with_context(|| format!("reading SaeInstanceDeletion {name}"))?;
     let mut follower = Follower::default();
-    let mut out = std::io::stdout();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api.clone(), config).default_backoff().boxed();
+    // Whether the watch's last (re-)list had the object.
+    let mut listed = true;
     let give_up = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(366 * 86400)));
     tokio::pin!(give_up);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -331,44 +382,78 @@ async fn follow(
         let elapsed = started.elapsed();
         if let Some(line) = follower.observe(&latest, elapsed, tz) {
             if tty {
-                write!(out, "\r\x1b[2K")?;
+                say_part!("\r\x1b[2K");
             }
-            writeln!(out, "{line}")?;
+            say!("{line}");
         }
         if let Some((code, lines)) = cli::outcome(&latest, elapsed) {
             if tty {
-                write!(out, "\r\x1b[2K")?;
+                say_part!("\r\x1b[2K");
             }
             for line in lines {
-                writeln!(out, "{line}")?;
+                say!("{line}");
             }
             return Ok(code);
         }
         if tty {
-            write!(out, "\r\x1b[2K{}", cli::live_line(&latest, elapsed, tz))?;
-            out.flush()?;
+            say_part!("\r\x1b[2K{}", cli::live_line(&latest, elapsed, tz, width));
+            emit(std::io::stdout().flush())?;
         }
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => latest = obj,
+                Some(Ok(watcher::Event::Init)) => listed = false,
+                Some(Ok(watcher::Event::InitApply(obj))) => {
+                    listed = true;
+                    latest = obj;
+                }
+                Some(Ok(watcher::Event::Apply(obj))) => latest = obj,
+                // A (re-)list without the object: it was deleted while the watch was down.
                 Some(Ok(watcher::Event::Delete(_))) => {
-                    if tty { writeln!(out)?; }
-                    bail!("SaeInstanceDeletion {name} was deleted while being followed");
+                    if tty { say!(); }
+                    bail!("SaeInstanceDeletion {name}: the object was deleted while being followed");
+                }
+                Some(Ok(watcher::Event::InitDone)) if !listed => {
+                    if tty { say!(); }
+                    bail!("SaeInstanceDeletion {name}: the object was deleted while being followed");
                 }
                 Some(Ok(_)) => {}
-                // The watcher retries with backoff; a passing error changes nothing shown.
-                Some(Err(_)) => {}
+                Some(Err(e)) => {
+                    // The watcher retries with backoff, which helps a passing error only; these
+                    // do not pass, and waiting on would hang without a word.
+                    if let Some(why) = watch_refused(&e) {
+                        if tty { say!(); }
+                        bail!("cannot follow SaeInstanceDeletion {name}: {why} ({e})");
+                    }
+                }
                 None => bail!("the watch of {name} ended"),
             },
             _ = tick.tick() => {}
             () = &mut give_up => {
-                if tty { write!(out, "\r\x1b[2K")?; }
+                if tty { say_part!("\r\x1b[2K"); }
                 for line in cli::timeout_lines(&latest, timeout.unwrap_or_default(), tz) {
-                    writeln!(out, "{line}")?;
+                    say!("{line}");
                 }
                 return Ok(EXIT_TIMEOUT);
             }
         }
+    }
+}
+
+/// Why a watch error means following cannot go on: the credentials are refused (401), the
+/// user may not watch (403), or the resource is gone (404). None for errors worth retrying.
+fn watch_refused(e: &watcher::Error) -> Option<&'static str> {
+    let code = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return None,
+    };
+    match code {
+        401 => Some("the API server refused the kubeconfig's credentials (401)"),
+        403 => Some("you may not list or watch SaeInstanceDeletion objects here (403)"),
+        404 => Some("the SaeInstanceDeletion resource was not found (404): is the CRD installed?"),
+        _ => None,
     }
 }
 
@@ -392,10 +477,10 @@ async fn describe(
     let pinned = obj.pinned();
     let status = obj.status.clone().unwrap_or_default();
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
-    println!("Name:         {namespace}/{name}");
-    println!("App:          {} ({})", pinned.app_id, pinned.region_id);
-    println!("Instances:    {}", pinned.instance_ids.join(", "));
-    println!(
+    say!("Name:         {namespace}/{name}");
+    say!("App:          {} ({})", pinned.app_id, pinned.region_id);
+    say!("Instances:    {}", pinned.instance_ids.join(", "));
+    say!(
         "Credentials:  {}",
         pinned
             .credentials_ref
@@ -404,22 +489,24 @@ async fn describe(
                 c.name
             ))
     );
-    println!(
+    say!(
         "Phase:        {} ({})",
         status.phase.map_or("-".into(), |p| p.to_string()),
         dash(status.reason())
     );
-    println!(
+    say!(
         "ChangeOrder:  {} {}",
         dash(status.change_order_id.as_deref()),
         status.change_order_status.as_deref().unwrap_or("")
     );
-    println!(
+    say!(
         "Attempts:     {} of at most {}",
         status.attempts(),
         obj.spec.retry.max_attempts
     );
-    if !status.is_terminal() && !pinned.dry_run {
+    // Policies decide before the first send and before each retry; once sent, they no longer do.
+    let undecided = matches!(status.phase, None | Some(Phase::Pending | Phase::Retrying));
+    if undecided && !pinned.dry_run {
         let request = DeleteRequest {
             app_id: pinned.app_id.to_string(),
             region_id: pinned.region_id.to_string(),
@@ -427,15 +514,17 @@ async fn describe(
             credentials: pinned.credentials_ref.map(|c| c.name.clone()),
             ..Default::default()
         };
-        if let Ok(answer) = check(client, namespace, &request, tz).await
+        // The object itself is not one more deletion in the hourly count.
+        if let Ok(answer) =
+            check(client, namespace, &request, obj.metadata.uid.as_deref(), tz).await
             && let Some(first) = answer.lines.first()
         {
-            println!("Policies now: {first}");
+            say!("Policies now: {first}");
         }
     }
-    println!("Timeline:");
+    say!("Timeline:");
     let steps = cli::timeline(&obj, &events, Timestamp::now(), tz);
-    print!("{}", cli::render(&obj, &steps, tz));
+    say_part!("{}", cli::render(&obj, &steps, tz));
     Ok(0)
 }
 
@@ -488,7 +577,12 @@ async fn all_objects(client: &Client, namespace: &str) -> anyhow::Result<Vec<Sae
     let everywhere: Api<SaeInstanceDeletion> = Api::all(client.clone());
     match everywhere.list(&ListParams::default()).await {
         Ok(list) => Ok(list.items),
-        Err(_) => {
+        Err(e) => {
+            eprintln!(
+                "note: cannot list SaeInstanceDeletion objects cluster-wide ({e}); using namespace \
+                 {namespace} only, so objects of other namespaces (in an app's line or its hourly count) \
+                 are not seen"
+            );
             let here: Api<SaeInstanceDeletion> = Api::namespaced(client.clone(), namespace);
             Ok(here
                 .list(&ListParams::default())
@@ -509,18 +603,23 @@ async fn get(client: &Client, namespace: &str, args: &GetArgs) -> anyhow::Result
     );
     let doc = serde_json::json!({ "apps": groups });
     match args.output {
-        Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&doc)?),
-        Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&doc)?),
-        Some(Output::Wide) => print!("{}", cli::render_table(&groups, true, args.all_namespaces)),
-        None => print!("{}", cli::render_table(&groups, false, args.all_namespaces)),
+        Some(Output::Json) => say!("{}", serde_json::to_string_pretty(&doc)?),
+        Some(Output::Yaml) => say_part!("{}", serde_saphyr::to_string(&doc)?),
+        Some(Output::Wide) => {
+            say_part!("{}", cli::render_table(&groups, true, args.all_namespaces))
+        }
+        None => say_part!("{}", cli::render_table(&groups, false, args.all_namespaces)),
     }
     Ok(0)
 }
 
+/// The policies' verdict on `request` now; `skip_uid`: an existing object left out of the hourly
+/// count and the app's line (describe asks about the object itself).
 async fn check(
     client: &Client,
     namespace: &str,
     request: &DeleteRequest,
+    skip_uid: Option<&str>,
     tz: &TimeZone,
 ) -> anyhow::Result<cli::CheckAnswer> {
     let policies: Api<SaeDeletionPolicy> = Api::all(client.clone());
@@ -541,7 +640,10 @@ async fn check(
             None
         }
     };
-    let objects = all_objects(client, namespace).await?;
+    let mut objects = all_objects(client, namespace).await?;
+    if let Some(uid) = skip_uid {
+        objects.retain(|o| o.metadata.uid.as_deref() != Some(uid));
+    }
     let cluster = cli::Cluster {
         namespace,
         namespace_labels: labels.as_ref(),

@@ -22,6 +22,10 @@ use crate::policy::{Facts, PolicySet, SaeDeletionPolicy, Subject, Verdict, count
 pub struct CheckAnswer {
     pub admitted: bool,
     pub lines: Vec<String>,
+    /// The verdict hangs on a namespaceSelector and the namespace's labels could not be read:
+    /// the answer cannot be told (the plugin exits 3). `admitted` is then what it would be if
+    /// no selector matched.
+    pub cannot_tell: bool,
 }
 
 /// What the plugin read from the cluster for the check.
@@ -67,8 +71,7 @@ pub fn check(
     let admitted = match set.decide(&subject, &facts) {
         Verdict::Admitted { by } if by.is_empty() => {
             lines.push(
-                "admitted: no SaeDeletionPolicy exists, so everything is (unless the controller runs with \
-                 --require-policy, which refuses everything until a policy admits it)"
+                "no SaeDeletionPolicy exists: admitted unless the controller runs with --require-policy"
                     .to_string(),
             );
             true
@@ -112,7 +115,26 @@ pub fn check(
         ));
     }
     lines.push(queue_line(request, cluster, now));
-    CheckAnswer { admitted, lines }
+    let cannot_tell = cluster.namespace_labels.is_none()
+        && cluster
+            .policies
+            .iter()
+            .any(|p| p.spec.namespace_selector.is_some());
+    if cannot_tell {
+        lines.insert(
+            0,
+            format!(
+                "cannot tell: a SaeDeletionPolicy selects namespaces by label and namespace {}'s labels \
+                 could not be read (the answer below takes no selector to match)",
+                cluster.namespace
+            ),
+        );
+    }
+    CheckAnswer {
+        admitted,
+        lines,
+        cannot_tell,
+    }
 }
 
 fn names(policies: &[String]) -> String {

@@ -151,13 +151,37 @@ pub fn at(
 }
 
 /// The live line for a terminal: the transition, the elapsed time and a spinner-free count.
-pub fn live_line(obj: &SaeInstanceDeletion, elapsed: Duration, tz: &TimeZone) -> String {
-    format!(
-        "{} … {} [{}]",
-        obj.metadata.name.as_deref().unwrap_or_default(),
-        transition(obj, tz),
-        format_duration(elapsed)
-    )
+/// It is redrawn in place with `\r` and "clear line", which only reach the cursor's row, so it
+/// must fit one row: it is cut to `columns - 1` characters (the elapsed time kept) and takes only
+/// the first line of a multi-line status message.
+pub fn live_line(
+    obj: &SaeInstanceDeletion,
+    elapsed: Duration,
+    tz: &TimeZone,
+    columns: usize,
+) -> String {
+    let name = obj.metadata.name.as_deref().unwrap_or_default();
+    let transition = transition(obj, tz);
+    let what = transition.lines().next().unwrap_or_default();
+    let head = format!("{name} … {what}");
+    let tail = format!(" [{}]", format_duration(elapsed));
+    let max = columns.saturating_sub(1).max(1);
+    let (head_len, tail_len) = (head.chars().count(), tail.chars().count());
+    if head_len + tail_len <= max {
+        return format!("{head}{tail}");
+    }
+    if tail_len + 1 < max {
+        let keep = max - tail_len - 1;
+        return format!("{}…{tail}", head.chars().take(keep).collect::<String>());
+    }
+    format!("{head}{tail}").chars().take(max).collect()
+}
+
+/// The terminal's width for the live line: `$COLUMNS` when set to a number, else 80.
+pub fn columns(env: Option<&str>) -> usize {
+    env.and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0)
+        .unwrap_or(80)
 }
 
 /// The end of a follow: exit status and the lines to print. None while the object goes on.

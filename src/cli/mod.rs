@@ -28,8 +28,8 @@ pub use advice::advice;
 pub use check::{CheckAnswer, Cluster, check};
 pub use duration::{format_between, format_duration, parse_duration};
 pub use follow::{
-    EXIT_ERROR, EXIT_FAILED, EXIT_SUCCEEDED, EXIT_TIMEOUT, Follower, behind, live_line, outcome,
-    timeout_lines, transition,
+    EXIT_ERROR, EXIT_FAILED, EXIT_SUCCEEDED, EXIT_TIMEOUT, Follower, behind, columns, live_line,
+    outcome, timeout_lines, transition,
 };
 pub use listing::{AppGroup, Row, group_by_app, render_table};
 pub use request::{DeleteRequest, generate_name, is_object_name, is_region};

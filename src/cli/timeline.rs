@@ -78,6 +78,17 @@ pub fn timeline(
             _ => String::new(),
         };
         let reason = e.reason.parse::<Reason>().ok();
+        if e.more > 0 {
+            // A long series' middle, told as one line (not one per occurrence).
+            if reason == Some(Reason::Submitting) {
+                attempt += e.more;
+            }
+            steps.push(Step {
+                at: None,
+                text: format!("… {} more {} …", e.more, e.reason),
+            });
+            continue;
+        }
         let terminal_event = i + 1 == sorted.len() && status.is_terminal();
         // A repeat of a series carries the first occurrence's note, which would mislead.
         let note = if e.repeat {

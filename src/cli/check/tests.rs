@@ -34,7 +34,11 @@ fn ask(policies: &[SaeDeletionPolicy], objects: &[SaeInstanceDeletion]) -> Check
 fn without_policies_everything_is_admitted_and_the_flag_is_named() {
     let answer = ask(&[], &[]);
     assert!(answer.admitted);
-    assert!(answer.lines[0].contains("--require-policy"), "{answer:?}");
+    assert_eq!(
+        answer.lines[0],
+        "no SaeDeletionPolicy exists: admitted unless the controller runs with --require-policy"
+    );
+    assert!(!answer.cannot_tell);
     assert_eq!(answer.lines[1], "app app-1: free, nothing ahead in line");
 }
 
@@ -118,4 +122,30 @@ fn says_whether_the_app_is_busy() {
     let waiting = fresh("waiting", 0);
     let answer = ask(&[], &[waiting]);
     assert!(answer.lines[1].contains("behind ns/waiting"), "{answer:?}");
+}
+
+#[test]
+fn a_namespace_selector_with_unreadable_labels_cannot_be_told() {
+    let by_label = policy("prod", |s| {
+        s.namespace_selector =
+            Some(serde_json::from_str(r#"{"matchLabels":{"env":"prod"}}"#).unwrap())
+    });
+    let answer = ask(std::slice::from_ref(&by_label), &[]);
+    assert!(answer.cannot_tell, "{answer:?}");
+    assert!(answer.lines[0].starts_with("cannot tell:"), "{answer:?}");
+
+    // With the labels read, the selector is evaluated and the answer is told.
+    let labels = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+    let cluster = Cluster {
+        namespace: "ns",
+        namespace_labels: Some(&labels),
+        policies: std::slice::from_ref(&by_label),
+        objects: &[],
+    };
+    let answer = check(&request(), &cluster, at(100), &TimeZone::UTC);
+    assert!(!answer.cannot_tell && answer.admitted, "{answer:?}");
+
+    // Unreadable labels do not matter when no policy selects by label.
+    let plain = policy("plain", |s| s.app_ids = Some(vec!["app-1".into()]));
+    assert!(!ask(&[plain], &[]).cannot_tell);
 }

@@ -196,9 +196,46 @@ fn outcomes_map_to_exit_statuses() {
 #[test]
 fn the_live_line_names_the_object_and_the_time() {
     let o = fresh("d", 0);
-    let line = live_line(&o, Duration::from_secs(65), &TimeZone::UTC);
+    let line = live_line(&o, Duration::from_secs(65), &TimeZone::UTC, 80);
     assert_eq!(
         line,
         "d … created; waiting for the controller to pick it up [1m05s]"
     );
+}
+
+#[test]
+fn the_live_line_fits_one_row_and_one_line() {
+    let utc = TimeZone::UTC;
+    let long = format!("{QUEUED}\nsecond line of the message\nthird");
+    let queued = with_status(
+        fresh("d", 0),
+        Phase::Pending,
+        Reason::WaitingForApplication,
+        &long,
+        |_| {},
+    );
+    for columns in [80, 40, 120, 300] {
+        let line = live_line(&queued, Duration::from_secs(65), &utc, columns);
+        assert!(!line.contains('\n'), "{line:?}");
+        assert!(line.chars().count() < columns, "{columns}: {line:?}");
+        assert!(line.ends_with(" [1m05s]"), "{line:?}");
+        assert!(line.starts_with("d … "), "{line:?}");
+    }
+    assert!(live_line(&queued, Duration::from_secs(65), &utc, 80).contains("…"));
+    // Too narrow for anything else: still one row.
+    assert_eq!(
+        live_line(&queued, Duration::from_secs(65), &utc, 5)
+            .chars()
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn the_width_is_columns_when_set_else_80() {
+    assert_eq!(columns(Some("132")), 132);
+    assert_eq!(columns(Some(" 40 ")), 40);
+    assert_eq!(columns(None), 80);
+    assert_eq!(columns(Some("wide")), 80);
+    assert_eq!(columns(Some("0")), 80);
 }

@@ -311,3 +311,26 @@ fn a_retry_loop_folded_into_series_is_told_attempt_by_attempt() {
     assert_eq!(steps[5].at, Some(at(13)));
     assert_eq!(steps[6].at, Some(at(17)));
 }
+
+#[test]
+fn a_huge_series_is_told_as_first_gap_and_last() {
+    let obj = fresh("d", 0);
+    let events = vec![EventRecord {
+        time: at(10),
+        reason: "Submitting".into(),
+        note: "sending".into(),
+        count: i32::MAX,
+        last_time: Some(at(20)),
+    }];
+    let steps = timeline(&obj, &events, at(40), &TimeZone::UTC);
+    let texts: Vec<&str> = steps.iter().map(|s| s.text.as_str()).collect();
+    let first = texts
+        .iter()
+        .position(|t| t.starts_with("attempt 1:"))
+        .unwrap_or_else(|| panic!("{texts:#?}"));
+    assert_eq!(texts[first + 1], "… 2147483645 more Submitting …");
+    assert!(
+        texts[first + 2].starts_with("attempt 2147483647:"),
+        "{texts:#?}"
+    );
+}
