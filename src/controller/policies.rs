@@ -32,7 +32,7 @@ use crate::policy::{
     SaeDeletionPolicy, Subject, Verdict, count_recent, deletion_record, policy_status,
 };
 use crate::quota::Priority;
-use crate::sae::Credentials;
+use crate::sae::{AppInstances, Credentials};
 use crate::steps::PolicyStage;
 
 /// The caches the policy check reads, and the [`PolicySet`] built from the policies' last state.
@@ -145,11 +145,7 @@ impl Context {
             )
             .await?;
         let running = match listed {
-            Ok(all) => all
-                .ids
-                .iter()
-                .filter(|id| !all.terminating.contains(id))
-                .count(),
+            Ok(all) => running_instances(&all),
             Err(err) => {
                 // Fail closed: without the count, minRunningInstances cannot be shown to hold.
                 // The object waits (Pending/DisruptionBudget) and is checked again shortly.
@@ -167,7 +163,7 @@ impl Context {
                 }));
             }
         };
-        facts.running = Some(u32::try_from(running).unwrap_or(u32::MAX));
+        facts.running = Some(running);
         Ok(match set.decide(&subject, &facts) {
             Verdict::Refused(refusal) => PolicyCheck::Refused(refusal),
             // NeedRunningCount again cannot happen with the count given; admit as decide would.
@@ -187,6 +183,20 @@ impl Context {
         }
         count_recent(records.values(), region, app, now)
     }
+}
+
+/// How many of the app's instances count as Running for minRunningInstances: only those SAE
+/// lists with `InstanceContainerStatus: Running`. Pending, Starting, Failed, Terminating and rows
+/// without a status serve nothing, so counting them would let a deletion leave fewer Running
+/// instances than the policy keeps. (The decision then subtracts every id the object names,
+/// Running or not.)
+fn running_instances(all: &AppInstances) -> u32 {
+    let running = all
+        .running
+        .iter()
+        .filter(|id| all.ids.contains(id) && !all.terminating.contains(id))
+        .count();
+    u32::try_from(running).unwrap_or(u32::MAX)
 }
 
 /// Whether a watch event changes what a policy decision could read: a new, changed (by `key`)

@@ -182,6 +182,26 @@ async fn the_hourly_budget_counts_what_finished_and_deleted_objects_did() {
 }
 
 #[test]
+fn only_instances_listed_running_count_for_min_running_instances() {
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Five listed: one Running, one Running but also Terminating (a later page), one Pending,
+    // one Failed, one without a status. Only the first is Running.
+    let all = AppInstances {
+        ids: ids(&["i-1", "i-2", "i-3", "i-4", "i-5"]),
+        terminating: ids(&["i-2"]),
+        running: ids(&["i-1", "i-2"]),
+    };
+    assert_eq!(running_instances(&all), 1);
+    assert_eq!(running_instances(&AppInstances::default()), 0);
+    let all = AppInstances {
+        ids: ids(&["i-1", "i-2"]),
+        terminating: vec![],
+        running: ids(&["i-1", "i-2"]),
+    };
+    assert_eq!(running_instances(&all), 2);
+}
+
+#[test]
 fn only_spec_changes_new_and_gone_policies_wake_refused_objects() {
     let generation = |p: &SaeDeletionPolicy| format!("{:?}", p.metadata.generation);
     let mut seen = HashMap::new();
