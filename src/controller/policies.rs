@@ -35,6 +35,10 @@ use crate::quota::Priority;
 use crate::sae::{AppInstances, Credentials};
 use crate::steps::PolicyStage;
 
+/// How soon an object is checked again while its namespace's labels are not known (the namespace
+/// watch usually catches up within a second or two; its change also wakes refused objects).
+const UNKNOWN_LABELS_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
 /// The caches the policy check reads, and the [`PolicySet`] built from the policies' last state.
 #[derive(Clone)]
 pub struct PolicyCaches {
@@ -120,6 +124,22 @@ impl Context {
             instances: u32::try_from(pinned.instance_ids.len()).unwrap_or(u32::MAX),
         };
         let now = Timestamp::now();
+        // Unknown labels (a namespace not in the cache yet) would match no selector: a policy
+        // that admits by label would not admit, but one whose limits bind by label would not bind
+        // either, which fails open. Wait for the namespace instead, briefly.
+        if labels.is_none()
+            && let Some(selecting) = set.selecting_by_label()
+        {
+            return Ok(PolicyCheck::Refused(Refusal {
+                reason: RefusalReason::NotPermitted,
+                policy: Some(selecting.to_string()),
+                message: format!(
+                    "the labels of namespace {namespace} are not known yet (a policy selects \
+                     namespaces by label); checking again"
+                ),
+                retry_at: Some(now + UNKNOWN_LABELS_RECHECK),
+            }));
+        }
         let mut facts = Facts {
             now,
             deleted_last_hour: self.deleted_last_hour(pinned.region_id, pinned.app_id, now),

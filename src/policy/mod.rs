@@ -17,7 +17,10 @@
 //! - Scope fields combine with AND; `namespaces` and `namespaceSelector` with OR between them.
 //!   A set list must not be empty (the schema says minItems 1). An empty `namespaceSelector`
 //!   (`{}`) matches every namespace, as everywhere in Kubernetes. When the namespace's labels are
-//!   unknown, no selector matches it.
+//!   unknown, no selector matches it; the controller does not decide then: while any policy
+//!   (valid or not) sets `namespaceSelector`, an object whose namespace is not in its cache is
+//!   refused NotPermitted and checked again in a few seconds (deciding without the labels could
+//!   skip a policy's limits, which fails open).
 //! - Invalid policies (unknown zone, start not before end, malformed selector, empty list) admit
 //!   nothing, and — to fail closed — refuse every object their scope may cover: a broken policy
 //!   may have been meant to restrict, so it is not silently skipped. One whose scope clearly
