@@ -183,6 +183,12 @@ impl Context {
                 }));
             }
         };
+        // The listing took time (pages, quota waits): decide with the clock and the hourly count
+        // as they are now, not as they were before it (a window may have closed, another object
+        // may have finished a deletion on the app meanwhile).
+        let now = Timestamp::now();
+        facts.now = now;
+        facts.deleted_last_hour = self.deleted_last_hour(pinned.region_id, pinned.app_id, now);
         facts.running = Some(running);
         Ok(match set.decide(&subject, &facts) {
             Verdict::Refused(refusal) => PolicyCheck::Refused(refusal),
