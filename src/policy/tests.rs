@@ -1219,6 +1219,19 @@ fn schema_says_what_it_can() {
     );
     assert_eq!(props["maxInstancesPerHour"]["minimum"].as_f64(), Some(1.0));
     assert_eq!(props["minRunningInstances"]["minimum"].as_f64(), Some(0.0));
+    // The fields are int32: a larger number must be refused by the API server, not accepted there
+    // and then fail to decode in the controller (which would drop the whole policy from its cache).
+    for field in [
+        "maxInstancesPerDeletion",
+        "minRunningInstances",
+        "maxInstancesPerHour",
+    ] {
+        assert_eq!(
+            props[field]["maximum"].as_f64(),
+            Some(2147483647.0),
+            "{field}"
+        );
+    }
     assert_eq!(
         props["credentials"]["enum"],
         json!(["Any", "SecretOnly", "ControllerOnly"])
