@@ -198,14 +198,18 @@ impl Context {
     }
 
     /// Instances this controller deleted (or may have) on the app within the budget period:
-    /// live objects from the cache, finished and deleted ones from what [`super::Finished`] kept.
+    /// live objects from the cache, and what [`super::Finished`] kept of every object seen with a
+    /// record (finished, deleted, or dropped from the cache by a re-list without a Delete event).
     /// Each uid once: a live object's status wins over a kept record.
     fn deleted_last_hour(&self, region: &str, app: &str, now: Timestamp) -> u32 {
         let mut records: HashMap<String, DeletionRecord> = self.finished.deletion_records(now);
+        // The live object's status is the newest word on its request, record or none.
         for obj in self.store.state() {
-            if let Some(record) = deletion_record(&obj) {
-                records.insert(obj.uid().unwrap_or_default(), record);
-            }
+            let uid = obj.uid().unwrap_or_default();
+            match deletion_record(&obj) {
+                Some(record) => records.insert(uid, record),
+                None => records.remove(&uid),
+            };
         }
         count_recent(records.values(), region, app, now)
     }
