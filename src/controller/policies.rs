@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::policy::{
     DeletionRecord, Facts, POLICY_CONDITION_READY, PolicySet, Refusal, RefusalReason,
     SaeDeletionPolicy, Subject, Verdict, count_recent, deletion_record, policy_status,
+    policy_status_needs_write,
 };
 use crate::quota::Priority;
 use crate::sae::{AppInstances, Credentials};
@@ -288,8 +289,8 @@ pub(super) struct Watching {
     pub recorder: Recorder,
 }
 
-/// Watches the policies (cluster-scoped) into `writer`, writes each one's status when it
-/// differs from what [`policy_status`] says, and wakes refused objects when a spec changes.
+/// Watches the policies (cluster-scoped) into `writer`, writes each one's status once per
+/// generation (what [`policy_status`] says), and wakes refused objects when a spec changes.
 /// Runs only where [`super::run`] runs, that is on the leader when leader election is on.
 pub(super) async fn watch_policies(
     caches: PolicyCaches,
@@ -333,13 +334,18 @@ fn report_policies(caches: &PolicyCaches, metrics: &Metrics) {
     metrics.set_policies(ready, invalid);
 }
 
-/// Writes the policy's Ready condition when it differs from the stored one (a merge patch of the
-/// status subresource). An invalid policy also gets a Warning Event when it becomes invalid.
+/// Writes the policy's Ready condition when none was written for the policy's generation yet (a
+/// merge patch of the status subresource). An invalid policy also gets a Warning Event when it becomes invalid.
 async fn write_policy_status(
     api: &Api<SaeDeletionPolicy>,
     recorder: &Recorder,
     policy: &SaeDeletionPolicy,
 ) {
+    // Once per generation (see policy_status_needs_write): installs that disagree do not
+    // ping-pong the status between them.
+    if !policy_status_needs_write(policy) {
+        return;
+    }
     let status = policy_status(policy, Timestamp::now());
     if policy.status.as_ref() == Some(&status) {
         return;

@@ -53,7 +53,7 @@ pub use budget::{
     BUDGET_PERIOD, DeletionRecord, count_recent, count_recent_objects, deletion_record,
 };
 pub use decide::{Facts, PolicySet, Refusal, RefusalReason, Subject, Verdict, validate};
-pub use status::policy_status;
+pub use status::{policy_status, policy_status_needs_write};
 pub use types::{
     CredentialsMode, Day, END_PATTERN, MaintenanceWindow, POLICY_CONDITION_READY, POLICY_CRD_FILE,
     POLICY_REASON_INVALID, POLICY_REASON_VALID, START_PATTERN, SaeDeletionPolicy,

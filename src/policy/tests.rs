@@ -1304,6 +1304,32 @@ fn the_patterns_agree_with_the_controller_check() {
 }
 
 #[test]
+fn the_status_is_written_once_per_generation() {
+    let mut p = policy("p", |_| {});
+    p.metadata.generation = Some(2);
+    assert!(policy_status_needs_write(&p), "no status yet");
+    p.status = Some(SaeDeletionPolicyStatus {
+        observed_generation: Some(2),
+        conditions: vec![],
+    });
+    assert!(policy_status_needs_write(&p), "no Ready condition");
+    p.status = Some(policy_status(&p, fixtures::t0()));
+    assert!(
+        !policy_status_needs_write(&p),
+        "written for this generation"
+    );
+    // Another install (say an older version) wrote the opposite for this generation: left alone,
+    // so that the two do not patch each other forever.
+    let ready = &mut p.status.as_mut().unwrap().conditions[0];
+    ready.status = "False".into();
+    ready.reason = "Invalid".into();
+    assert!(!policy_status_needs_write(&p));
+    // A spec edit (new generation): written again.
+    p.metadata.generation = Some(3);
+    assert!(policy_status_needs_write(&p));
+}
+
+#[test]
 fn the_status_says_whether_the_policy_applies() {
     let t1 = ts("2026-01-01T01:00:00Z");
     let mut p = policy("p", |s| {
