@@ -439,7 +439,9 @@ where
         if waited.is_multiple_of(60) {
             warn!(
                 kind,
-                "still waiting for the first list; no object is reconciled until then (check RBAC)"
+                "still waiting for the first list; no object is reconciled until then. After an \
+                 upgrade: apply crds/ (the SaeDeletionPolicy CRD) and deploy/'s RBAC (policies, \
+                 their status, namespaces) before the new controller"
             );
         }
     }
