@@ -29,19 +29,21 @@
 //!   window across midnight is two windows (Fri 22:00-24:00 + Sat 00:00-02:00). This keeps "which
 //!   day does the window belong to" unambiguous and makes "start after end" a plain error, as the
 //!   issue asks. Only the start of a send must be inside.
-//! - minRunningInstances: every named id counts as one that stops running (`running - ids`),
-//!   which may over-count when some named instance is not Running: it errs on the safe side.
+//! - minRunningInstances: only instances SAE lists as `Running` count (Pending, Starting, Failed,
+//!   Terminating do not serve), and every named id counts as one that stops running
+//!   (`running - ids`), which may over-count when some named instance is not Running: it errs on
+//!   the safe side.
 //!
-//! # What the controller must keep for maxInstancesPerHour
+//! # What the controller keeps for maxInstancesPerHour
 //!
 //! The count comes from [`deletion_record`] of every object that may have deleted in the hour.
-//! Live objects are in the cache; finished ones leave it (`controller/finished.rs` keeps only
-//! their phase and change order), and deleted ones leave the cluster. So `Finished` must also
-//! keep a [`DeletionRecord`] per uid for finished objects and, for [`BUDGET_PERIOD`] after their
-//! `at`, for deleted ones (its tombstones are kept 24 h by `Instant`; these need the wall-clock
-//! `at`). After a restart the records of finished objects come back from their statuses (the
-//! initial list); those of objects deleted before the restart do not, unless persisted — see
-//! the report of this change for the options.
+//! Live objects are in the cache. `controller/finished.rs` (`Finished`) keeps a
+//! [`DeletionRecord`] per uid of every object seen with one — live (as its events pass), finished
+//! or deleted — for [`BUDGET_PERIOD`] after its `at`, so objects that leave the cache (finished,
+//! deleted, or dropped by a watch re-list without a Delete event) still count; the live object's
+//! status wins per uid. After a restart or failover the records of finished objects come back
+//! from their statuses (the initial list); those of objects deleted before it do not (memory
+//! only; docs/guarantees.md lists this residual).
 
 mod budget;
 mod decide;

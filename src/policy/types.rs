@@ -190,16 +190,6 @@ pub enum CredentialsMode {
     ControllerOnly,
 }
 
-impl CredentialsMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialsMode::Any => "Any",
-            CredentialsMode::SecretOnly => "SecretOnly",
-            CredentialsMode::ControllerOnly => "ControllerOnly",
-        }
-    }
-}
-
 /// Pattern of a window's start: `HH:MM`, 00:00 to 23:59.
 pub const START_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
 /// Pattern of a window's end: `HH:MM`, 00:01 to 24:00 (24:00 is the end of the day).
