@@ -218,8 +218,13 @@ fn matrix(cluster_wide: bool) -> Vec<Can> {
         ),
         Can(
             "update saedeletionpolicies.sae.ops.dev --subresource=status",
-            true,
-            "writes each policy's Ready condition",
+            false,
+            "the status is written with a merge patch only",
+        ),
+        Can(
+            "get saedeletionpolicies.sae.ops.dev --subresource=status",
+            false,
+            "the status is read from the watch",
         ),
         Can(
             "create saedeletionpolicies.sae.ops.dev",
@@ -243,7 +248,11 @@ fn matrix(cluster_wide: bool) -> Vec<Can> {
         ),
         // Namespaces: their labels, for a policy's namespaceSelector; watched always, because a
         // selector may appear at any time and a late watch would decide on an empty cache.
-        Can("get namespaces/{ns}", true, "a namespace's labels"),
+        Can(
+            "get namespaces/{ns}",
+            false,
+            "labels come from the watch; no single get",
+        ),
         Can("list namespaces", true, "the namespace watch lists"),
         Can("watch namespaces", true, "the namespace watch"),
         Can(
@@ -384,6 +393,7 @@ fn matrix(cluster_wide: bool) -> Vec<Can> {
         Can("get nodes", false, "core group"),
         Can("create namespaces", false, "core group"),
         Can("update namespaces/{ns}", false, "never changes a namespace"),
+        Can("patch namespaces/{ns}", false, "never changes a namespace"),
         Can("delete namespaces/{ns}", false, "never changes a namespace"),
         Can("get deployments.apps -n {home}", false, "apps group"),
         Can(

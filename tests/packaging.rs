@@ -483,7 +483,11 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
     // holds those on namespaced kinds, the policies' ClusterRole those on cluster-scoped ones
     // (deletion policies and namespaces, which a Role cannot grant).
     let base = kustomize("deploy/");
-    let policies = named(&objects, "ClusterRole", "sae-controller-policies");
+    let policies = named(
+        &objects,
+        "ClusterRole",
+        &format!("sae-controller-policies-{namespace}"),
+    );
     let mut split: Vec<Value> = role["rules"].as_array().expect("Role rules").clone();
     split.extend(
         policies["rules"]
@@ -517,7 +521,9 @@ fn single_namespace_overlay_grants_a_role_in_its_own_namespace_only() {
     );
     assert_eq!(
         policies_binding["roleRef"],
-        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sae-controller-policies"})
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("sae-controller-policies-{namespace}")}),
+        "the ClusterRole is named after its namespace too: deleting one install (kubectl delete -k) \
+         does not take it from the others"
     );
     assert_eq!(
         policies_binding["subjects"],

@@ -2,12 +2,16 @@
 //! and deleted ones (tombstones of their change orders, and the uids of those deleted before they
 //! finished). The watch stream passes through [`Finished::keep_live_only`] on its way to the cache.
 //!
-//! It also keeps, for maxInstancesPerHour, a [`DeletionRecord`] of each finished or deleted
-//! object that deleted (or may have deleted) instances, for [`BUDGET_PERIOD`] after the request.
-//! Finished objects come back after a restart from their statuses (the initial list). Objects
-//! deleted from the cluster before a restart do not: their requests of the last hour are then
-//! not counted. That gap is known and accepted for now; closing it needs a record that outlives
-//! the object (e.g. an annotation on the policy, or a ConfigMap), which is a change of its own.
+//! It also keeps, for maxInstancesPerHour, a [`DeletionRecord`] of every object seen with one
+//! (live, finished or deleted), by uid, for [`BUDGET_PERIOD`] after the request. Live objects are
+//! recorded as they pass, not only when they finish or are deleted: a watch that re-lists after a
+//! break drops objects deleted meanwhile from the cache without a Delete event, and their
+//! requests of the last hour must still count. (The live cache still wins per uid.)
+//!
+//! Residual gap: this is memory only. Finished objects come back after a restart or failover from
+//! their statuses (the initial list); objects deleted from the cluster before it do not, so their
+//! requests of the last hour are then not counted. Closing that needs a record that outlives the
+//! object (e.g. a ConfigMap), a change of its own; docs/guarantees.md says so.
 //!
 //! Plain bookkeeping: no API calls, no SAE calls.
 
@@ -64,6 +68,22 @@ fn push_bounded(list: &mut VecDeque<(Instant, String)>, value: String) {
     list.push_back((Instant::now(), value));
 }
 
+/// New records between two sweeps of expired ones (a sweep is linear in what is kept).
+const RECORD_SWEEP_EVERY: usize = 256;
+
+impl FinishedByUid {
+    /// Keeps `record` for the object `uid` (a newer one of the same object replaces it), and
+    /// now and then forgets those past [`BUDGET_PERIOD`], which never count again.
+    fn record(&mut self, uid: String, record: DeletionRecord) {
+        if self.deletions.insert(uid, record).is_none()
+            && self.deletions.len().is_multiple_of(RECORD_SWEEP_EVERY)
+        {
+            let since = Timestamp::now() - BUDGET_PERIOD;
+            self.deletions.retain(|_, r| r.at > since);
+        }
+    }
+}
+
 impl Finished {
     fn lock(&self) -> std::sync::MutexGuard<'_, FinishedByUid> {
         self.by_uid.lock().unwrap_or_else(|e| e.into_inner())
@@ -74,7 +94,7 @@ impl Finished {
         if let Some(phase) = status.phase {
             let mut kept = self.lock();
             if let Some(record) = deletion_record(obj) {
-                kept.deletions.insert(obj.uid().unwrap_or_default(), record);
+                kept.record(obj.uid().unwrap_or_default(), record);
             }
             kept.finished.insert(
                 obj.uid().unwrap_or_default(),
@@ -87,13 +107,25 @@ impl Finished {
         }
     }
 
+    /// Keeps the object's [`DeletionRecord`] for the hourly count; forgets a kept one when the
+    /// object no longer has one (an attempt found not sent: its status is the newer word).
+    pub(super) fn remember_deletion(&self, obj: &SaeInstanceDeletion) {
+        let uid = obj.uid().unwrap_or_default();
+        match deletion_record(obj) {
+            Some(record) => self.lock().record(uid, record),
+            None => {
+                self.lock().deletions.remove(&uid);
+            }
+        }
+    }
+
     /// The object is gone from the API server: its change order stays remembered as someone's.
     pub(super) fn deleted(&self, obj: &SaeInstanceDeletion) {
         let mut kept = self.lock();
         let uid = obj.uid().unwrap_or_default();
         // Its request still counts for the hour after it, object or not.
         if let Some(record) = deletion_record(obj) {
-            kept.deletions.insert(uid.clone(), record);
+            kept.record(uid.clone(), record);
         }
         let change_order = kept
             .finished
@@ -162,6 +194,16 @@ impl Finished {
             Ok(Event::Delete(obj)) => {
                 self.deleted(&obj);
                 Some(Ok(Event::Delete(obj)))
+            }
+            // A live object's request is kept too, in case the object leaves the cache unseen
+            // (deleted while the watch was re-listing: no Delete event for it).
+            Ok(Event::Apply(obj)) => {
+                self.remember_deletion(&obj);
+                Some(Ok(Event::Apply(obj)))
+            }
+            Ok(Event::InitApply(obj)) => {
+                self.remember_deletion(&obj);
+                Some(Ok(Event::InitApply(obj)))
             }
             other => Some(other),
         }
@@ -239,6 +281,43 @@ mod tests {
         assert!(
             finished.was_deleted(&live),
             "an attempt of a deleted live object is not sent"
+        );
+    }
+
+    #[test]
+    fn records_of_live_objects_outlive_a_relist_that_drops_them() {
+        use kube::runtime::watcher::Event;
+        let finished = Finished::default();
+        let sent = Timestamp::now() - jiff::SignedDuration::from_mins(10);
+        let mut live = fixtures::object("x", "ns", fixtures::t0());
+        live.metadata.uid = Some("uid-live".into());
+        live.status = Some(SaeInstanceDeletionStatus {
+            phase: Some(Phase::InProgress),
+            change_order_id: Some("co-1".into()),
+            last_attempt_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(sent)),
+            ..Default::default()
+        });
+        let mut waiting = live.clone();
+        waiting.metadata.uid = Some("uid-waiting".into());
+        waiting.status = None;
+        for event in [
+            Event::InitApply(live.clone()),
+            Event::Apply(waiting.clone()),
+        ] {
+            assert!(finished.keep_live_only(Ok(event)).is_some(), "live: cached");
+        }
+        // The object is deleted while the watch re-lists: no Delete event, only a new list
+        // without it. Its request still counts for the hour after it.
+        finished.keep_live_only(Ok(Event::Init));
+        finished.keep_live_only(Ok(Event::InitDone));
+        let records = finished.deletion_records(Timestamp::now());
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["uid-live"]);
+        assert_eq!(records["uid-live"].at, sent);
+        // And no longer than that.
+        assert!(
+            finished
+                .deletion_records(sent + BUDGET_PERIOD + jiff::SignedDuration::from_secs(1))
+                .is_empty()
         );
     }
 

@@ -30,10 +30,15 @@ use crate::metrics::Metrics;
 use crate::policy::{
     DeletionRecord, Facts, POLICY_CONDITION_READY, PolicySet, Refusal, RefusalReason,
     SaeDeletionPolicy, Subject, Verdict, count_recent, deletion_record, policy_status,
+    policy_status_needs_write,
 };
 use crate::quota::Priority;
-use crate::sae::Credentials;
+use crate::sae::{AppInstances, Credentials};
 use crate::steps::PolicyStage;
+
+/// How soon an object is checked again while its namespace's labels are not known (the namespace
+/// watch usually catches up within a second or two; its change also wakes refused objects).
+const UNKNOWN_LABELS_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 
 /// The caches the policy check reads, and the [`PolicySet`] built from the policies' last state.
 #[derive(Clone)]
@@ -120,6 +125,22 @@ impl Context {
             instances: u32::try_from(pinned.instance_ids.len()).unwrap_or(u32::MAX),
         };
         let now = Timestamp::now();
+        // Unknown labels (a namespace not in the cache yet) would match no selector: a policy
+        // that admits by label would not admit, but one whose limits bind by label would not bind
+        // either, which fails open. Wait for the namespace instead, briefly.
+        if labels.is_none()
+            && let Some(selecting) = set.selecting_by_label()
+        {
+            return Ok(PolicyCheck::Refused(Refusal {
+                reason: RefusalReason::NotPermitted,
+                policy: Some(selecting.to_string()),
+                message: format!(
+                    "the labels of namespace {namespace} are not known yet (a policy selects \
+                     namespaces by label); checking again"
+                ),
+                retry_at: Some(now + UNKNOWN_LABELS_RECHECK),
+            }));
+        }
         let mut facts = Facts {
             now,
             deleted_last_hour: self.deleted_last_hour(pinned.region_id, pinned.app_id, now),
@@ -145,11 +166,7 @@ impl Context {
             )
             .await?;
         let running = match listed {
-            Ok(all) => all
-                .ids
-                .iter()
-                .filter(|id| !all.terminating.contains(id))
-                .count(),
+            Ok(all) => running_instances(&all),
             Err(err) => {
                 // Fail closed: without the count, minRunningInstances cannot be shown to hold.
                 // The object waits (Pending/DisruptionBudget) and is checked again shortly.
@@ -167,7 +184,13 @@ impl Context {
                 }));
             }
         };
-        facts.running = Some(u32::try_from(running).unwrap_or(u32::MAX));
+        // The listing took time (pages, quota waits): decide with the clock and the hourly count
+        // as they are now, not as they were before it (a window may have closed, another object
+        // may have finished a deletion on the app meanwhile).
+        let now = Timestamp::now();
+        facts.now = now;
+        facts.deleted_last_hour = self.deleted_last_hour(pinned.region_id, pinned.app_id, now);
+        facts.running = Some(running);
         Ok(match set.decide(&subject, &facts) {
             Verdict::Refused(refusal) => PolicyCheck::Refused(refusal),
             // NeedRunningCount again cannot happen with the count given; admit as decide would.
@@ -176,17 +199,35 @@ impl Context {
     }
 
     /// Instances this controller deleted (or may have) on the app within the budget period:
-    /// live objects from the cache, finished and deleted ones from what [`super::Finished`] kept.
+    /// live objects from the cache, and what [`super::Finished`] kept of every object seen with a
+    /// record (finished, deleted, or dropped from the cache by a re-list without a Delete event).
     /// Each uid once: a live object's status wins over a kept record.
     fn deleted_last_hour(&self, region: &str, app: &str, now: Timestamp) -> u32 {
         let mut records: HashMap<String, DeletionRecord> = self.finished.deletion_records(now);
+        // The live object's status is the newest word on its request, record or none.
         for obj in self.store.state() {
-            if let Some(record) = deletion_record(&obj) {
-                records.insert(obj.uid().unwrap_or_default(), record);
-            }
+            let uid = obj.uid().unwrap_or_default();
+            match deletion_record(&obj) {
+                Some(record) => records.insert(uid, record),
+                None => records.remove(&uid),
+            };
         }
         count_recent(records.values(), region, app, now)
     }
+}
+
+/// How many of the app's instances count as Running for minRunningInstances: only those SAE
+/// lists with `InstanceContainerStatus: Running`. Pending, Starting, Failed, Terminating and rows
+/// without a status serve nothing, so counting them would let a deletion leave fewer Running
+/// instances than the policy keeps. (The decision then subtracts every id the object names,
+/// Running or not.)
+fn running_instances(all: &AppInstances) -> u32 {
+    let running = all
+        .running
+        .iter()
+        .filter(|id| all.ids.contains(id) && !all.terminating.contains(id))
+        .count();
+    u32::try_from(running).unwrap_or(u32::MAX)
 }
 
 /// Whether a watch event changes what a policy decision could read: a new, changed (by `key`)
@@ -248,8 +289,8 @@ pub(super) struct Watching {
     pub recorder: Recorder,
 }
 
-/// Watches the policies (cluster-scoped) into `writer`, writes each one's status when it
-/// differs from what [`policy_status`] says, and wakes refused objects when a spec changes.
+/// Watches the policies (cluster-scoped) into `writer`, writes each one's status once per
+/// generation (what [`policy_status`] says), and wakes refused objects when a spec changes.
 /// Runs only where [`super::run`] runs, that is on the leader when leader election is on.
 pub(super) async fn watch_policies(
     caches: PolicyCaches,
@@ -293,13 +334,18 @@ fn report_policies(caches: &PolicyCaches, metrics: &Metrics) {
     metrics.set_policies(ready, invalid);
 }
 
-/// Writes the policy's Ready condition when it differs from the stored one (a merge patch of the
-/// status subresource). An invalid policy also gets a Warning Event when it becomes invalid.
+/// Writes the policy's Ready condition when none was written for the policy's generation yet (a
+/// merge patch of the status subresource). An invalid policy also gets a Warning Event when it becomes invalid.
 async fn write_policy_status(
     api: &Api<SaeDeletionPolicy>,
     recorder: &Recorder,
     policy: &SaeDeletionPolicy,
 ) {
+    // Once per generation (see policy_status_needs_write): installs that disagree do not
+    // ping-pong the status between them.
+    if !policy_status_needs_write(policy) {
+        return;
+    }
     let status = policy_status(policy, Timestamp::now());
     if policy.status.as_ref() == Some(&status) {
         return;
@@ -393,7 +439,9 @@ where
         if waited.is_multiple_of(60) {
             warn!(
                 kind,
-                "still waiting for the first list; no object is reconciled until then (check RBAC)"
+                "still waiting for the first list; no object is reconciled until then. After an \
+                 upgrade: apply crds/ (the SaeDeletionPolicy CRD) and deploy/'s RBAC (policies, \
+                 their status, namespaces) before the new controller"
             );
         }
     }

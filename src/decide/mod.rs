@@ -347,8 +347,11 @@ const LIST_MARGIN: SignedDuration = SignedDuration::from_secs(60);
 /// how soon to look again (a fresh look, since shared ones are shared only briefly).
 const EARLY_LOOK_RETRY: SignedDuration = SignedDuration::from_secs(1);
 /// How often an object refused by a policy without a known reopening time looks again (a look at
-/// the cache; policy and namespace changes wake it sooner).
-const POLICY_RECHECK: SignedDuration = SignedDuration::from_secs(30);
+/// the cache; policy and namespace changes wake it sooner): a quarter of its age, within these
+/// bounds. A minRunningInstances check spends an SAE listing each time, so an object refused for
+/// long must not spend one every 30 s.
+const MIN_POLICY_RECHECK: SignedDuration = SignedDuration::from_secs(30);
+const MAX_POLICY_RECHECK: SignedDuration = SignedDuration::from_mins(5);
 /// Waiting for the app costs no SAE call, only a look at other objects' statuses.
 const APP_RECHECK: SignedDuration = SignedDuration::from_secs(5);
 

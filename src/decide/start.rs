@@ -73,16 +73,23 @@ impl Step<'_> {
     }
 
     /// A deletion policy stands in the way: nothing is sent and nothing counts as an attempt;
-    /// look again when a window opens, else a little later (policy and namespace changes wake the
-    /// object sooner). The message is the refusal's (it names the policy and the limit), so the
-    /// same refusal again writes nothing.
+    /// look again when a window opens, else later, the longer the object has waited (a quarter of
+    /// its age, 30 s to 5 min: a DisruptionBudget check may cost an SAE listing each time; policy
+    /// and namespace changes wake the object sooner). The message is the refusal's (it names the
+    /// policy and the limit), so the same refusal again writes nothing.
     pub(super) fn refused_by_policy(&mut self, refusal: crate::policy::Refusal) -> Action {
         self.next.next_attempt_time = None;
         self.next.sae_unreachable_since = None;
         let again = refusal
             .retry_at
             .filter(|t| *t > self.now)
-            .unwrap_or_else(|| add(self.now, POLICY_RECHECK));
+            .unwrap_or_else(|| {
+                let age = self.now.duration_since(self.created);
+                add(
+                    self.now,
+                    clamp(age / 4, MIN_POLICY_RECHECK, MAX_POLICY_RECHECK),
+                )
+            });
         let message = format!("DeleteInstances not sent: {}", refusal.message);
         self.set(Phase::Pending, refusal.reason.into(), message);
         Action::WaitUntil(again)

@@ -287,6 +287,22 @@ impl PolicySet {
         set
     }
 
+    /// The first policy (valid or invalid, by name) that sets `namespaceSelector`: while a
+    /// namespace's labels are not known, no decision about an object in it can be trusted.
+    pub fn selecting_by_label(&self) -> Option<&str> {
+        let valid = self
+            .valid
+            .iter()
+            .filter(|c| c.spec.namespace_selector.is_some())
+            .map(|c| c.name.as_str());
+        let invalid = self
+            .invalid
+            .iter()
+            .filter(|(_, spec, _)| spec.namespace_selector.is_some())
+            .map(|(name, _, _)| name.as_str());
+        valid.chain(invalid).min()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.valid.is_empty() && self.invalid.is_empty()
     }

@@ -17,7 +17,10 @@
 //! - Scope fields combine with AND; `namespaces` and `namespaceSelector` with OR between them.
 //!   A set list must not be empty (the schema says minItems 1). An empty `namespaceSelector`
 //!   (`{}`) matches every namespace, as everywhere in Kubernetes. When the namespace's labels are
-//!   unknown, no selector matches it.
+//!   unknown, no selector matches it; the controller does not decide then: while any policy
+//!   (valid or not) sets `namespaceSelector`, an object whose namespace is not in its cache is
+//!   refused NotPermitted and checked again in a few seconds (deciding without the labels could
+//!   skip a policy's limits, which fails open).
 //! - Invalid policies (unknown zone, start not before end, malformed selector, empty list) admit
 //!   nothing, and — to fail closed — refuse every object their scope may cover: a broken policy
 //!   may have been meant to restrict, so it is not silently skipped. One whose scope clearly
@@ -26,19 +29,21 @@
 //!   window across midnight is two windows (Fri 22:00-24:00 + Sat 00:00-02:00). This keeps "which
 //!   day does the window belong to" unambiguous and makes "start after end" a plain error, as the
 //!   issue asks. Only the start of a send must be inside.
-//! - minRunningInstances: every named id counts as one that stops running (`running - ids`),
-//!   which may over-count when some named instance is not Running: it errs on the safe side.
+//! - minRunningInstances: only instances SAE lists as `Running` count (Pending, Starting, Failed,
+//!   Terminating do not serve), and every named id counts as one that stops running
+//!   (`running - ids`), which may over-count when some named instance is not Running: it errs on
+//!   the safe side.
 //!
-//! # What the controller must keep for maxInstancesPerHour
+//! # What the controller keeps for maxInstancesPerHour
 //!
 //! The count comes from [`deletion_record`] of every object that may have deleted in the hour.
-//! Live objects are in the cache; finished ones leave it (`controller/finished.rs` keeps only
-//! their phase and change order), and deleted ones leave the cluster. So `Finished` must also
-//! keep a [`DeletionRecord`] per uid for finished objects and, for [`BUDGET_PERIOD`] after their
-//! `at`, for deleted ones (its tombstones are kept 24 h by `Instant`; these need the wall-clock
-//! `at`). After a restart the records of finished objects come back from their statuses (the
-//! initial list); those of objects deleted before the restart do not, unless persisted — see
-//! the report of this change for the options.
+//! Live objects are in the cache. `controller/finished.rs` (`Finished`) keeps a
+//! [`DeletionRecord`] per uid of every object seen with one — live (as its events pass), finished
+//! or deleted — for [`BUDGET_PERIOD`] after its `at`, so objects that leave the cache (finished,
+//! deleted, or dropped by a watch re-list without a Delete event) still count; the live object's
+//! status wins per uid. After a restart or failover the records of finished objects come back
+//! from their statuses (the initial list); those of objects deleted before it do not (memory
+//! only; docs/guarantees.md lists this residual).
 
 mod budget;
 mod decide;
@@ -50,7 +55,7 @@ pub use budget::{
     BUDGET_PERIOD, DeletionRecord, count_recent, count_recent_objects, deletion_record,
 };
 pub use decide::{Facts, PolicySet, Refusal, RefusalReason, Subject, Verdict, validate};
-pub use status::policy_status;
+pub use status::{policy_status, policy_status_needs_write};
 pub use types::{
     CredentialsMode, Day, END_PATTERN, MaintenanceWindow, POLICY_CONDITION_READY, POLICY_CRD_FILE,
     POLICY_REASON_INVALID, POLICY_REASON_VALID, START_PATTERN, SaeDeletionPolicy,

@@ -45,3 +45,20 @@ pub fn policy_status(policy: &SaeDeletionPolicy, now: Timestamp) -> SaeDeletionP
         }],
     }
 }
+
+/// Whether the controller should write [`policy_status`] on `policy`: only when its status has
+/// no Ready condition, or was written for another generation than the policy's. A status already
+/// written for this generation is left alone even when this controller would say something else:
+/// two installs (different versions, or one confined to a namespace beside a cluster-wide one)
+/// that disagree would otherwise patch each other's status forever, each patch waking the other's
+/// watch. The first word on a generation stands; a spec edit asks again.
+pub fn policy_status_needs_write(policy: &SaeDeletionPolicy) -> bool {
+    let Some(status) = &policy.status else {
+        return true;
+    };
+    let has_ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == POLICY_CONDITION_READY);
+    !has_ready || status.observed_generation != policy.metadata.generation
+}

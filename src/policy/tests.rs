@@ -1219,6 +1219,19 @@ fn schema_says_what_it_can() {
     );
     assert_eq!(props["maxInstancesPerHour"]["minimum"].as_f64(), Some(1.0));
     assert_eq!(props["minRunningInstances"]["minimum"].as_f64(), Some(0.0));
+    // The fields are int32: a larger number must be refused by the API server, not accepted there
+    // and then fail to decode in the controller (which would drop the whole policy from its cache).
+    for field in [
+        "maxInstancesPerDeletion",
+        "minRunningInstances",
+        "maxInstancesPerHour",
+    ] {
+        assert_eq!(
+            props[field]["maximum"].as_f64(),
+            Some(2147483647.0),
+            "{field}"
+        );
+    }
     assert_eq!(
         props["credentials"]["enum"],
         json!(["Any", "SecretOnly", "ControllerOnly"])
@@ -1288,6 +1301,32 @@ fn the_patterns_agree_with_the_controller_check() {
         });
         assert_eq!(validate(&p).is_ok(), ok, "{start}-{end}");
     }
+}
+
+#[test]
+fn the_status_is_written_once_per_generation() {
+    let mut p = policy("p", |_| {});
+    p.metadata.generation = Some(2);
+    assert!(policy_status_needs_write(&p), "no status yet");
+    p.status = Some(SaeDeletionPolicyStatus {
+        observed_generation: Some(2),
+        conditions: vec![],
+    });
+    assert!(policy_status_needs_write(&p), "no Ready condition");
+    p.status = Some(policy_status(&p, fixtures::t0()));
+    assert!(
+        !policy_status_needs_write(&p),
+        "written for this generation"
+    );
+    // Another install (say an older version) wrote the opposite for this generation: left alone,
+    // so that the two do not patch each other forever.
+    let ready = &mut p.status.as_mut().unwrap().conditions[0];
+    ready.status = "False".into();
+    ready.reason = "Invalid".into();
+    assert!(!policy_status_needs_write(&p));
+    // A spec edit (new generation): written again.
+    p.metadata.generation = Some(3);
+    assert!(policy_status_needs_write(&p));
 }
 
 #[test]

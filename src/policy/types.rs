@@ -154,21 +154,21 @@ pub struct SaeDeletionPolicySpec {
     /// Most instance ids one SaeInstanceDeletion object may name. At least 1. Unset: no limit
     /// beyond the object's own (100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub max_instances_per_deletion: Option<i32>,
 
     /// Instances of the application that must still be Running after the deletion, counted from
     /// SAE's instance list right before each send (every instance the object names counts as
     /// one that stops running). At least 0. Unset: no such limit (and no extra SAE call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub min_running_instances: Option<i32>,
 
     /// Most instances of one application this controller deletes in any 60 minutes, counting
     /// every request SAE accepted (or may have accepted: an answer that was lost) in that time,
     /// finished or not, including those of objects deleted since. At least 1. Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub max_instances_per_hour: Option<i32>,
 
     /// Maintenance windows: a DeleteInstances request starts only inside one of them (it may
@@ -188,16 +188,6 @@ pub enum CredentialsMode {
     SecretOnly,
     /// The object must not name spec.credentialsRef: the controller's own credentials are used.
     ControllerOnly,
-}
-
-impl CredentialsMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialsMode::Any => "Any",
-            CredentialsMode::SecretOnly => "SecretOnly",
-            CredentialsMode::ControllerOnly => "ControllerOnly",
-        }
-    }
 }
 
 /// Pattern of a window's start: `HH:MM`, 00:00 to 23:59.

@@ -65,6 +65,7 @@ impl SaeClient {
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
         let mut terminating = Vec::new();
+        let mut running = Vec::new();
         for group in groups {
             let mut pages: u64 = 1;
             let mut fetched: u64 = 0;
@@ -94,6 +95,7 @@ impl SaeClient {
                 fetched += page.instance_ids.len() as u64;
                 let empty = page.instance_ids.is_empty();
                 terminating.extend(page.terminating);
+                running.extend(page.running);
                 for id in page.instance_ids {
                     // Instances that move between pages while we page would otherwise appear twice.
                     if seen.insert(id.clone()) {
@@ -108,7 +110,15 @@ impl SaeClient {
         }
         terminating.sort();
         terminating.dedup();
-        Ok(Ok(AppInstances { ids, terminating }))
+        running.sort();
+        running.dedup();
+        // An instance seen Running on one page and Terminating on a later one is terminating.
+        running.retain(|id| terminating.binary_search(id).is_err());
+        Ok(Ok(AppInstances {
+            ids,
+            terminating,
+            running,
+        }))
     }
 }
 

@@ -56,11 +56,17 @@ pub struct InstancePage {
     pub instance_ids: Vec<String>,
     /// Those of them SAE reports as being terminated (`InstanceContainerStatus: Terminating`).
     pub terminating: Vec<String>,
+    /// Those of them SAE reports as Running (`InstanceContainerStatus: Running`); Pending,
+    /// Starting, Failed, ... and rows without a status are in neither list.
+    pub running: Vec<String>,
 }
 
-/// Every instance of an app (all groups), and which of them are being terminated.
+/// Every instance of an app (all groups), which of them are being terminated and which are
+/// Running.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppInstances {
     pub ids: Vec<String>,
     pub terminating: Vec<String>,
+    /// Those SAE lists as `InstanceContainerStatus: Running`, each once.
+    pub running: Vec<String>,
 }

@@ -240,24 +240,29 @@ impl SaeClient {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             // SAE documents Running, Terminating, Pending, Failed, ... for InstanceContainerStatus;
-            // only the one that says "being removed" matters here.
-            let terminating = rows
-                .iter()
-                .filter_map(|row| {
-                    let row = row.as_object()?;
-                    let status = text_field(row, "InstanceContainerStatus")?;
-                    status
-                        .trim()
-                        .eq_ignore_ascii_case("Terminating")
-                        .then(|| id_field(row, "InstanceId"))?
-                })
-                .collect();
+            // "being removed" matters to finding our change order, "Running" to
+            // minRunningInstances (Pending, Starting, Failed, ... serve nothing yet).
+            let with_status = |wanted: &str| -> Vec<String> {
+                rows.iter()
+                    .filter_map(|row| {
+                        let row = row.as_object()?;
+                        let status = text_field(row, "InstanceContainerStatus")?;
+                        status
+                            .trim()
+                            .eq_ignore_ascii_case(wanted)
+                            .then(|| id_field(row, "InstanceId"))?
+                    })
+                    .collect()
+            };
+            let terminating = with_status("Terminating");
+            let running = with_status("Running");
             Ok(InstancePage {
                 total: uint_field(data, "TotalSize").unwrap_or(instance_ids.len() as u64),
                 current_page: u32_field(data, "CurrentPage").unwrap_or(current_page),
                 page_size: u32_field(data, "PageSize").unwrap_or(page_size),
                 instance_ids,
                 terminating,
+                running,
             })
         })
         .await

@@ -181,6 +181,86 @@ async fn the_hourly_budget_counts_what_finished_and_deleted_objects_did() {
     );
 }
 
+#[tokio::test]
+async fn unknown_namespace_labels_refuse_briefly_while_a_policy_selects_by_label() {
+    let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (sim, sae_client) = sae().await;
+    let (mut ctx, _objects) = context(Client::new(service, "default"), sae_client);
+    let obj = new_object();
+    // By name only: the unknown labels do not matter.
+    let by_name = SaeDeletionPolicySpec {
+        namespaces: Some(vec![NAMESPACE.into()]),
+        ..Default::default()
+    };
+    let _policies = with_policies(&mut ctx, vec![policy("by-name", by_name.clone())], false);
+    assert_eq!(
+        check(&ctx, &obj, PolicyStage::Quick).await,
+        PolicyCheck::Admitted
+    );
+    // Another policy selects by label (and limits): the object's namespace is not in the cache.
+    let by_label = SaeDeletionPolicySpec {
+        namespace_selector: Some(Default::default()),
+        max_instances_per_hour: Some(1),
+        ..Default::default()
+    };
+    let _policies = with_policies(
+        &mut ctx,
+        vec![policy("by-name", by_name), policy("by-label", by_label)],
+        false,
+    );
+    let before = Timestamp::now();
+    let PolicyCheck::Refused(refusal) = check(&ctx, &obj, PolicyStage::Full).await else {
+        panic!("the unknown labels must not admit");
+    };
+    assert_eq!(refusal.reason, RefusalReason::NotPermitted);
+    assert_eq!(refusal.policy.as_deref(), Some("by-label"));
+    assert!(
+        refusal.message.contains(&format!(
+            "the labels of namespace {NAMESPACE} are not known yet"
+        )),
+        "{}",
+        refusal.message
+    );
+    let retry = refusal.retry_at.expect("a short retry");
+    assert!(retry > before && retry <= Timestamp::now() + UNKNOWN_LABELS_RECHECK);
+    assert_eq!(list_requests(&sim), 0, "refused before any SAE call");
+    // An invalid policy selecting by label counts as well.
+    let broken = SaeDeletionPolicySpec {
+        namespace_selector: Some(Default::default()),
+        app_ids: Some(vec![]),
+        ..Default::default()
+    };
+    let _policies = with_policies(&mut ctx, vec![policy("broken", broken)], false);
+    let PolicyCheck::Refused(refusal) = check(&ctx, &obj, PolicyStage::Quick).await else {
+        panic!("an invalid policy selecting by label must not let the object through");
+    };
+    assert!(
+        refusal.message.contains("are not known yet"),
+        "{}",
+        refusal.message
+    );
+}
+
+#[test]
+fn only_instances_listed_running_count_for_min_running_instances() {
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Five listed: one Running, one Running but also Terminating (a later page), one Pending,
+    // one Failed, one without a status. Only the first is Running.
+    let all = AppInstances {
+        ids: ids(&["i-1", "i-2", "i-3", "i-4", "i-5"]),
+        terminating: ids(&["i-2"]),
+        running: ids(&["i-1", "i-2"]),
+    };
+    assert_eq!(running_instances(&all), 1);
+    assert_eq!(running_instances(&AppInstances::default()), 0);
+    let all = AppInstances {
+        ids: ids(&["i-1", "i-2"]),
+        terminating: vec![],
+        running: ids(&["i-1", "i-2"]),
+    };
+    assert_eq!(running_instances(&all), 2);
+}
+
 #[test]
 fn only_spec_changes_new_and_gone_policies_wake_refused_objects() {
     let generation = |p: &SaeDeletionPolicy| format!("{:?}", p.metadata.generation);

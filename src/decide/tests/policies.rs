@@ -69,6 +69,27 @@ fn a_refused_object_sends_nothing_counts_nothing_and_says_which_policy() {
 }
 
 #[test]
+fn a_long_refused_object_looks_again_less_often() {
+    // A quarter of the object's age, 30 s to 5 min: each look at a minRunningInstances policy
+    // costs an SAE listing. The message stays the same, so no look writes the status.
+    let first = decide(
+        &fresh(),
+        &inputs_at(10),
+        start_refused(refusal(RefusalReason::DisruptionBudget, None)),
+    );
+    let refused = apply(&fresh(), &first);
+    for (now, next) in [(10, 40), (200, 250), (400, 500), (1200, 1500), (2000, 2300)] {
+        let d = decide(
+            &refused,
+            &inputs_at(now),
+            start_refused(refusal(RefusalReason::DisruptionBudget, None)),
+        );
+        assert_eq!(d.action, Action::WaitUntil(at(next)), "at {now} s");
+        assert_eq!(d.status, refused.status.clone().unwrap(), "at {now} s");
+    }
+}
+
+#[test]
 fn a_window_that_opens_later_is_when_the_object_looks_again() {
     let d = decide(
         &fresh(),

@@ -148,8 +148,9 @@ async fn describe_application_groups_parses_list() {
 #[tokio::test]
 async fn describe_application_instances_parses_page() {
     let body = r#"{"RequestId":"req-5","Code":"200","Success":true,"Data":{"CurrentPage":1,"PageSize":2,
-        "TotalSize":3,"Instances":[{"InstanceId":"i-1","GroupId":"g-1","InstanceContainerStatus":"Running"},
-          {"InstanceId":"i-2","InstanceContainerStatus":"Terminating"},{"InstanceId":"i-3"}]}}"#;
+        "TotalSize":4,"Instances":[{"InstanceId":"i-1","GroupId":"g-1","InstanceContainerStatus":"Running"},
+          {"InstanceId":"i-2","InstanceContainerStatus":"Terminating"},{"InstanceId":"i-3"},
+          {"InstanceId":"i-4","InstanceContainerStatus":"Pending"}]}}"#;
     let (addr, log) = canned(200, &[], body).await;
     let page = client_for(addr)
         .describe_application_instances(&creds(), "cn-hangzhou", "app-1", "g-1", 1, 2)
@@ -158,11 +159,12 @@ async fn describe_application_instances_parses_page() {
     assert_eq!(
         page,
         InstancePage {
-            total: 3,
+            total: 4,
             current_page: 1,
             page_size: 2,
-            instance_ids: ids(&["i-1", "i-2", "i-3"]),
+            instance_ids: ids(&["i-1", "i-2", "i-3", "i-4"]),
             terminating: ids(&["i-2"]),
+            running: ids(&["i-1"]),
         }
     );
     let seen = log.lock().unwrap()[0].clone();
