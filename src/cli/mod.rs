@@ -1,4 +1,4 @@
-//! The pure parts of the `kubectl sae` plugin (`src/bin/kubectl-sae.rs` does the I/O):
+//! The pure parts of the `kubectl sae` plugin (`src/bin/kubectl-sae/` does the I/O):
 //!
 //! - `duration`: durations as kubectl writes them (`30s`, `5m`, `1h30m`) and elapsed times.
 //! - `request`: `delete`/`check` input checked with the CRD schema's rules, and the object to
