@@ -1009,3 +1009,115 @@ async fn the_sample_policy_is_accepted_and_valid() {
         "the sample policy must not be applied with the samples: {samples}"
     );
 }
+
+/// `kubectl sae check` as a person with less than admin rights (user `test-oncall`): while the
+/// namespace's labels cannot be read and a policy selects namespaces by label, the plugin says it
+/// cannot tell and exits 3, never "admitted" or "refused" on a guess; once it may read them, the
+/// verdict follows the label (exit 1 refused without it, exit 0 admitted with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_once_readable() {
+    let _turn = POLICY_TURN.lock().await;
+    let mut policies = Policies::new();
+    let cp = policies.cp;
+    let ns = cp.create_namespace("pol-cli-check");
+    policies.apply(
+        "cli-by-label",
+        json!({
+            "namespaceSelector": { "matchLabels": { "sae-policies-test": ns } },
+            "appIds": ["app-cli"],
+        }),
+    );
+    let role = format!("sae-test-oncall-{ns}");
+    let grant = |rules: Value| {
+        let docs = json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": { "name": role, "labels": { TEST_LABEL: TEST_LABEL_VALUE } },
+                    "rules": rules,
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": { "name": role, "labels": { TEST_LABEL: TEST_LABEL_VALUE } },
+                    "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+                    "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": support::ONCALL_USER }],
+                },
+            ],
+        });
+        let out = cp.kubectl_stdin(&["apply", "-f", "-"], &docs.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let read_deletions_and_policies = json!([{
+        "apiGroups": ["sae.ops.dev"],
+        "resources": ["saeinstancedeletions", "saedeletionpolicies"],
+        "verbs": ["get", "list"],
+    }]);
+    let check = |expect: i32, needle: &'static str| {
+        let ns = ns.clone();
+        async move {
+            // RBAC changes reach the authorizer within a moment: ask until the answer is the one
+            // expected, at most 20 s, and show the last answer otherwise.
+            let start = Instant::now();
+            loop {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sae"))
+                    .arg("--kubeconfig")
+                    .arg(cp.oncall_kubeconfig())
+                    .args(["-n", &ns, "check", "--app", "app-cli", "--region"])
+                    .arg(support::world::REGION)
+                    .arg("i-1")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .expect("run kubectl-sae");
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                if out.status.code() == Some(expect) && stdout.contains(needle) {
+                    return (stdout, stderr);
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "want exit {expect} and {needle:?}, got {:?}:\n{stdout}\n{stderr}",
+                    out.status.code()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+
+    // Policies and deletions readable, the Namespace not: cannot tell, exit 3.
+    grant(read_deletions_and_policies.clone());
+    let (stdout, stderr) = check(3, "cannot tell").await;
+    assert!(
+        stdout.contains(&format!("namespace {ns}'s labels could not be read")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("error: cannot tell"), "{stderr}");
+
+    // The Namespace readable, not labelled: refused, exit 1.
+    let mut with_namespaces = read_deletions_and_policies.as_array().unwrap().clone();
+    with_namespaces
+        .push(json!({ "apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"] }));
+    grant(Value::Array(with_namespaces));
+    let (stdout, _) = check(1, "refused (NotPermitted").await;
+    assert!(!stdout.contains("cannot tell"), "{stdout}");
+
+    // Labelled: admitted by the selector's policy, exit 0.
+    cp.kubectl_ok(&[
+        "label",
+        "namespace",
+        &ns,
+        &format!("sae-policies-test={ns}"),
+    ]);
+    check(0, "admitted by SaeDeletionPolicy \"cli-by-label\"").await;
+
+    for kind in ["clusterrolebinding", "clusterrole"] {
+        cp.kubectl(&["delete", kind, &role, "--ignore-not-found"]);
+    }
+}

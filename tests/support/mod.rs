@@ -9,7 +9,9 @@
 //!   Each test should work in its own namespace: [`ControlPlane::create_namespace`].
 //! - Identities: [`ControlPlane::admin_kubeconfig`] (group `system:masters`) and
 //!   [`ControlPlane::controller_kubeconfig`] (user `system:serviceaccount:sae-system:sae-controller`
-//!   with the ServiceAccount groups), so the controller runs with exactly the RBAC of `deploy/`.
+//!   with the ServiceAccount groups), so the controller runs with exactly the RBAC of `deploy/`;
+//!   [`ControlPlane::oncall_kubeconfig`] (user `test-oncall`, allowed nothing until a test binds
+//!   it a role: a person with less than admin rights).
 //! - kubectl as admin: [`ControlPlane::kubectl`] (raw `Output`), [`ControlPlane::kubectl_ok`] (asserts
 //!   success, returns stdout), [`ControlPlane::kubectl_stdin`] (feeds stdin);
 //!   [`ControlPlane::kubectl_as`] with any kubeconfig.
@@ -66,6 +68,8 @@ use process::{is_executable, spawn_guarded, tail, which};
 /// The ServiceAccount the controller runs as in `deploy/`.
 pub const CONTROLLER_NAMESPACE: &str = "sae-system";
 pub const CONTROLLER_USER: &str = "system:serviceaccount:sae-system:sae-controller";
+/// A person with no permissions of their own: tests grant it exactly what they mean to.
+pub const ONCALL_USER: &str = "test-oncall";
 pub const CRD_NAME: &str = "saeinstancedeletions.sae.ops.dev";
 /// The deletion policies' CRD, installed with the other one from `crds/`.
 pub const POLICY_CRD_NAME: &str = "saedeletionpolicies.sae.ops.dev";
@@ -81,6 +85,7 @@ pub struct ControlPlane {
     kubectl: PathBuf,
     admin_kubeconfig: PathBuf,
     controller_kubeconfig: PathBuf,
+    oncall_kubeconfig: PathBuf,
     // Held so the processes stay referenced; they are stopped by their watchdogs, not by Drop.
     _etcd: Child,
     _apiserver: Child,
@@ -128,6 +133,11 @@ impl ControlPlane {
 
     pub fn controller_kubeconfig(&self) -> &Path {
         &self.controller_kubeconfig
+    }
+
+    /// User [`ONCALL_USER`]: authenticated, allowed nothing until a test binds it a role.
+    pub fn oncall_kubeconfig(&self) -> &Path {
+        &self.oncall_kubeconfig
     }
 
     /// `https://127.0.0.1:PORT` (self-signed certificate).
@@ -322,10 +332,12 @@ impl ControlPlane {
 
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let controller_token = uuid::Uuid::new_v4().simple().to_string();
+        let oncall_token = uuid::Uuid::new_v4().simple().to_string();
         let tokens = format!(
             "{admin_token},test-admin,test-admin,\"system:masters\"\n\
              {controller_token},{CONTROLLER_USER},sae-controller-uid,\
-             \"system:serviceaccounts,system:serviceaccounts:{CONTROLLER_NAMESPACE}\"\n"
+             \"system:serviceaccounts,system:serviceaccounts:{CONTROLLER_NAMESPACE}\"\n\
+             {oncall_token},{ONCALL_USER},test-oncall-uid\n"
         );
         write(&dir.join("tokens.csv"), &tokens)?;
 
@@ -337,6 +349,11 @@ impl ControlPlane {
         let server = format!("https://127.0.0.1:{api_port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
         let controller_kubeconfig = dir.join("controller.kubeconfig");
+        let oncall_kubeconfig = dir.join("oncall.kubeconfig");
+        write(
+            &oncall_kubeconfig,
+            &kubeconfig(&server, ONCALL_USER, &oncall_token),
+        )?;
         write(
             &admin_kubeconfig,
             &kubeconfig(&server, "test-admin", &admin_token),
@@ -407,6 +424,7 @@ impl ControlPlane {
             kubectl,
             admin_kubeconfig,
             controller_kubeconfig,
+            oncall_kubeconfig,
             _etcd: etcd,
             _apiserver: apiserver,
         };
