@@ -76,7 +76,10 @@ pub type RequestObserver = Arc<dyn Fn(Operation, Result<(), &SaeError>, Duration
 /// A client for SAE's ROA API. Cloning shares the connection pool (and the observer).
 #[derive(Clone)]
 pub struct SaeClient {
+    /// For the reads: connections are kept and reused.
     http: reqwest::Client,
+    /// For DeleteInstances: a new connection each time (see [`SaeClient::new`]).
+    unpooled: reqwest::Client,
     config: SaeClientConfig,
     observer: Option<RequestObserver>,
     /// SAE's clock against ours per region, from the `Date` of every answer.
@@ -113,18 +116,31 @@ impl SaeClient {
                 detail: "max_body_bytes must be positive".into(),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            // A redirected PUT would be a second, unsigned delivery of a non-idempotent call.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SaeError::InvalidRequest {
-                operation: OPERATION,
-                detail: format!("cannot build the HTTP client: {}", error_chain(&e)),
-            })?;
+        let build = |idle_per_host: usize| {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.timeout)
+                // A redirected PUT would be a second, unsigned delivery of a non-idempotent call.
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(idle_per_host)
+                .build()
+                .map_err(|e| SaeError::InvalidRequest {
+                    operation: OPERATION,
+                    detail: format!("cannot build the HTTP client: {}", error_chain(&e)),
+                })
+        };
+        // DeleteInstances never goes out on a connection that sat idle in the pool. A server or
+        // load balancer closes idle keep-alive connections when it likes; a request written just
+        // as that happens gets no answer, and to the client that looks exactly like a request SAE
+        // executed and whose answer was lost: an attempt that must be resolved from SAE's lists,
+        // which takes the settle time and looks. On a new connection the same close cannot
+        // happen, and a connection that cannot be made is a clean "not sent". The cost is one
+        // handshake per DeleteInstances. Reads keep the pool: a lost read is simply asked again.
+        let http = build(usize::MAX)?;
+        let unpooled = build(0)?;
         Ok(Self {
             http,
+            unpooled,
             config,
             observer: None,
             clocks: SaeClocks::default(),
@@ -233,8 +249,12 @@ impl SaeClient {
             .map_err(|_| invalid(operation, "the HTTP method is not valid"))?;
 
         let sent = jiff::Timestamp::now();
-        let response = self
-            .http
+        let http = if op.is_idempotent() {
+            &self.http
+        } else {
+            &self.unpooled
+        };
+        let response = http
             .request(method, url)
             .headers(headers)
             .send()

@@ -43,6 +43,12 @@ impl Operation {
         }
     }
 
+    /// Whether sending it twice does no harm: true for the reads, false for DeleteInstances
+    /// (SAE takes no client token for it).
+    pub const fn is_idempotent(self) -> bool {
+        !matches!(self, Operation::DeleteInstances)
+    }
+
     /// The ROA path, without query.
     pub const fn path(self) -> &'static str {
         match self {

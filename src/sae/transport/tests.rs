@@ -84,49 +84,91 @@ async fn connection_closed_mid_body_is_no_answer() {
     assert_ambiguous(delete_via(addr).await, "body read failed");
 }
 
-/// An outage must never be mistaken for a lost answer's opposite: a request written on a pooled
-/// keep-alive connection that the server then drops may have reached SAE, so it is `NoAnswer`
-/// (resolved from SAE's state), never `NotSent` (taken back and sent again without counting).
-#[tokio::test]
-async fn a_pooled_connection_dropped_after_the_request_is_no_answer_not_unsent() {
+/// A server that answers the first request of each connection with a refusal (HTTP 400) and
+/// drops any later request on the same connection unanswered, as a server closing an idle
+/// keep-alive connection just as a request is written does. Counts connections.
+async fn one_answer_per_connection_server() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     tokio::spawn(async move {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            return;
-        };
-        let body = br#"{"RequestId":"r-1","Code":"InvalidParameter.NotEmpty","Message":"x","Success":false}"#;
-        let answer = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let mut buf = [0u8; 4096];
-        for round in 0..2 {
-            let mut head = Vec::new();
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let body = br#"{"RequestId":"r-1","Code":"InvalidParameter.NotEmpty","Message":"x","Success":false}"#;
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut buf = [0u8; 4096];
+                for round in 0..2 {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if round == 1 {
+                        return;
+                    }
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.write_all(body).await;
                 }
-            }
-            if round == 1 {
-                // The second request arrived on the kept-alive connection: drop it unanswered.
-                return;
-            }
-            let _ = socket.write_all(answer.as_bytes()).await;
-            let _ = socket.write_all(body).await;
+            });
         }
     });
-    let (client, creds, ids) = (client_for(addr), creds(), ids(&["a"]));
+    (addr, connections)
+}
+
+/// An outage must never be mistaken for a lost answer's opposite: a request written on a pooled
+/// keep-alive connection that the server then drops may have reached SAE, so it is `NoAnswer`
+/// (resolved from SAE's state, or asked again for a read), never `NotSent`.
+#[tokio::test]
+async fn a_pooled_connection_dropped_after_the_request_is_no_answer_not_unsent() {
+    let (addr, connections) = one_answer_per_connection_server().await;
+    let (client, creds) = (client_for(addr), creds());
     let first = client
-        .delete_instances(&creds, "cn-hangzhou", "app-1", &ids)
+        .describe_change_order(&creds, "cn-hangzhou", "co-1")
         .await
         .expect_err("a refusal");
     assert!(matches!(first, SaeError::Api { .. }), "{first:?}");
+    // Reads reuse the kept-alive connection: this one is dropped unanswered.
     let second = client
-        .delete_instances(&creds, "cn-hangzhou", "app-1", &ids)
+        .describe_change_order(&creds, "cn-hangzhou", "co-1")
         .await;
     assert_ambiguous(second, "");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+/// DeleteInstances never rides a pooled connection, so a server closing idle connections cannot
+/// turn its answer into a lost one (an attempt to resolve from SAE's lists): each goes out on a
+/// connection of its own and is answered.
+#[tokio::test]
+async fn delete_instances_opens_a_connection_of_its_own_each_time() {
+    let (addr, connections) = one_answer_per_connection_server().await;
+    let (client, creds, ids) = (client_for(addr), creds(), ids(&["a"]));
+    let read = client
+        .describe_change_order(&creds, "cn-hangzhou", "co-1")
+        .await
+        .expect_err("a refusal");
+    assert!(matches!(read, SaeError::Api { .. }), "{read:?}");
+    for round in 0..3 {
+        let sent = client
+            .delete_instances(&creds, "cn-hangzhou", "app-1", &ids)
+            .await
+            .expect_err("a refusal");
+        assert!(
+            matches!(sent, SaeError::Api { .. }),
+            "DeleteInstances {round} was not answered: {sent:?}"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        4,
+        "one for the read, one per send"
+    );
 }
 
 // ---- requests that cannot be built ---------------------------------------------------------
