@@ -520,9 +520,10 @@ async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
     );
 }
 
-/// A person who may read an object but not watch it (user `test-oncall` with `get` only):
-/// `kubectl sae wait` cannot follow, and says so with exit 3 at once, instead of waiting on a
-/// watch that the API server will refuse forever (the watcher would retry it without a word).
+/// A person who may read objects but not watch them (user `test-oncall`, first with `get` only,
+/// then with `get` and `list`): `kubectl sae wait` cannot follow, and says so with exit 3 at once
+/// (the refused initial list, then the refused watch itself), instead of waiting on a watch that
+/// the API server will refuse forever (the watcher would retry it without a word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_without_watch_permission_exits_3_at_once_saying_why() {
     let setup = Setup {
@@ -543,31 +544,6 @@ async fn wait_without_watch_permission_exits_3_at_once_saying_why() {
     )
     .await;
     assert_eq!(code(&out), 0, "{:?}", text(&out));
-    let role = json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": { "name": "oncall-get-only", "namespace": w.ns },
-                "rules": [{
-                    "apiGroups": ["sae.ops.dev"],
-                    "resources": ["saeinstancedeletions"],
-                    "verbs": ["get"],
-                }],
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": { "name": "oncall-get-only", "namespace": w.ns },
-                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "oncall-get-only" },
-                "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": support::ONCALL_USER }],
-            },
-        ],
-    });
-    let applied = w.cp.kubectl_stdin(&["apply", "-f", "-"], &role.to_string());
-    assert!(applied.status.success(), "{applied:?}");
 
     let as_oncall = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-sae"));
@@ -578,38 +554,68 @@ async fn wait_without_watch_permission_exits_3_at_once_saying_why() {
             .stdin(Stdio::null());
         cmd.output().expect("run kubectl-sae")
     };
-    // The binding reaches the authorizer within a moment: wait until the object can be read.
-    let start = std::time::Instant::now();
-    while !w
-        .cp
-        .kubectl_as(
-            w.cp.oncall_kubeconfig(),
-            &["get", "saedel", "slow", "-n", &w.ns],
-        )
-        .status
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the get-only Role never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    for (verbs, proof) in [
+        (&["get"][..], &["get", "saedel", "slow"][..]),
+        (&["get", "list"][..], &["get", "saedel"][..]),
+    ] {
+        let role = json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "Role",
+                    "metadata": { "name": "oncall-no-watch", "namespace": w.ns },
+                    "rules": [{
+                        "apiGroups": ["sae.ops.dev"],
+                        "resources": ["saeinstancedeletions"],
+                        "verbs": verbs,
+                    }],
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": { "name": "oncall-no-watch", "namespace": w.ns },
+                    "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "oncall-no-watch" },
+                    "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": support::ONCALL_USER }],
+                },
+            ],
+        });
+        let applied = w.cp.kubectl_stdin(&["apply", "-f", "-"], &role.to_string());
+        assert!(applied.status.success(), "{applied:?}");
+        // The grant reaches the authorizer within a moment: wait until it shows.
+        let start = std::time::Instant::now();
+        let mut proof_args = proof.to_vec();
+        proof_args.extend(["-n", &w.ns]);
+        while !w
+            .cp
+            .kubectl_as(w.cp.oncall_kubeconfig(), &proof_args)
+            .status
+            .success()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the Role with {verbs:?} never took effect"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
 
-    let started = std::time::Instant::now();
-    let out = tokio::task::block_in_place(|| as_oncall(&["wait", "slow", "--timeout", "45s"]));
-    let (stdout, stderr) = text(&out);
-    assert_eq!(code(&out), 3, "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("cannot follow SaeInstanceDeletion slow")
-            && stderr.contains("you may not list or watch SaeInstanceDeletion objects here (403)"),
-        "{stderr}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "took {:?}: a refused watch must end the wait, not the --timeout",
-        started.elapsed()
-    );
+        let started = std::time::Instant::now();
+        let out = tokio::task::block_in_place(|| as_oncall(&["wait", "slow", "--timeout", "45s"]));
+        let (stdout, stderr) = text(&out);
+        assert_eq!(code(&out), 3, "{verbs:?}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("cannot follow SaeInstanceDeletion slow")
+                && stderr
+                    .contains("you may not list or watch SaeInstanceDeletion objects here (403)"),
+            "{verbs:?}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{verbs:?}: took {:?}: a refused watch must end the wait, not the --timeout",
+            started.elapsed()
+        );
+    }
     // `describe` needs no watch: the same person reads the story.
     let described = tokio::task::block_in_place(|| as_oncall(&["describe", "slow"]));
     let (story, stderr) = text(&described);

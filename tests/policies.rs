@@ -1028,6 +1028,10 @@ async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_
         }),
     );
     let role = format!("sae-test-oncall-{ns}");
+    let _cleanup = ClusterGrant {
+        cp,
+        name: role.clone(),
+    };
     let grant = |rules: Value| {
         let docs = json!({
             "apiVersion": "v1",
@@ -1060,11 +1064,13 @@ async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_
         "resources": ["saeinstancedeletions", "saedeletionpolicies"],
         "verbs": ["get", "list"],
     }]);
-    let check = |expect: i32, needle: &'static str| {
+    // Asks until the answer is `want` (exit status, a line in stdout). RBAC changes reach the
+    // authorizer within a moment, so until then the one answer the previous grant gives is
+    // accepted (`interim`: its exit status and a line in stdout, "" for an empty stdout), for at
+    // most 20 s; any other answer fails at once.
+    let check = |want: (i32, &'static str), interim: Option<(i32, &'static str)>| {
         let ns = ns.clone();
         async move {
-            // RBAC changes reach the authorizer within a moment: ask until the answer is the one
-            // expected, at most 20 s, and show the last answer otherwise.
             let start = Instant::now();
             loop {
                 let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sae"))
@@ -1078,12 +1084,20 @@ async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_
                     .expect("run kubectl-sae");
                 let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
                 let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-                if out.status.code() == Some(expect) && stdout.contains(needle) {
+                let is = |(code, line): (i32, &str)| {
+                    out.status.code() == Some(code)
+                        && if line.is_empty() {
+                            stdout.is_empty()
+                        } else {
+                            stdout.contains(line)
+                        }
+                };
+                if is(want) {
                     return (stdout, stderr);
                 }
                 assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "want exit {expect} and {needle:?}, got {:?}:\n{stdout}\n{stderr}",
+                    interim.is_some_and(is) && start.elapsed() < Duration::from_secs(20),
+                    "want {want:?} (or, for at most 20 s, {interim:?}), got exit {:?}:\n{stdout}\n{stderr}",
                     out.status.code()
                 );
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1093,7 +1107,8 @@ async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_
 
     // Policies and deletions readable, the Namespace not: cannot tell, exit 3.
     grant(read_deletions_and_policies.clone());
-    let (stdout, stderr) = check(3, "cannot tell").await;
+    // Before the grant takes effect the policies cannot be listed: an error, nothing on stdout.
+    let (stdout, stderr) = check((3, "cannot tell"), Some((3, ""))).await;
     assert!(
         stdout.contains(&format!("namespace {ns}'s labels could not be read")),
         "{stdout}"
@@ -1105,7 +1120,7 @@ async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_
     with_namespaces
         .push(json!({ "apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"] }));
     grant(Value::Array(with_namespaces));
-    let (stdout, _) = check(1, "refused (NotPermitted").await;
+    let (stdout, _) = check((1, "refused (NotPermitted"), Some((3, "cannot tell"))).await;
     assert!(!stdout.contains("cannot tell"), "{stdout}");
 
     // Labelled: admitted by the selector's policy, exit 0.
@@ -1115,9 +1130,21 @@ async fn plugin_check_cannot_tell_without_the_namespace_labels_and_follows_them_
         &ns,
         &format!("sae-policies-test={ns}"),
     ]);
-    check(0, "admitted by SaeDeletionPolicy \"cli-by-label\"").await;
+    check((0, "admitted by SaeDeletionPolicy \"cli-by-label\""), None).await;
+}
 
-    for kind in ["clusterrolebinding", "clusterrole"] {
-        cp.kubectl(&["delete", kind, &role, "--ignore-not-found"]);
+/// Deletes a test's ClusterRole and ClusterRoleBinding of one name when dropped, a failing test's
+/// too.
+struct ClusterGrant {
+    cp: &'static ControlPlane,
+    name: String,
+}
+
+impl Drop for ClusterGrant {
+    fn drop(&mut self) {
+        for kind in ["clusterrolebinding", "clusterrole"] {
+            self.cp
+                .kubectl(&["delete", kind, &self.name, "--ignore-not-found"]);
+        }
     }
 }

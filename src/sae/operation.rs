@@ -46,7 +46,13 @@ impl Operation {
     /// Whether sending it twice does no harm: true for the reads, false for DeleteInstances
     /// (SAE takes no client token for it).
     pub const fn is_idempotent(self) -> bool {
-        !matches!(self, Operation::DeleteInstances)
+        match self {
+            Operation::DeleteInstances => false,
+            Operation::DescribeChangeOrder
+            | Operation::ListChangeOrders
+            | Operation::DescribeApplicationGroups
+            | Operation::DescribeApplicationInstances => true,
+        }
     }
 
     /// The ROA path, without query.

@@ -10,8 +10,8 @@
 //! - Identities: [`ControlPlane::admin_kubeconfig`] (group `system:masters`) and
 //!   [`ControlPlane::controller_kubeconfig`] (user `system:serviceaccount:sae-system:sae-controller`
 //!   with the ServiceAccount groups), so the controller runs with exactly the RBAC of `deploy/`;
-//!   [`ControlPlane::oncall_kubeconfig`] (user `test-oncall`, allowed nothing until a test binds
-//!   it a role: a person with less than admin rights).
+//!   [`ControlPlane::oncall_kubeconfig`] (user `test-oncall`, allowed nothing on this project's
+//!   resources until a test binds it a role: a person with less than admin rights).
 //! - kubectl as admin: [`ControlPlane::kubectl`] (raw `Output`), [`ControlPlane::kubectl_ok`] (asserts
 //!   success, returns stdout), [`ControlPlane::kubectl_stdin`] (feeds stdin);
 //!   [`ControlPlane::kubectl_as`] with any kubeconfig.
@@ -68,7 +68,7 @@ use process::{is_executable, spawn_guarded, tail, which};
 /// The ServiceAccount the controller runs as in `deploy/`.
 pub const CONTROLLER_NAMESPACE: &str = "sae-system";
 pub const CONTROLLER_USER: &str = "system:serviceaccount:sae-system:sae-controller";
-/// A person with no permissions of their own: tests grant it exactly what they mean to.
+/// A person with no permissions on this project's resources: tests grant exactly what they mean to.
 pub const ONCALL_USER: &str = "test-oncall";
 pub const CRD_NAME: &str = "saeinstancedeletions.sae.ops.dev";
 /// The deletion policies' CRD, installed with the other one from `crds/`.
@@ -135,7 +135,8 @@ impl ControlPlane {
         &self.controller_kubeconfig
     }
 
-    /// User [`ONCALL_USER`]: authenticated, allowed nothing until a test binds it a role.
+    /// User [`ONCALL_USER`]: authenticated, allowed nothing on this project's resources until a
+    /// test binds it a role.
     pub fn oncall_kubeconfig(&self) -> &Path {
         &self.oncall_kubeconfig
     }

@@ -89,16 +89,16 @@ anything is created.")]
 pub(crate) struct Target {
     /// SAE application id.
     #[arg(long = "app")]
-    pub(crate) app_id: String,
+    app_id: String,
     /// Alibaba Cloud region of the app.
     #[arg(long = "region", env = "ALIBABA_CLOUD_REGION_ID", default_value = "")]
-    pub(crate) region_id: String,
+    region_id: String,
     /// Instance ids to delete (1 to 100).
     #[arg(value_name = "ID")]
-    pub(crate) instance_ids: Vec<String>,
+    instance_ids: Vec<String>,
     /// Secret (in the namespace) holding the AccessKey; default: the controller's own credentials.
     #[arg(long)]
-    pub(crate) credentials: Option<String>,
+    credentials: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,13 +107,13 @@ pub(crate) struct DeleteArgs {
     pub(crate) target: Target,
     /// Only check that the app has these instances; delete nothing (spec.dryRun).
     #[arg(long)]
-    pub(crate) dry_run: bool,
+    dry_run: bool,
     /// Time allowed to reach a final phase (1m to 168h; spec.activeDeadlineSeconds, default 1h).
     #[arg(long, value_parser = cli::parse_duration)]
-    pub(crate) deadline: Option<Duration>,
+    deadline: Option<Duration>,
     /// Object name (default: generated from the app id).
     #[arg(long)]
-    pub(crate) name: Option<String>,
+    name: Option<String>,
     /// Follow the object until it ends.
     #[arg(long)]
     pub(crate) wait: bool,

@@ -1,4 +1,5 @@
-//! `kubectl sae describe`: one object's story from its status and its Events.
+//! `kubectl sae describe`: one object's story from its status and its Events, and, while it has
+//! not been sent, the policies' verdict on it now.
 
 use std::io::Write;
 

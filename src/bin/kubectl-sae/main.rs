@@ -1,9 +1,10 @@
 //! `kubectl sae`: the on-call engineer's way to ask for a deletion, follow it and understand it.
 //!
-//! This binary is the I/O: flags (`args`, kubectl's conventions), the kube client and the reads
-//! (`reads`), the watch (`follow`) and the story (`describe`). What is printed and decided is in
-//! `sae_controller::cli` (pure, table-tested). The plugin reads and creates SaeInstanceDeletion
-//! objects only: it never calls SAE and needs no credentials.
+//! This binary is the I/O: flags (`args`, kubectl's conventions), the create and the exit
+//! status (here), the kube client and the reads (`reads`), the watch (`follow`) and the story
+//! (`describe`). What is printed and decided is in `sae_controller::cli` (pure, table-tested).
+//! The plugin reads and creates SaeInstanceDeletion objects only: it never calls SAE and needs no
+//! credentials.
 
 use std::io::Write;
 use std::process::ExitCode;

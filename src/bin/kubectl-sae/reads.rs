@@ -42,10 +42,7 @@ pub(crate) async fn connect(cli: &Cli) -> anyhow::Result<(Client, String)> {
 
 /// Every object the user may list: cluster-wide when allowed (objects of other namespaces share
 /// an app's line), else the namespace's.
-pub(crate) async fn all_objects(
-    client: &Client,
-    namespace: &str,
-) -> anyhow::Result<Vec<SaeInstanceDeletion>> {
+async fn all_objects(client: &Client, namespace: &str) -> anyhow::Result<Vec<SaeInstanceDeletion>> {
     let everywhere: Api<SaeInstanceDeletion> = Api::all(client.clone());
     match everywhere.list(&ListParams::default()).await {
         Ok(list) => Ok(list.items),

@@ -138,7 +138,7 @@ async fn a_pooled_connection_dropped_after_the_request_is_no_answer_not_unsent()
     let second = client
         .describe_change_order(&creds, "cn-hangzhou", "co-1")
         .await;
-    assert_ambiguous(second, "");
+    assert_ambiguous(second, "connection");
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
