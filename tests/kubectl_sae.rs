@@ -13,9 +13,14 @@ use support::world::{REGION, Setup, World, app, fast_retry, strings};
 
 /// Runs the plugin in the world's namespace as the cluster admin, stdout piped (not a terminal).
 async fn plugin(w: &World, args: &[&str]) -> Output {
+    plugin_as(w, w.cp.admin_kubeconfig(), args).await
+}
+
+/// [`plugin`] with another identity's kubeconfig.
+async fn plugin_as(w: &World, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-sae"));
     cmd.arg("--kubeconfig")
-        .arg(w.cp.admin_kubeconfig())
+        .arg(kubeconfig)
         .args(["-n", &w.ns])
         .args(args)
         .stdin(Stdio::null());
@@ -475,10 +480,9 @@ async fn describe_tells_a_lost_answer_a_wait_in_line_and_retries_in_order() {
     assert_eq!(w.committed_deletes("app-s").await, 2);
 }
 
-/// The object is deleted while `wait` follows it: the plugin says so and exits 3 promptly,
-/// instead of waiting for an object that will never end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
+/// A world whose change orders take 60 s, and the plugin's answer to creating object `name`
+/// deleting `instance` of `app_id` there (the object stays unfinished for a minute).
+async fn slow_world(prefix: &str, app_id: &str, instance: &str, name: &str) -> (World, Output) {
     let setup = Setup {
         simulator_args: strings(&[
             "--access-key",
@@ -488,14 +492,22 @@ async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
         ]),
         ..Setup::default()
     };
-    let w = World::start_with("cli-gone", vec![app("app-g", &["g-1"])], setup).await;
+    let w = World::start_with(prefix, vec![app(app_id, &[instance])], setup).await;
     let out = plugin(
         &w,
         &[
-            "delete", "--app", "app-g", "--region", REGION, "g-1", "--name", "gone",
+            "delete", "--app", app_id, "--region", REGION, instance, "--name", name,
         ],
     )
     .await;
+    (w, out)
+}
+
+/// The object is deleted while `wait` follows it: the plugin says so and exits 3 promptly,
+/// instead of waiting for an object that will never end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
+    let (w, out) = slow_world("cli-gone", "app-g", "g-1", "gone").await;
     let (stdout, stderr) = text(&out);
     assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
     assert_eq!(stdout.trim(), "gone");
@@ -526,34 +538,9 @@ async fn wait_ends_with_exit_3_when_the_object_is_deleted() {
 /// the API server will refuse forever (the watcher would retry it without a word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_without_watch_permission_exits_3_at_once_saying_why() {
-    let setup = Setup {
-        simulator_args: strings(&[
-            "--access-key",
-            &format!("{}:{}", support::world::AK, support::world::SK),
-            "--change-order-seconds",
-            "60",
-        ]),
-        ..Setup::default()
-    };
-    let w = World::start_with("cli-nowatch", vec![app("app-w", &["w-1"])], setup).await;
-    let out = plugin(
-        &w,
-        &[
-            "delete", "--app", "app-w", "--region", REGION, "w-1", "--name", "slow",
-        ],
-    )
-    .await;
+    let (w, out) = slow_world("cli-nowatch", "app-w", "w-1", "slow").await;
     assert_eq!(code(&out), 0, "{:?}", text(&out));
 
-    let as_oncall = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-sae"));
-        cmd.arg("--kubeconfig")
-            .arg(w.cp.oncall_kubeconfig())
-            .args(["-n", &w.ns])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd.output().expect("run kubectl-sae")
-    };
     for (verbs, proof) in [
         (&["get"][..], &["get", "saedel", "slow"][..]),
         (&["get", "list"][..], &["get", "saedel"][..]),
@@ -601,7 +588,12 @@ async fn wait_without_watch_permission_exits_3_at_once_saying_why() {
         }
 
         let started = std::time::Instant::now();
-        let out = tokio::task::block_in_place(|| as_oncall(&["wait", "slow", "--timeout", "45s"]));
+        let out = plugin_as(
+            &w,
+            w.cp.oncall_kubeconfig(),
+            &["wait", "slow", "--timeout", "45s"],
+        )
+        .await;
         let (stdout, stderr) = text(&out);
         assert_eq!(code(&out), 3, "{verbs:?}: {stdout}\n{stderr}");
         assert!(
@@ -617,7 +609,7 @@ async fn wait_without_watch_permission_exits_3_at_once_saying_why() {
         );
     }
     // `describe` needs no watch: the same person reads the story.
-    let described = tokio::task::block_in_place(|| as_oncall(&["describe", "slow"]));
+    let described = plugin_as(&w, w.cp.oncall_kubeconfig(), &["describe", "slow"]).await;
     let (story, stderr) = text(&described);
     assert_eq!(code(&described), 0, "{story}\n{stderr}");
     assert!(
