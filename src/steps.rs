@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::crd::{SaeInstanceDeletion, SaeInstanceDeletionStatus};
 use crate::decide::{
-    Action, AppTurn, Event, Evidence, Inputs, Observation, PolicyCheck, SEND_BOUND, decide,
-    needs_credentials,
+    Action, AppTurn, Event, Evidence, Inputs, Observation, PolicyCheck, SEND_BOUND, asks_policies,
+    decide, needs_credentials,
 };
 use crate::quota::Priority;
 use crate::sae::{ChangeOrderDetail, DeleteAccepted, SaeError};
@@ -170,7 +170,7 @@ pub async fn reconcile<E: Effects>(
         app,
         policy,
     };
-    let policy = if credentials.is_ok() {
+    let policy = if credentials.is_ok() && asks_policies(&obj) {
         fx.policy(&obj, PolicyStage::Quick).await?
     } else {
         PolicyCheck::Admitted

@@ -141,9 +141,14 @@ impl Context {
                 retry_at: Some(now + UNKNOWN_LABELS_RECHECK),
             }));
         }
+        // The hourly count looks at every watched object; with no policy nothing reads it.
         let mut facts = Facts {
             now,
-            deleted_last_hour: self.deleted_last_hour(pinned.region_id, pinned.app_id, now),
+            deleted_last_hour: if set.is_empty() {
+                0
+            } else {
+                self.deleted_last_hour(pinned.region_id, pinned.app_id, now)
+            },
             running: None,
             require_policy: self.settings.require_policy,
         };

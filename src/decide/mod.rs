@@ -82,6 +82,7 @@ mod step;
 
 pub use resolve::{list_covers, listed_past};
 pub use retry::{backoff_delay, terminal_reason};
+pub use start::asks_policies;
 use step::Step;
 
 pub use queue::{

@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// Whether a decision about `obj` now reads the policies' word (`Observation::Start.policy`):
+/// only before a send (no phase yet, `Pending`, `Retrying`), and never for a dry run. Asking
+/// costs a look at every watched object (the hourly count), so a reconcile asks only then.
+pub fn asks_policies(obj: &SaeInstanceDeletion) -> bool {
+    let before_send = matches!(
+        obj.status.as_ref().and_then(|s| s.phase),
+        None | Some(Phase::Pending) | Some(Phase::Retrying)
+    );
+    before_send && !obj.pinned().dry_run
+}
+
 impl Step<'_> {
     pub(super) fn start(
         &mut self,

@@ -193,3 +193,28 @@ fn a_refusal_after_a_refused_attempt_keeps_the_attempt_count() {
     assert_eq!(d.status.reason(), Some("OutsideMaintenanceWindow"));
     assert_eq!(d.status.next_attempt_time, None);
 }
+
+/// A reconcile asks the policies only when the decision reads their word: for every other object
+/// a refusal and an admission decide the same, so not asking changes nothing.
+#[test]
+fn the_policies_are_asked_exactly_where_their_word_changes_the_decision() {
+    let refused = || start_refused(refusal(RefusalReason::NotPermitted, None));
+    let admitted = || start_refused(PolicyCheck::Admitted);
+    for (name, obj, asked) in [
+        ("new", fresh(), true),
+        ("retrying", retrying(), true),
+        ("pending without credentials", pending_credentials(), true),
+        ("dry run", dry(), false),
+        ("submitting", submitting(), false),
+        ("lost answer", unresolved(), false),
+        ("in progress", in_progress(), false),
+        ("succeeded", succeeded(), false),
+        ("failed", failed(), false),
+    ] {
+        assert_eq!(asks_policies(&obj), asked, "{name}");
+        // After any backoff, so that a waiting object decides too.
+        let now = inputs_at(40);
+        let same = decide(&obj, &now, refused()) == decide(&obj, &now, admitted());
+        assert_eq!(same, !asked, "{name}: the policies' word matters: {asked}");
+    }
+}
